@@ -1,0 +1,71 @@
+"""The ``resgraph`` command line.
+
+Commands live in the modules that implement them and are imported only when run, so
+``validate``, ``summary``, ``build`` and ``render`` answer without importing torch.
+Every :class:`ResgraphError` becomes one message on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from resgraph.errors import ResgraphError
+
+# name -> ("module:function" of a click command, one-line help shown by --help)
+COMMANDS = {
+    "validate": ("resgraph.commands:validate", "Check specs: schema, lowering, shapes, joins."),
+    "summary": ("resgraph.commands:summary", "Parameters, MACs and shapes per stage or layer."),
+    "schema": ("resgraph.commands:schema", "Print the JSON Schema of the spec language."),
+    "lower": ("resgraph.commands:lower_cmd", "Print the IR after a pass (debugging aid)."),
+    "build": ("resgraph.emit.commands:build", "Write standalone PyTorch source for specs."),
+    "import-weights": (
+        "resgraph.emit.commands:import_weights",
+        "Convert a state_dict from another implementation to resgraph's names.",
+    ),
+    "render": ("resgraph.render:render_cmd", "Draw the network with graphviz."),
+    "train": ("resgraph.train.cli:train", "Train a spec with the paper's recipe."),
+    "eval": ("resgraph.train.cli:evaluate", "Report the test error of trained weights."),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name][0].split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise click.ClickException(f"command '{name}' is not available: {exc}") from None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help comes from the table, so --help imports no command module (nor torch).
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ResgraphError as exc:
+            click.echo(f"error: {exc}" if "\n" not in str(exc) else str(exc), err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="resgraph")
+def main() -> None:
+    """resgraph: define, check, generate, render and train residual networks from YAML specs."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Front-end commands: validate, summary, schema, lower. None of them imports torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from resgraph.errors import ResgraphError
+from resgraph.passes import PASS_NAMES, lower
+from resgraph.spec import load_spec
+
+SPEC = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, type=SPEC)
+def validate(specs: tuple[Path, ...]) -> None:
+    """Check SPECS: schema, lowering, shapes and joins. Exit 0 if all are valid, else 1."""
+    failed = 0
+    for path in specs:
+        try:
+            ir = lower(load_spec(path))
+        except ResgraphError as exc:
+            failed += 1
+            click.echo(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}", err=True)
+            continue
+        params = sum(n.params for n in ir.nodes())
+        click.echo(f"{path}: ok ({ir.spec.name}, {params:,} parameters)")
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def _bytes(value: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f} B"
+
+
+@click.command()
+@click.argument("spec", type=SPEC)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--per-layer", is_flag=True, help="One row per op instead of per stage.")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 1 << 20), default=None,
+    help="Batch size for the activation-memory estimate [default: the spec's train batch].",
+)
+def summary(spec: Path, as_json: bool, per_layer: bool, batch_size: int | None) -> None:
+    """Parameters, multiply-adds and shapes per stage (like the paper's Table 1)."""
+    from resgraph.summary import summarize
+
+    model = load_spec(spec)
+    info = summarize(model, batch_size or model.train.batch_size)
+    if as_json:
+        click.echo(json.dumps(info.to_json(per_layer=True), indent=2))
+        return
+    click.echo(f"{info.name}: {info.canonical_name}")
+    click.echo(f"input {info.input}; MACs = multiply-adds per example; FLOPs = 2 x MACs\n")
+    if per_layer:
+        rows = [(r.name, r.op, r.output, f"{r.params:,}", _si(r.macs)) for r in info.layers]
+        header = ("layer", "op", "output", "params", "MACs")
+    else:
+        rows = [(r.name, r.blocks, r.output, f"{r.params:,}", _si(r.macs)) for r in info.stages]
+        header = ("stage", "blocks", "output", "params", "MACs")
+    rows.append(("total", "", "", f"{info.params:,}", _si(info.macs)))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
+    for i, row in enumerate([header, *rows]):
+        if i == len(rows):
+            click.echo("  ".join("-" * w for w in widths))
+        click.echo("  ".join(
+            str(c).ljust(w) if j < 3 else str(c).rjust(w) for j, (c, w) in enumerate(zip(row, widths))
+        ).rstrip())
+    click.echo(
+        f"\nparams {info.params:,}   MACs {info.macs:,} ({_si(info.macs)})   "
+        f"FLOPs {info.flops:,} ({_si(info.flops)})"
+    )
+    click.echo(
+        f"training activations at batch {info.batch_size}: about "
+        f"{_bytes(info.activation_bytes)} (float32, kept for backward)"
+    )
+
+
+@click.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to FILE instead of stdout.")
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of the spec language (for editors)."""
+    from resgraph.spec.schema import ModelSpec
+
+    text = json.dumps(ModelSpec.model_json_schema(), indent=2, sort_keys=True) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from resgraph.fsutil import atomic_write_text
+
+        atomic_write_text(output, text)
+        click.echo(f"wrote {output}")
+
+
+@click.command("lower")
+@click.argument("spec", type=SPEC)
+@click.option("--dump-after", type=click.Choice(sorted(set(PASS_NAMES))), default="analyze",
+              show_default=True, help="Print the IR after this pass.")
+def lower_cmd(spec: Path, dump_after: str) -> None:
+    """Print the IR of SPEC, one node per line (a debugging aid)."""
+    lower(load_spec(spec), dump_after=dump_after, dump=click.echo)

@@ -1,0 +1,69 @@
+"""Typed errors that point at the spec.
+
+Every error a user can cause derives from :class:`ResgraphError`. The CLI prints
+``str(error)`` and exits non-zero; it never shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SourceLoc:
+    """Where in a spec file something came from (1-based line and column)."""
+
+    file: str
+    line: int
+    column: int
+    path: str = ""  # field path, e.g. "stages[1].width"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class ResgraphError(Exception):
+    """Base class of every error resgraph reports to users."""
+
+
+@dataclass
+class Problem:
+    """One located problem: ``file:line:col: path: message``."""
+
+    message: str
+    loc: SourceLoc | None = None
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.loc}: " if self.loc else ""
+        path = self.path or (self.loc.path if self.loc else "")
+        what = f"{path}: " if path else ""
+        return f"{where}{what}{self.message}"
+
+
+class LocatedError(ResgraphError):
+    """An error made of one or more located problems."""
+
+    def __init__(self, problems: list[Problem] | Problem) -> None:
+        self.problems = problems if isinstance(problems, list) else [problems]
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class SpecError(LocatedError):
+    """The spec file cannot be read or does not validate."""
+
+
+class ShapeError(LocatedError):
+    """Tensor shapes do not fit together (a join disagrees, a size reaches zero, ...)."""
+
+
+class IRError(ResgraphError):
+    """An internal invariant of the IR is broken: a bug in a pass, not in the spec."""
+
+
+class WeightsError(ResgraphError):
+    """A checkpoint cannot be read or does not match the architecture."""
+
+
+class TrainError(ResgraphError):
+    """Training cannot start or cannot go on (bad data folder, NaN loss, ...)."""

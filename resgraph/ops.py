@@ -1,0 +1,329 @@
+"""The closed set of IR operations.
+
+Each op is a frozen dataclass that knows its own shape rule, parameter count and
+multiply-adds, so every pass and emitter reads one definition. Shapes exclude the batch
+dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for flat features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+from typing import ClassVar
+
+Shape = tuple[int, ...]
+
+
+def fmt_shape(shape: Shape | None) -> str:
+    return "?" if shape is None else "x".join(str(d) for d in shape)
+
+
+class ShapeMismatch(ValueError):
+    """Raised by an op's shape rule; the shape pass adds the node and its spec location."""
+
+
+def _map(shape: Shape, op: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeMismatch(f"{op} needs a CxHxW feature map, got {fmt_shape(shape)}")
+    return shape  # type: ignore[return-value]
+
+
+def _window(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: ClassVar[str]
+    arity: ClassVar[int | None] = 1  # number of inputs; None: two or more
+    is_module: ClassVar[bool] = False  # emitted as a named nn.Module attribute
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        return inputs[0]
+
+    def check(self, inputs: list[Shape]) -> None:
+        """Joins check that their inputs agree; other ops accept what infer accepts."""
+
+    def params(self) -> int:
+        return 0
+
+    def macs(self, out: Shape) -> int:
+        return 0
+
+    def label(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Input(Op):
+    kind: ClassVar[str] = "input"
+    arity: ClassVar[int | None] = 0
+    channels: int
+    size: int
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        return (self.channels, self.size, self.size)
+
+    def label(self) -> str:
+        return "input"
+
+
+@dataclass(frozen=True)
+class Conv(Op):
+    kind: ClassVar[str] = "conv"
+    is_module: ClassVar[bool] = True
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    bias: bool = False
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "conv")
+        if c != self.in_channels:
+            raise ShapeMismatch(f"conv expects {self.in_channels} input channels, got {c}")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ShapeMismatch(
+                f"conv groups={self.groups} must divide in ({self.in_channels}) and out "
+                f"({self.out_channels}) channels"
+            )
+        oh, ow = (_window(s, self.kernel, self.stride, self.padding) for s in (h, w))
+        if oh < 1 or ow < 1:
+            raise ShapeMismatch(
+                f"{self.kernel}x{self.kernel} conv with stride {self.stride} leaves no pixels "
+                f"of a {h}x{w} input"
+            )
+        return (self.out_channels, oh, ow)
+
+    def params(self) -> int:
+        weights = self.out_channels * (self.in_channels // self.groups) * self.kernel**2
+        return weights + (self.out_channels if self.bias else 0)
+
+    def macs(self, out: Shape) -> int:
+        return out[1] * out[2] * self.out_channels * (self.in_channels // self.groups) * self.kernel**2
+
+    def label(self) -> str:
+        text = f"{self.kernel}x{self.kernel} conv, {self.out_channels}"
+        if self.groups > 1:
+            text += f", g{self.groups}"
+        return text + (f", /{self.stride}" if self.stride > 1 else "")
+
+
+@dataclass(frozen=True)
+class BatchNorm(Op):
+    kind: ClassVar[str] = "batchnorm"
+    is_module: ClassVar[bool] = True
+    channels: int
+    zero_init: bool = False  # last BN of a residual branch, zeroed when the spec asks
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, _, _ = _map(inputs[0], "batchnorm")
+        if c != self.channels:
+            raise ShapeMismatch(f"batchnorm expects {self.channels} channels, got {c}")
+        return inputs[0]
+
+    def params(self) -> int:
+        return 2 * self.channels
+
+    def label(self) -> str:
+        return "BN"
+
+
+@dataclass(frozen=True)
+class ReLU(Op):
+    kind: ClassVar[str] = "relu"
+
+    def label(self) -> str:
+        return "ReLU"
+
+
+@dataclass(frozen=True)
+class Sigmoid(Op):
+    kind: ClassVar[str] = "sigmoid"
+
+    def label(self) -> str:
+        return "sigmoid"
+
+
+@dataclass(frozen=True)
+class MaxPool(Op):
+    kind: ClassVar[str] = "maxpool"
+    is_module: ClassVar[bool] = True
+    kernel: int
+    stride: int
+    padding: int = 0
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "max pool")
+        oh, ow = (_window(s, self.kernel, self.stride, self.padding) for s in (h, w))
+        if oh < 1 or ow < 1:
+            raise ShapeMismatch(f"{self.kernel}x{self.kernel} max pool leaves no pixels of {h}x{w}")
+        return (c, oh, ow)
+
+    def label(self) -> str:
+        return f"{self.kernel}x{self.kernel} max pool, /{self.stride}"
+
+
+@dataclass(frozen=True)
+class AvgPool(Op):
+    kind: ClassVar[str] = "avgpool"
+    is_module: ClassVar[bool] = True
+    kernel: int
+    stride: int
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "avg pool")
+        oh, ow = (_window(s, self.kernel, self.stride, 0) for s in (h, w))
+        if oh < 1 or ow < 1:
+            raise ShapeMismatch(f"{self.kernel}x{self.kernel} avg pool leaves no pixels of {h}x{w}")
+        return (c, oh, ow)
+
+    def label(self) -> str:
+        return f"{self.kernel}x{self.kernel} avg pool, /{self.stride}"
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool(Op):
+    kind: ClassVar[str] = "global_avgpool"
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        return (_map(inputs[0], "global average pool")[0],)
+
+    def label(self) -> str:
+        return "global avg pool"
+
+
+@dataclass(frozen=True)
+class Dropout(Op):
+    kind: ClassVar[str] = "dropout"
+    is_module: ClassVar[bool] = True
+    p: float
+
+    def label(self) -> str:
+        return f"dropout {self.p:g}"
+
+
+@dataclass(frozen=True)
+class DropPath(Op):
+    """Stochastic depth: keep the whole branch with probability ``survival`` in training,
+    scale it by ``survival`` in evaluation (Huang et al. 2016, sec. 3)."""
+
+    kind: ClassVar[str] = "drop_path"
+    is_module: ClassVar[bool] = True
+    survival: float
+
+    def label(self) -> str:
+        return f"drop path, p={self.survival:.3g}"
+
+
+@dataclass(frozen=True)
+class Linear(Op):
+    kind: ClassVar[str] = "linear"
+    is_module: ClassVar[bool] = True
+    in_features: int
+    out_features: int
+    bias: bool = True
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        if len(inputs[0]) != 1 or inputs[0][0] != self.in_features:
+            raise ShapeMismatch(
+                f"fc expects {self.in_features} features, got {fmt_shape(inputs[0])}"
+            )
+        return (self.out_features,)
+
+    def params(self) -> int:
+        return self.in_features * self.out_features + (self.out_features if self.bias else 0)
+
+    def macs(self, out: Shape) -> int:
+        return self.in_features * self.out_features
+
+    def label(self) -> str:
+        return f"fc, {self.out_features}"
+
+
+@dataclass(frozen=True)
+class PadShortcut(Op):
+    """Paper option A: identity on every ``stride``-th pixel, extra channels zero."""
+
+    kind: ClassVar[str] = "pad_shortcut"
+    is_module: ClassVar[bool] = True
+    in_channels: int
+    out_channels: int
+    stride: int
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "option-A shortcut")
+        if c != self.in_channels:
+            raise ShapeMismatch(f"option-A shortcut expects {self.in_channels} channels, got {c}")
+        return (self.out_channels, ceil(h / self.stride), ceil(w / self.stride))
+
+    def label(self) -> str:
+        text = f"zero-pad {self.in_channels}->{self.out_channels}"
+        return text + (f", /{self.stride}" if self.stride > 1 else "")
+
+
+@dataclass(frozen=True)
+class Add(Op):
+    """Residual join: port 0 the branch F(x), port 1 the shortcut x."""
+
+    kind: ClassVar[str] = "add"
+    arity: ClassVar[int | None] = 2
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        return inputs[0]  # the branch decides; check() verifies the shortcut agrees
+
+    def check(self, inputs: list[Shape]) -> None:
+        branch, shortcut = inputs
+        if branch != shortcut:
+            raise ShapeMismatch(
+                f"cannot add branch {fmt_shape(branch)} and shortcut {fmt_shape(shortcut)}"
+            )
+
+    def label(self) -> str:
+        return "+"
+
+
+@dataclass(frozen=True)
+class GateMix(Op):
+    """Highway join: port 0 branch H(x), port 1 carry x, port 2 gate T(x) in (0, 1);
+    output T*H + (1-T)*x (Srivastava et al. 2015)."""
+
+    kind: ClassVar[str] = "gate_mix"
+    arity: ClassVar[int | None] = 3
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        return inputs[0]
+
+    def check(self, inputs: list[Shape]) -> None:
+        if len(set(inputs)) != 1:
+            shown = ", ".join(fmt_shape(s) for s in inputs)
+            raise ShapeMismatch(f"gated join needs equal branch, shortcut and gate shapes, got {shown}")
+
+    def label(self) -> str:
+        return "T*F + (1-T)*x"
+
+
+@dataclass(frozen=True)
+class Concat(Op):
+    """Channel concatenation, inputs in port order (DenseNet)."""
+
+    kind: ClassVar[str] = "concat"
+    arity: ClassVar[int | None] = None
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        self.check(inputs)
+        return (sum(s[0] for s in inputs), *inputs[0][1:])
+
+    def check(self, inputs: list[Shape]) -> None:
+        maps = [_map(s, "concat") for s in inputs]
+        if len({s[1:] for s in maps}) != 1:
+            shown = ", ".join(fmt_shape(s) for s in maps)
+            raise ShapeMismatch(f"concat needs equal spatial sizes, got {shown}")
+
+    def label(self) -> str:
+        return "concat"
+
+
+JOINS = (Add, GateMix, Concat)

@@ -1,0 +1,45 @@
+"""The compiler pipeline: named passes run in order, each followed by the verifier.
+
+``RESGRAPH_DUMP_IR=1`` (or ``resgraph lower --dump-after PASS``) prints the IR after a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from resgraph.ir import IR
+from resgraph.passes.analysis import analyze
+from resgraph.passes.lower import lower as lower_spec
+from resgraph.passes.shapes import check_joins, infer_shapes
+from resgraph.passes.shortcuts import insert_shortcuts
+from resgraph.passes.verify import verify
+from resgraph.spec.schema import ModelSpec
+
+Pass = Callable[[IR], IR]
+
+# (name, pass, shapes are set afterwards)
+PIPELINE: list[tuple[str, Pass, bool]] = [
+    ("infer_shapes", infer_shapes, True),
+    ("insert_shortcuts", insert_shortcuts, False),
+    ("infer_shapes", infer_shapes, True),
+    ("check_joins", check_joins, True),
+    ("analyze", analyze, True),
+]
+PASS_NAMES = ["lower"] + [name for name, _, _ in PIPELINE]
+
+
+def lower(spec: ModelSpec, *, dump_after: str | None = None, dump: Callable[[str], None] = print) -> IR:
+    """Lower a spec and run every pass: the checked IR that all emitters read."""
+    ir = lower_spec(spec)
+    verify(ir, after="lower", shapes=False)
+    if dump_after == "lower":
+        dump(ir.dump())
+    for name, fn, shaped in PIPELINE:
+        ir = fn(ir)
+        verify(ir, after=name, shapes=shaped)
+        if dump_after == name:
+            dump(ir.dump())
+    return ir
+
+
+__all__ = ["PASS_NAMES", "PIPELINE", "check_joins", "infer_shapes", "insert_shortcuts", "lower"]

@@ -1,0 +1,218 @@
+"""Pass 1, lowering: spec -> IR of ops, with every residual join wired to an identity
+shortcut. Shortcut insertion and shapes are later passes.
+
+Expects a validated :class:`ModelSpec`. Guarantees one input, one output, torchvision
+names, one :class:`Block` per block with its join, and a spec location on every node.
+A new block type adds one ``_lower_<type>`` function to ``BLOCK_LOWERINGS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from resgraph.errors import SourceLoc
+from resgraph.ir import IR, Block, Node, Role, Stage
+from resgraph.ops import (
+    Add,
+    BatchNorm,
+    Conv,
+    Dropout,
+    DropPath,
+    GateMix,
+    GlobalAvgPool,
+    Input,
+    Linear,
+    MaxPool,
+    Op,
+    ReLU,
+    Sigmoid,
+)
+from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, ModelSpec
+
+
+@dataclass
+class _Scope:
+    """Adds nodes under one module path prefix with one spec location."""
+
+    ir: IR
+    prefix: str
+    loc: SourceLoc | None
+    role: Role = "main"
+
+    def add(self, name: str, op: Op, *inputs: str, role: Role | None = None) -> str:
+        full = f"{self.prefix}.{name}" if self.prefix else name
+        node = Node(full, op, self.prefix, role or self.role, self.loc)
+        return self.ir.add(node, *inputs)
+
+    def conv_bn(
+        self, n: int, x: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
+        zero_init: bool = False,
+    ) -> str:
+        x = self.add(f"conv{n}", Conv(cin, cout, k, stride, k // 2, groups), x)
+        return self.add(f"bn{n}", BatchNorm(cout, zero_init), x)
+
+
+@dataclass(frozen=True)
+class _BlockCtx:
+    """What a block lowering needs beyond its own spec."""
+
+    in_channels: int
+    width: int  # stage width x width factor
+    stride: int
+    residual: bool  # False for plain networks: no zero-init
+    zero_init: bool
+    survival: float | None  # stochastic depth survival probability of this block
+
+
+@dataclass(frozen=True)
+class _Lowered:
+    kind: str
+    args: tuple[tuple[str, int | float | bool | str], ...]
+    options: tuple[tuple[str, int | float | bool | str], ...]
+    branch: str  # last node of the residual branch
+    out_channels: int
+    projection_from: str  # where a projection shortcut starts
+    post_activation: bool  # ReLU after the join (original ResNet) or not (pre-activation)
+
+
+def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowered:
+    """(He et al. 2015, Fig. 2) 3x3 conv-BN-ReLU repeated, the last ReLU after the join; or
+    BN-ReLU-conv with nothing after the join when pre-activated (He et al. 2016)."""
+    cin, w, pre = c.in_channels, c.width, spec.preactivation
+    projection_from = x
+    for i in range(1, spec.convs + 1):
+        stride, first = (c.stride if i == 1 else 1), i == 1
+        if pre:
+            x = s.add(f"bn{i}", BatchNorm(cin if first else w), x)
+            x = s.add(f"relu{i}", ReLU(), x)
+            if first:
+                projection_from = x
+            elif spec.dropout:
+                x = s.add(f"dropout{i - 1}", Dropout(spec.dropout), x)
+            x = s.add(f"conv{i}", Conv(cin if first else w, w, 3, stride, 1), x)
+        else:
+            last = i == spec.convs
+            x = s.conv_bn(i, x, cin if first else w, w, 3, stride, zero_init=last and c.zero_init)
+            if not last:
+                x = s.add(f"relu{i}", ReLU(), x)
+                if spec.dropout:
+                    x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
+    args = (("in_channels", cin), ("width", w), ("stride", c.stride))
+    options = (("convs", spec.convs), ("preactivation", pre), ("dropout", spec.dropout))
+    return _Lowered("basic", args, options, x, w, projection_from, not pre)
+
+
+def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx) -> _Lowered:
+    """(He et al. 2015, Fig. 5) 1x1 reduce, 3x3, 1x1 expand; the 3x3 may be grouped
+    (ResNeXt) and the stride sits on the first 1x1 (paper) or the 3x3 (torchvision)."""
+    cin, out = c.in_channels, c.width * spec.expansion
+    mid = int(c.width * spec.base_width / 64) * spec.groups
+    s1, s3 = (c.stride, 1) if spec.stride_on == "1x1" else (1, c.stride)
+    plan = [(cin, mid, 1, s1, 1), (mid, mid, 3, s3, spec.groups), (mid, out, 1, 1, 1)]
+    projection_from = x
+    for i, (ci, co, k, stride, groups) in enumerate(plan, start=1):
+        if spec.preactivation:
+            x = s.add(f"bn{i}", BatchNorm(ci), x)
+            x = s.add(f"relu{i}", ReLU(), x)
+            projection_from = x if i == 1 else projection_from
+            x = s.add(f"conv{i}", Conv(ci, co, k, stride, k // 2, groups), x)
+        else:
+            x = s.conv_bn(i, x, ci, co, k, stride, groups, zero_init=i == 3 and c.zero_init)
+            if i < 3:
+                x = s.add(f"relu{i}", ReLU(), x)
+    args = (
+        ("in_channels", cin), ("width", mid), ("out_channels", out), ("stride", c.stride),
+        ("groups", spec.groups),
+    )
+    options = (("stride_on", spec.stride_on), ("preactivation", spec.preactivation))
+    return _Lowered("bottleneck", args, options, x, out, projection_from, not spec.preactivation)
+
+
+BLOCK_LOWERINGS: dict[str, Callable[..., _Lowered]] = {
+    "basic": _lower_basic,
+    "bottleneck": _lower_bottleneck,
+}
+
+
+def lower(spec: ModelSpec) -> IR:
+    """Lower a validated spec to an IR whose joins all take an identity shortcut."""
+    ir = IR(spec)
+    smap = spec._source
+    locate = (lambda *path: smap.locate(path)) if smap else (lambda *path: None)
+
+    top = _Scope(ir, "", locate("stem"))
+    x = top.add("input", Input(spec.input.channels, spec.input.size))
+    stem, width = spec.stem, spec.stem.width
+    if stem.kind == "imagenet":  # paper Table 1, conv1: 7x7, 64, stride 2; 3x3 max pool, stride 2
+        x = top.add("conv1", Conv(spec.input.channels, width, 7, 2, 3), x)
+    else:  # paper sec. 4.2: the first layer is a 3x3 convolution
+        x = top.add("conv1", Conv(spec.input.channels, width, 3, 1, 1), x)
+    if stem.activation:
+        x = top.add("bn1", BatchNorm(width), x)
+        x = top.add("relu", ReLU(), x)
+    if stem.kind == "imagenet":
+        x = top.add("maxpool", MaxPool(3, 2, 1), x)
+
+    channels = width
+    total = sum(st.repeats for st in spec.stages)
+    done = 0
+    pre_activated = False
+    for si, stage in enumerate(spec.stages):
+        block_spec, shortcut = spec.stage_block(si), spec.stage_shortcut(si)
+        stage_path = f"layer{si + 1}"
+        stage_loc = locate("stages", si)
+        paths = []
+        for bi in range(stage.repeats):
+            done += 1
+            path = f"{stage_path}.{bi}"
+            scope = _Scope(ir, path, stage_loc)
+            survival = None
+            if spec.stochastic_depth and shortcut != "none":
+                # Huang et al. 2016, eq. 4: p_l = 1 - l/L (1 - p_L), l = 1..L
+                survival = 1 - done / total * (1 - spec.stochastic_depth.final_survival)
+            ctx = _BlockCtx(
+                in_channels=channels,
+                width=stage.width * spec.width_factor,
+                stride=stage.stride if bi == 0 else 1,
+                residual=shortcut != "none",
+                zero_init=spec.zero_init_residual and shortcut != "none",
+                survival=survival,
+            )
+            block_in = x
+            low = BLOCK_LOWERINGS[block_spec.type](scope, x, block_spec, ctx)
+            branch, args = low.branch, low.args
+            if survival is not None:
+                branch = scope.add("drop_path", DropPath(survival), branch)
+                args += (("survival", survival),)
+            if block_spec.join == "gate":
+                gate = scope.add(
+                    "gate", Conv(channels, low.out_channels, 1, ctx.stride, 0, bias=True),
+                    low.projection_from, role="gate",
+                )
+                gate = scope.add("gate_sigmoid", Sigmoid(), gate, role="gate")
+                join = scope.add("gate_mix", GateMix(), branch, block_in, gate)
+            else:
+                join = scope.add("add", Add(), branch, block_in)
+            x = scope.add("relu", ReLU(), join) if low.post_activation else join
+            pre_activated = not low.post_activation
+            ir.set_block(
+                Block(
+                    path=path, stage=si, index=bi, kind=low.kind, args=args, options=low.options,
+                    shortcut=shortcut, input=block_in, output=x, join=join,
+                    shortcut_from=block_in, projection_from=low.projection_from, loc=stage_loc,
+                )
+            )
+            paths.append(path)
+            channels = low.out_channels
+        ir.stages.append(Stage(stage_path, si, tuple(paths), stage_loc))
+
+    head = _Scope(ir, "", locate("head"))
+    if pre_activated:  # He et al. 2016: pre-activation nets end with BN-ReLU before the pool
+        x = head.add("final_bn", BatchNorm(channels), x)
+        x = head.add("final_relu", ReLU(), x)
+    x = head.add("avgpool", GlobalAvgPool(), x)
+    if spec.head.dropout:
+        x = head.add("dropout", Dropout(spec.head.dropout), x)
+    head.add("fc", Linear(channels, spec.num_classes), x)
+    return ir

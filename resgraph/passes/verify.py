@@ -1,0 +1,53 @@
+"""The IR verifier, run after every pass: a failure is a bug in a pass, never in the spec,
+and says which node broke which invariant (and the spec line it came from)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+
+from resgraph.errors import IRError
+from resgraph.ir import IR, valid_component
+
+
+@lru_cache(maxsize=65536)
+def _valid_path(name: str) -> bool:
+    return all(valid_component(p) for p in name.split("."))
+
+
+def verify(ir: IR, *, after: str, shapes: bool) -> None:
+    g = ir.graph
+
+    def fail(name: str, message: str) -> IRError:
+        node = ir.node(name) if name in g else None
+        where = f" (from {node.loc})" if node is not None and node.loc else ""
+        return IRError(f"after {after}: node {name!r}: {message}{where}")
+
+    ir.order()  # raises IRError on a cycle
+    sources = [n for n, p in g._pred.items() if not p]
+    sinks = [n for n, s in g._succ.items() if not s]
+    if len(sources) != 1 or len(sinks) != 1:
+        raise IRError(f"after {after}: expected one input and one output, got {sources} and {sinks}")
+    # Acyclic with a single source: every node is reachable from the input.
+    modules = set()
+    for name, data in g._node.items():
+        node = data["node"]
+        if node.name != name:
+            raise fail(name, f"payload is named {node.name!r}")
+        if not _valid_path(name):
+            raise fail(name, "is not a valid module path")
+        ports = sorted(d["port"] for d in g._pred[name].values())
+        arity = node.op.arity
+        if ports != list(range(len(ports))) or (
+            len(ports) != arity if arity is not None else len(ports) < 2
+        ):
+            raise fail(name, f"{node.op.kind} has input ports {ports}")
+        if shapes and node.shape is None:
+            raise fail(name, "has no shape")
+        if node.op.is_module:
+            modules.add(name)
+    for name in modules:  # a module cannot also be a container of other modules
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            if ".".join(parts[:i]) in modules:
+                raise fail(name, f"lies inside module {'.'.join(parts[:i])!r}")

@@ -1,0 +1,20 @@
+"""The spec language: YAML files validated by pydantic models, with located errors."""
+
+from resgraph.spec.loader import SourceMap, load_spec
+from resgraph.spec.schema import (
+    BasicBlockSpec,
+    BottleneckBlockSpec,
+    ModelSpec,
+    StageSpec,
+)
+from resgraph.spec.train import TrainSpec
+
+__all__ = [
+    "BasicBlockSpec",
+    "BottleneckBlockSpec",
+    "ModelSpec",
+    "SourceMap",
+    "StageSpec",
+    "TrainSpec",
+    "load_spec",
+]

@@ -1,0 +1,330 @@
+"""Safe YAML loading that keeps source positions, and pydantic errors mapped back to them.
+
+The YAML is composed into a node tree first (which carries line and column marks), checked
+for things a spec never needs (aliases, duplicate keys, several documents), then turned into
+plain data and validated. Every pydantic error is reported at the line of the offending node.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from resgraph.errors import Problem, SourceLoc, SpecError
+from resgraph.spec.schema import ModelSpec
+
+MAX_SPEC_BYTES = 1 << 20  # 1 MiB: real specs are a few hundred bytes
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases: they can expand into exponentially large documents."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise _Refused("YAML aliases (*name) are not allowed in specs", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.message, self.mark = message, mark
+
+
+Path_ = tuple[str | int, ...]
+
+
+class SourceMap:
+    """Maps field paths like ``("stages", 1, "width")`` to where they stand in the file."""
+
+    def __init__(self, filename: str, root: yaml.Node | None) -> None:
+        self.filename = filename
+        self.root = root
+
+    def _mark_loc(self, mark: Any, path: str) -> SourceLoc:
+        return SourceLoc(self.filename, mark.line + 1, mark.column + 1, path)
+
+    def locate(self, path: Path_, *, key: bool = False) -> SourceLoc:
+        """The position of the deepest node along ``path`` (its key's, when ``key``).
+
+        Path elements that are not in the document (pydantic's union tags, missing fields)
+        are skipped, so a missing field is reported at the mapping that lacks it.
+        """
+        node, key_node = self.root, None
+        for part in path:
+            child = _child(node, part)
+            if child is None:
+                continue
+            key_node, node = child
+        if node is None:
+            return SourceLoc(self.filename, 1, 1, format_path(path))
+        target = key_node if key and key_node is not None else node
+        return self._mark_loc(target.start_mark, format_path(path))
+
+    def value(self, path: Path_) -> yaml.Node | None:
+        node = self.root
+        for part in path:
+            child = _child(node, part)
+            if child is None:
+                return None
+            node = child[1]
+        return node
+
+
+def _child(node: Any, part: str | int) -> tuple[Any, Any] | None:
+    if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == part:
+                return k, v
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return None, node.value[part]
+    return None
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def load_spec(source: str | os.PathLike[str]) -> ModelSpec:
+    """Load and validate a spec from a file path or from YAML text.
+
+    A ``Path``, or a one-line string ending in ``.yaml``/``.yml`` or naming an existing file,
+    is read as a file; any other string is parsed as YAML text (reported as ``<string>``).
+    Raises :class:`SpecError` listing every problem found, each with file, line and column.
+    """
+    text, filename = _read(source)
+    root, data = _parse(text, filename)
+    smap = SourceMap(filename, root)
+    try:
+        spec = ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem(err, smap) for err in exc.errors()]
+        problems.sort(key=lambda p: (p.loc.line, p.loc.column) if p.loc else (0, 0))
+        raise SpecError(problems) from None
+    spec._source = smap
+    return spec
+
+
+def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
+    is_file = isinstance(source, os.PathLike) or (
+        "\n" not in source and (source.endswith((".yaml", ".yml")) or os.path.isfile(source))
+    )
+    if not is_file:
+        if len(source.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
+            raise SpecError(Problem(f"spec text is larger than {MAX_SPEC_BYTES} bytes"))
+        return str(source), "<string>"
+    path = Path(source)
+    name = str(path)
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise SpecError(Problem(f"{name}: is a directory, not a spec file"))
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(Problem(f"{name}: spec file is {size} bytes, the limit is {MAX_SPEC_BYTES}"))
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(Problem(f"{name}: no such spec file")) from None
+    except OSError as exc:
+        raise SpecError(Problem(f"{name}: cannot read spec file: {exc.strerror}")) from None
+    if b"\0" in raw:
+        raise SpecError(Problem(f"{name}: not a text file (it contains NUL bytes)"))
+    try:
+        return raw.decode("utf-8"), name
+    except UnicodeDecodeError as exc:
+        raise SpecError(Problem(f"{name}: not UTF-8 text (bad byte at offset {exc.start})")) from None
+
+
+def _parse(text: str, filename: str) -> tuple[yaml.Node, Any]:
+    def at(mark: Any, message: str, path: str = "") -> SpecError:
+        loc = SourceLoc(filename, mark.line + 1, mark.column + 1) if mark else None
+        return SpecError(Problem(message, loc, path))
+
+    loader = _NoAliasLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise SpecError(Problem(f"{filename}: the spec is empty"))
+        if not isinstance(root, yaml.MappingNode):
+            raise at(root.start_mark, f"the spec must be a mapping of fields, got a {_kind(root)}")
+        _check_keys(root, at)
+        data = loader.construct_document(root)
+    except _Refused as exc:
+        raise at(exc.mark, exc.message) from None
+    except yaml.MarkedYAMLError as exc:
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        if "expected a single document" in (exc.context or ""):
+            problem = "a spec holds one YAML document, found more than one"
+        raise at(exc.problem_mark or exc.context_mark, f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(Problem(f"{filename}: invalid YAML: {exc}")) from None
+    except RecursionError:
+        raise SpecError(Problem(f"{filename}: the YAML is nested too deeply")) from None
+    finally:
+        loader.dispose()
+    return root, data
+
+
+def _check_keys(root: yaml.Node, at: Any) -> None:
+    """Refuse duplicate and non-string keys anywhere (PyYAML silently keeps the last)."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.tag != "tag:yaml.org,2002:str":
+                    raise at(key.start_mark, "keys must be plain strings")
+                if key.value in seen:
+                    raise at(key.start_mark, f"duplicate key '{key.value}'")
+                seen.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.SequenceNode):
+        return "list"
+    return "mapping" if isinstance(node, yaml.MappingNode) else "scalar"
+
+
+# --- pydantic errors as one-line messages ------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suggest(word: Any, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _problem(err: Any, smap: SourceMap) -> Problem:
+    kind, loc, ctx, value = err["type"], tuple(err["loc"]), err.get("ctx") or {}, err.get("input")
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+    if kind == "extra_forbidden":
+        allowed = sorted(_fields_at(loc[:-1]))
+        message = f"unknown key '{loc[-1]}'{_suggest(loc[-1], allowed)}"
+        return Problem(message, smap.locate(loc, key=True), format_path(_document_path(loc)))
+    if kind == "missing":
+        message = f"required field '{loc[-1]}' is missing"
+        return Problem(message, smap.locate(loc), format_path(_document_path(loc[:-1])))
+    if kind in ("union_tag_invalid", "literal_error"):
+        expected = ctx.get("expected_tags") or ctx.get("expected", "")
+        choices = [c.strip().strip("'") for c in expected.replace(" or ", ",").split(",") if c.strip()]
+        got = ctx.get("tag", value)
+        listed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'" if len(choices) > 1 else expected
+        message = f"expected {listed}, got {_show(got)}{_suggest(got, choices)}"
+        if kind == "union_tag_invalid":
+            loc = loc + ("type",)
+    elif kind == "union_tag_not_found":
+        message = "a block mapping needs a 'type' (e.g. 'basic' or 'bottleneck')"
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        symbol = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+                  "less_than": "<"}[kind]
+        bound = next(iter(ctx.values()))
+        if kind == "greater_than_equal" and bound == 1 and isinstance(value, int):
+            message = f"must be a positive integer, got {_show(value)}"
+        else:
+            message = f"must be {symbol} {bound}, got {_show(value)}"
+    elif kind in ("int_type", "int_from_float"):
+        message = f"must be an integer, got {_show(value)}"
+    elif kind == "float_type":
+        message = f"must be a number, got {_show(value)}"
+    elif kind == "bool_type":
+        message = f"must be true or false, got {_show(value)}"
+    elif kind == "string_type":
+        message = f"must be a string, got {_show(value)}"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        message = f"must be a mapping, got {_show(value)}"
+    elif kind == "list_type":
+        message = f"must be a list, got {_show(value)}"
+    elif kind == "string_pattern_mismatch":
+        message = (
+            f"must start with a letter or digit and use only letters, digits, spaces and "
+            f"_.,+()/- (at most 80 characters), got {_show(value)}"
+        )
+    elif kind in ("too_short", "too_long"):
+        message = err["msg"].replace("List", "list").replace("Value", "value")
+    elif kind == "value_error":
+        message = str(ctx.get("error", err["msg"]))
+    else:
+        message = f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(value)}"
+    return Problem(message, smap.locate(loc), format_path(_document_path(loc)))
+
+
+def _document_path(loc: Path_) -> Path_:
+    """Drop pydantic's union tags from a loc, keeping what a user wrote in the file."""
+    out: list[str | int] = []
+    model: Any = ModelSpec
+    for part in loc:
+        fields = _fields_of(model)
+        if isinstance(part, int) or part in fields or model is None:
+            out.append(part)
+            model = _step(model, part)
+        else:  # a union tag such as 'bottleneck': choose that member, keep the path
+            model = _member(model, part)
+    return tuple(out)
+
+
+def _fields_at(loc: Path_) -> set[str]:
+    model: Any = ModelSpec
+    for part in loc:
+        if isinstance(part, str) and part not in _fields_of(model):
+            model = _member(model, part)
+        else:
+            model = _step(model, part)
+    return _fields_of(model)
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """The concrete types an annotation admits (Annotated, Optional and unions unwrapped)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for arg in typing.get_args(tp) for t in _unwrap(arg)]
+    return [tp]
+
+
+def _fields_of(model: Any) -> set[str]:
+    models = [t for t in _unwrap(model) if isinstance(t, type) and issubclass(t, BaseModel)]
+    return {name for m in models for name in m.model_fields}
+
+
+def _step(model: Any, part: str | int) -> Any:
+    for tp in _unwrap(model):
+        if isinstance(part, int) and typing.get_origin(tp) is list:
+            return typing.get_args(tp)[0]
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            return tp.model_fields[part].annotation
+    return None
+
+
+def _member(model: Any, tag: str) -> Any:
+    for tp in _unwrap(model):
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get("type")
+            if field is not None and tag in typing.get_args(field.annotation):
+                return tp
+    return model

@@ -1,0 +1,170 @@
+"""Summaries derived from the checked IR: parameters, multiply-adds, shapes, memory.
+
+Nothing here is kept by hand: every figure is a sum over IR nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from resgraph.ir import IR
+from resgraph.ops import Conv, Input, Linear, fmt_shape
+from resgraph.spec.schema import BottleneckBlockSpec, ModelSpec
+
+BYTES_PER_FLOAT = 4
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    op: str
+    output: str
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class StageRow:
+    name: str  # "stem", "layer1", ..., "head"
+    output: str
+    blocks: str  # e.g. "bottleneck [64, 64, 256] x3"
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    canonical_name: str
+    input: str
+    params: int
+    macs: int  # multiply-adds of conv and fc layers for one example (the paper's "FLOPs")
+    batch_size: int
+    activation_bytes: int  # forward activations kept for backward, float32, at batch_size
+    stages: list[StageRow] = field(default_factory=list)
+    layers: list[LayerRow] = field(default_factory=list)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def to_json(self, per_layer: bool = True) -> dict[str, object]:
+        data = asdict(self)
+        data["flops"] = self.flops
+        if not per_layer:
+            del data["layers"]
+        return data
+
+
+def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1) -> Summary:
+    """Summarise a spec (lowered here) or an already lowered IR."""
+    if isinstance(spec_or_ir, IR):
+        ir = spec_or_ir
+    else:
+        from resgraph.passes import lower
+
+        ir = lower(spec_or_ir)
+    nodes = ir.nodes()
+    layers = [LayerRow(n.name, n.op.label(), fmt_shape(n.shape), n.params, n.macs) for n in nodes]
+    stage_of: dict[str, str] = {}
+    in_head = False  # top-level nodes after the first stage belong to the head
+    for n in nodes:
+        in_head = in_head or bool(n.scope)
+        stage_of[n.name] = n.scope.split(".")[0] if n.scope else ("head" if in_head else "stem")
+    order = ["stem"] + [s.path for s in ir.stages] + ["head"]
+    stages: list[StageRow] = []
+    for name in order:
+        members = [n for n in nodes if stage_of[n.name] == name and not isinstance(n.op, Input)]
+        if not members:
+            continue
+        stages.append(StageRow(
+            name=name,
+            output=fmt_shape(members[-1].shape),
+            blocks=_describe_stage(ir, name),
+            params=sum(n.params for n in members),
+            macs=sum(n.macs for n in members),
+        ))
+    return Summary(
+        name=ir.spec.name,
+        canonical_name=canonical_name(ir),
+        input=fmt_shape(ir.node(ir.input).shape),
+        params=sum(n.params for n in nodes),
+        macs=sum(n.macs for n in nodes),
+        batch_size=batch_size,
+        activation_bytes=activation_bytes(ir, batch_size),
+        stages=stages,
+        layers=layers,
+    )
+
+
+def activation_bytes(ir: IR, batch_size: int) -> int:
+    """Float32 activations autograd keeps for the backward pass, estimated as every op's
+    output except the input and the joins (an add saves nothing). Good to within tens of
+    percent of what PyTorch really holds; it is meant to warn, not to account."""
+    elements = 0
+    for n in ir.nodes():
+        if isinstance(n.op, Input) or n.op.arity is None or (n.op.arity or 0) >= 2:
+            continue
+        size = 1
+        for d in n.shape or ():
+            size *= d
+        elements += size
+    return elements * BYTES_PER_FLOAT * batch_size
+
+
+def _describe_stage(ir: IR, name: str) -> str:
+    stage = next((s for s in ir.stages if s.path == name), None)
+    if stage is None:
+        return ""
+    first = ir.blocks[stage.blocks[0]]
+    widths = [
+        n.op.out_channels
+        for n in ir.nodes()
+        if n.scope == first.path and n.role == "main" and isinstance(n.op, Conv)
+    ]
+    return f"{first.kind} [{', '.join(map(str, widths))}] x{len(stage.blocks)}"
+
+
+def depth(ir: IR) -> int:
+    """Weight layers on the main path (convs and fc), the way the paper names its nets."""
+    return sum(1 for n in ir.nodes() if n.role == "main" and isinstance(n.op, (Conv, Linear)))
+
+
+def canonical_name(ir: IR) -> str:
+    """E.g. 'ResNet-50, paper layout (stride on 1x1), option B shortcuts'."""
+    spec: ModelSpec = ir.spec
+    blocks = [spec.stage_block(i) for i in range(len(spec.stages))]
+    shortcuts = sorted({spec.stage_shortcut(i) for i in range(len(spec.stages))})
+    d = depth(ir)
+    plain = shortcuts == ["none"]
+    pre = all(getattr(b, "preactivation", False) for b in blocks)
+    family = "Plain" if plain else ("PreAct-ResNet" if pre else "ResNet")
+    first = blocks[0]
+    if isinstance(first, BottleneckBlockSpec) and first.groups > 1:
+        family = f"ResNeXt-{d} {first.groups}x{first.base_width}d"
+    elif isinstance(first, BottleneckBlockSpec) and first.base_width != 64:
+        family = f"Wide ResNet-{d}-{first.base_width // 64}"
+    elif spec.width_factor > 1:
+        family = f"WRN-{d}-{spec.width_factor}"
+    else:
+        family = f"{family}-{d}"
+    parts = [family]
+    if spec.stem.kind == "cifar":
+        parts[0] += " (CIFAR)"
+    layouts = {b.stride_on for b in blocks if isinstance(b, BottleneckBlockSpec)}
+    if layouts == {"1x1"}:
+        parts.append("paper layout (stride on 1x1)")
+    elif layouts == {"3x3"}:
+        parts.append("torchvision layout (stride on 3x3)")
+    if not plain:
+        names = {"A": "option A", "B": "option B", "C": "option C", "identity": "identity",
+                 "none": "no"}
+        parts.append(" / ".join(names[s] for s in shortcuts) + " shortcuts")
+    joins = {b.join for b in blocks}
+    if "gate" in joins:
+        parts.append("gated (highway) joins")
+    if any(getattr(b, "convs", 2) != 2 for b in blocks):
+        parts.append(f"branches of {'/'.join(str(getattr(b, 'convs', 3)) for b in blocks)} convs")
+    if spec.stochastic_depth:
+        parts.append(f"stochastic depth p_L={spec.stochastic_depth.final_survival:g}")
+    return ", ".join(parts)
