@@ -1,0 +1,79 @@
+"""A tiny layout engine for the Python expressions the source emitter writes.
+
+Calls that fit in the line stay on one line; longer ones break one argument per line with
+a trailing comma, the way black and ruff format them, so generated files are already
+formatted and need no formatter at build time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WIDTH = 100
+
+Expr = "str | Call | Repeat | Tuple"
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple[object, ...] = ()
+    kwargs: tuple[tuple[str, object], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Tuple:
+    items: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """``*(call for _ in range(count))`` or ``*(call for var in values)``."""
+
+    call: object
+    count: int = 0
+    var: str = "_"
+    values: Tuple | None = None
+
+
+def flat(e: object) -> str:
+    if isinstance(e, Call):
+        parts = [flat(a) for a in e.args] + [f"{k}={flat(v)}" for k, v in e.kwargs]
+        return f"{e.func}({', '.join(parts)})"
+    if isinstance(e, Tuple):
+        inner = ", ".join(flat(i) for i in e.items)
+        return f"({inner},)" if len(e.items) == 1 else f"({inner})"
+    if isinstance(e, Repeat):
+        return f"*({flat(e.call)} {_loop(e)})"
+    return str(e)
+
+
+def _loop(e: Repeat) -> str:
+    if e.values is None:
+        return f"for _ in range({e.count})"
+    return f"for {e.var} in {flat(e.values)}"
+
+
+def render(e: object, indent: int = 0, lead: int = 0) -> str:
+    """Lay out ``e`` starting at column ``indent + lead`` (``lead``: text already on the line,
+    e.g. ``self.layer1 = ``); continuation lines are indented relative to ``indent``."""
+    text = flat(e)
+    if indent + lead + len(text) + 1 <= WIDTH or isinstance(e, str):
+        return text
+    pad = " " * (indent + 4)
+    if isinstance(e, Call):
+        hugged = flat(Call("", e.args, e.kwargs))[1:-1]
+        if len(pad) + len(hugged) <= WIDTH:  # all arguments on one indented line
+            return f"{e.func}(\n{pad}{hugged}\n{' ' * indent})"
+        items = [render(a, indent + 4) for a in e.args]
+        items += [f"{k}={render(v, indent + 4, len(k) + 1)}" for k, v in e.kwargs]
+        body = "".join(f"{pad}{item},\n" for item in items)
+        return f"{e.func}(\n{body}{' ' * indent})"
+    if isinstance(e, Tuple):
+        body = "".join(f"{pad}{render(i, indent + 4)},\n" for i in e.items)
+        return f"(\n{body}{' ' * indent})"
+    assert isinstance(e, Repeat)
+    loop = _loop(e)
+    if e.values is not None and len(pad) + len(loop) > WIDTH:
+        loop = f"for {e.var} in {render(e.values, indent + 4, len(e.var) + 8)}"
+    return f"*(\n{pad}{render(e.call, indent + 4)}\n{pad}{loop}\n{' ' * indent})"
