@@ -31,6 +31,7 @@ FORMATS = ("svg", "png", "pdf", "dot")
 EXTENSIONS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
 MAX_OP_NODES = 150  # the default level is "op" up to this many op nodes ...
 MAX_BLOCK_NODES = 60  # ... else "block" up to this many block nodes, else "stage"
+SLOW_LAYOUT_NODES = 1500  # dot lays out 550 ops in 0.5 s, 3,300 in a minute (2 cores)
 
 FONT = "Helvetica"
 SHORTCUT = "#1f5fa8"
@@ -51,6 +52,9 @@ LEGEND = {
     "concat": "concatenated input",
     "none": "no shortcut (plain)",
 }
+BLOCK_LEGEND = {"gate": "gated (highway) join", "concat": "concat join"}
+SHORT_NAMES = {"identity": "identity", "projection": "projection", "zeropad": "zero-pad",
+               "concat": "concat"}
 # At block level the node border carries the block's shortcut kind.
 BORDERS = {"identity": "solid", "projection": "dashed", "zeropad": "dotted", "none": "solid",
            "concat": "bold"}
@@ -64,15 +68,19 @@ STAGE_FILLS = ("#f2f6fb", "#f7f4ec")
 GATE_FILL = "#fdebd9"  # blocks with a gated (highway) join, at block level
 
 
+Description = tuple[tuple[str, ...], dict[str, str]]  # a node's cluster path and attributes
+
+
 class RenderError(ResgraphError):
     """The picture cannot be written (no ``dot`` program, ``dot`` failed)."""
 
 
 # -- reading the IR ------------------------------------------------------------------------
 def shortcut_kind(ir: IR, block: Block) -> str:
-    """What the shortcut pass made of ``block``: identity, projection, zeropad, concat, none."""
+    """What the shortcut pass made of ``block``: identity, projection, zeropad, concat, none
+    (a plain block, its join removed) or nojoin (a block built without one: a transition)."""
     if block.join is None:
-        return "none"
+        return "none" if block.shortcut == "none" else "nojoin"
     join = ir.node(block.join)
     if isinstance(join.op, Concat):
         return "concat"
@@ -181,8 +189,9 @@ def _block_text(model: _Model, path: str) -> tuple[str, str]:
     stride = dict(b.args).get("stride", 1)
     what = f"{b.kind} {_widths(model, path)}".strip() + (f", /{stride}" if stride != 1 else "")
     kind = model.kinds[path]
-    how = {"projection": f"projection shortcut ({b.shortcut})", "none": "no shortcut",
-           "zeropad": "zero-pad shortcut (A)"}.get(kind, LEGEND.get(kind, kind))
+    how = {"identity": "identity shortcut", "projection": f"projection shortcut ({b.shortcut})",
+           "zeropad": "zero-pad shortcut (A)", "concat": "concat join", "none": "no shortcut",
+           }.get(kind, "")
     if _gated(model, path):
         how = f"gated, {how}"
     return what, how
@@ -223,30 +232,18 @@ def to_dot(ir: IR, level: str | None = None, *, stats: bool = False, fold: bool 
 
 def build(ir: IR, level: str | None = None, *, stats: bool = False, fold: bool | None = None,
           legend: bool = True) -> tuple[graphviz.Digraph, int]:
-    """The graph behind :func:`to_dot`, and how many nodes it draws (legend not counted)."""
+    """The graph behind :func:`to_dot`, and how many nodes it draws (captions not counted)."""
     level = level or default_level(ir, fold)
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
     model = _Model(ir, fold=(level == "block") if fold is None else fold and level != "stage")
-    g = graphviz.Digraph(
-        name=ir.spec.name,
-        graph_attr={"rankdir": "TB", "newrank": "true", "nodesep": "0.25", "ranksep": "0.22",
-                    "fontname": FONT, "fontsize": "11", "labelloc": "t", "labeljust": "c",
-                    "label": _title(model, level), "margin": "0.1"},
-        node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "white",
-                   "fontname": FONT, "fontsize": "10", "height": "0.28", "width": "0.4",
-                   "margin": "0.08,0.03", "penwidth": "0.8", "color": "#555555"},
-        edge_attr={"fontname": FONT, "fontsize": "8", "fontcolor": "#666666",
-                   "arrowsize": "0.6", "penwidth": "0.8", "color": "#333333"},
-    )
     key = {"op": _op_key, "block": _block_key, "stage": _stage_key}[level]
     describe = {"op": _op_node, "block": _block_node, "stage": _stage_node}[level]
     group = {name: key(model, name) for name in model.section if not model.folded_away(name)}
-    nodes: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {}
+    nodes: dict[str, Description] = {}
     for n in model.nodes:
         if n.name in group and group[n.name] not in nodes:
             nodes[group[n.name]] = describe(model, group[n.name], n, stats)
-    _add_nodes(g, model, nodes)
     edges: dict[tuple[str, str], tuple[str, set[str]]] = {}
     for u, v, data in ir.graph.edges(data=True):
         if model.folded_away(v):
@@ -259,21 +256,60 @@ def build(ir: IR, level: str | None = None, *, stats: bool = False, fold: bool |
         shape = fmt_shape(data.get("shape", ir.node(u).shape))
         old_kind, shapes = edges.get((gu, gv), (kind, set()))
         edges[gu, gv] = ("main" if "main" in (old_kind, kind) else kind, shapes | {shape})
+    if level == "op":
+        legend_kinds = {kind for kind, _ in edges.values()}
+    else:
+        gated = {"gate"} if any(_gated(model, path) for path in model.kinds) else set()
+        legend_kinds = set(model.kinds.values()) | gated if level == "block" else set()
+    title = _title(model, level, legend_kinds if legend else set())
+    g = graphviz.Digraph(
+        name=ir.spec.name,
+        graph_attr={"rankdir": "TB", "newrank": "true", "nodesep": "0.25", "ranksep": "0.22",
+                    "fontname": FONT, "fontsize": "11", "labelloc": "t", "labeljust": "c",
+                    "label": title, "pad": "0.15"},
+        node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "white",
+                   "fontname": FONT, "fontsize": "10", "height": "0.28", "width": "0.4",
+                   "margin": "0.08,0.03", "penwidth": "0.8", "color": "#555555"},
+        edge_attr={"fontname": FONT, "fontsize": "8", "fontcolor": "#666666",
+                   "arrowsize": "0.6", "penwidth": "0.8", "color": "#333333"},
+    )
+    _add_nodes(g, model, nodes)
     for (gu, gv), (kind, shapes) in edges.items():
         weight = "4" if kind == "main" else "1"
         g.edge(gu, gv, label=" " + ", ".join(sorted(shapes)), weight=weight, **EDGE_STYLES[kind])
-    if legend and level != "stage":
-        _legend(g, model, level)
     return g, len(nodes)
 
 
-def _title(model: _Model, level: str) -> str:
+def _title(model: _Model, level: str, kinds: set[str]) -> str:
+    """The spec's name and totals, then a legend of the ``kinds`` of shortcut drawn: sample
+    lines at op level, sample block borders at block level. The legend sits in the graph
+    label so that it cannot disturb the layout."""
     ir = model.ir
     parts = [f"{level} level", f"input {fmt_shape(ir.node(ir.input).shape)}", _stats(model.nodes)]
-    return _label(ir.spec.name, ", ".join(p for p in parts if p), bold=True)
-
-
-Description = tuple[tuple[str, ...], dict[str, str]]  # cluster path, node attributes
+    title = _label(ir.spec.name, ", ".join(p for p in parts if p), bold=True)
+    rows = [k for k in LEGEND if k in kinds and (level == "block" or k != "none")]
+    if not rows:
+        return title
+    small = '<FONT POINT-SIZE="9">{}</FONT>'
+    cells = []
+    for kind in rows:
+        if level == "op":
+            style = EDGE_STYLES[kind]
+            sample = (f'<TD BORDER="2" SIDES="B" STYLE="{style["style"]}" COLOR="{style["color"]}" '
+                      'WIDTH="30" HEIGHT="8"></TD>')
+            text = LEGEND[kind]
+        else:
+            sample = (f'<TD BORDER="{2 if kind == "concat" else 1}" STYLE="{_cell_style(kind)}" '
+                      f'COLOR="#555555" BGCOLOR="{GATE_FILL if kind == "gate" else "white"}" '
+                      'WIDTH="22"> </TD>')
+            text = BLOCK_LEGEND.get(kind, LEGEND[kind])
+        cells.append(f'{sample}<TD ALIGN="LEFT">{small.format(escape(text))}</TD>')
+    head = small.format("edges:" if level == "op" else "block border:")
+    lines = "".join(f'<TR><TD ALIGN="RIGHT">{head if i == 0 else ""}</TD>'
+                    f'{"".join(cells[i:i + 3])}</TR>' for i in range(0, len(cells), 3))
+    return (f'<<TABLE BORDER="0" CELLSPACING="0"><TR><TD>{title[1:-1]}</TD></TR><TR><TD>'
+            f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="4" CELLPADDING="1">{lines}</TABLE>'
+            "</TD></TR></TABLE>>")
 
 
 def _op_key(model: _Model, name: str) -> str:
@@ -310,8 +346,9 @@ def _op_node(model: _Model, gid: str, n: Node, stats: bool) -> Description:
                      label=_label("input", text))
     else:
         attrs["label"] = _label(n.op.label(), text)
-        if n.role != "main":
-            attrs["style"] = "rounded,filled," + EDGE_STYLES[_node_kind(model, n)]["style"]
+        if n.role != "main":  # on a shortcut or gate path: its border looks like its edges
+            style = EDGE_STYLES[_node_kind(model, n)]
+            attrs.update(style="rounded,filled," + style["style"], color=style["color"])
     return cluster, attrs
 
 
@@ -325,9 +362,10 @@ def _block_node(model: _Model, gid: str, n: Node, stats: bool) -> Description:
         "label": _label(title + (f"   {times}" if times else ""), what, how,
                         _stats(model.members[gid], " each" if length > 1 else "")
                         if stats else "", bold=True),
-        "style": f"rounded,filled,{BORDERS.get(model.kinds[gid], 'solid')}",
+        "style": ("filled," if model.kinds[gid] == "none" else "rounded,filled,")
+        + BORDERS.get(model.kinds[gid], "solid"),
         "fillcolor": GATE_FILL if _gated(model, gid) else "#fffaf0" if length > 1 else "white",
-        "penwidth": "1.2", "tooltip": gid,
+        "penwidth": "1.2", "tooltip": gid, "group": "main",
     }
     return (model.stage_of[gid],), attrs
 
@@ -338,14 +376,16 @@ def _stage_node(model: _Model, gid: str, n: Node, stats: bool) -> Description:
         return _section_node(model, gid, stats)
     nodes = [m for m in model.nodes if model.section[m.name].split(".")[0] == gid]
     first = model.ir.blocks[stage.blocks[0]]
-    kinds = [model.kinds[p] for p in stage.blocks]
-    counted = ", ".join(f"{kinds.count(k)} {LEGEND[k].split(' (')[0]}"
-                        for k in dict.fromkeys(kinds))
+    kinds = [model.kinds[p] for p in stage.blocks if model.kinds[p] in SHORT_NAMES]
+    counted = "shortcuts: " + ", ".join(
+        f"{kinds.count(k)} {SHORT_NAMES[k]}" for k in dict.fromkeys(kinds)) if kinds \
+        else "no shortcuts"
     attrs = {
         "label": _label(gid, f"{first.kind} {_widths(model, first.path)} x {len(stage.blocks)}",
                         f"output {fmt_shape(nodes[-1].shape)}", counted,
                         _stats(nodes) if stats else "", bold=True),
         "fillcolor": STAGE_FILLS[stage.index % 2], "penwidth": "1.0", "tooltip": gid,
+        "group": "main",
     }
     return (), attrs
 
@@ -355,7 +395,7 @@ def _section_node(model: _Model, where: str, stats: bool) -> Description:
     nodes = model.members[where]
     if where == "input":
         return (), {"shape": "ellipse", "style": "filled", "fillcolor": "#f4f4f4",
-                    "label": _label("input", fmt_shape(nodes[0].shape))}
+                    "label": _label("input", fmt_shape(nodes[0].shape)), "group": "main"}
     lines, line = [], ""
     for op in (n.op.label() for n in nodes):
         if line and len(line) + len(op) > 28:
@@ -364,7 +404,7 @@ def _section_node(model: _Model, where: str, stats: bool) -> Description:
         line = f"{line} · {op}" if line else op
     lines.append(line)
     return (), {"label": _label(where, *lines, _stats(nodes) if stats else "", bold=True),
-                "fillcolor": "#eeeeee", "tooltip": where}
+                "fillcolor": "#eeeeee", "tooltip": where, "group": "main"}
 
 
 def _node_kind(model: _Model, n: Node) -> str:
@@ -380,10 +420,10 @@ def _edge_kind(model: _Model, u: Node, v: Node, port: int) -> str:
     for n in (v, u):
         if n.role != "main":
             return _node_kind(model, n)
-    if isinstance(v.op, Concat) and port > 0:
-        return "concat"
-    if isinstance(v.op, JOINS) and port == 1:
-        return "identity"
+    if isinstance(v.op, Concat) and u.scope != v.scope:
+        return "concat"  # maps carried forward from outside the block
+    if isinstance(v.op, (Add, GateMix)) and port == 1:
+        return "identity"  # a residual join's shortcut port, fed straight from the input
     return "main"
 
 
@@ -421,11 +461,11 @@ def _add_nodes(g: graphviz.Digraph, model: _Model, nodes: dict[str, Description]
                 # a block's caption goes beside its second node, so that it does not share
                 # a row with its stage's caption (beside the stage's first node)
                 beside = inside[min(1, len(inside) - 1)] if sub[-1] in model.runs else inside[0]
-                with c.subgraph() as row:
-                    row.attr(rank="same")
-                    row.node(f"@{sub[-1]}", label=caption, shape="plaintext", style="",
-                             fontsize="9", margin="0.02", tooltip=sub[-1])
-                    row.node(beside)
+                # an invisible edge of length 0 puts the caption on the row of ``beside``
+                # (a rank=same subgraph inside a cluster makes dot misplace cluster borders)
+                c.node(f"@{sub[-1]}", label=caption, shape="plaintext", style="",
+                       fontsize="9", margin="0.02", tooltip=sub[-1])
+                c.edge(f"@{sub[-1]}", beside, style="invis", minlen="0")
 
     fill(g, ())
 
@@ -436,7 +476,7 @@ def _cluster_attrs(model: _Model, path: tuple[str, ...]) -> tuple[dict[str, str]
     common = {"label": "", "penwidth": "0.8", "style": "rounded,filled"}
     if name in model.runs:  # a block (op level)
         title, times = _run_title(model, name)
-        caption = _label(title, times, bold=True) if times else _label(title)
+        caption = f"<<B>{escape(title)}<BR/>{times}</B>>" if times else _label(title)
         return {**common, "style": "rounded,filled" + (",bold" if times else ""),
                 "fillcolor": "#fffaf0" if times else "#ffffff", "color": "#b8c2cf"}, caption
     stage = next((s for s in model.ir.stages if s.path == name), None)
@@ -447,42 +487,8 @@ def _cluster_attrs(model: _Model, path: tuple[str, ...]) -> tuple[dict[str, str]
     return {**common, "fillcolor": "#f3f3f3", "color": "#cccccc"}, _label(name, bold=True)
 
 
-def _legend(g: graphviz.Digraph, model: _Model, level: str) -> None:
-    """Example edges (op level) or example block borders (block level) with their meaning."""
-    rows = ["identity", "projection", "zeropad"]
-    if level == "block" and "none" in model.kinds.values():
-        rows.append("none")
-    if any(n.role == "gate" for n in model.nodes):
-        rows.append("gate")
-    if any(isinstance(n.op, Concat) for n in model.nodes):
-        rows.append("concat")
-    if level == "block":  # one node: a table of sample borders
-        cells = "".join(
-            f'<TR><TD BORDER="1" STYLE="{_cell_style(kind)}" WIDTH="26" '
-            f'BGCOLOR="{GATE_FILL if kind == "gate" else "white"}"> </TD>'
-            f'<TD ALIGN="LEFT">{escape(LEGEND[kind])}</TD></TR>' for kind in rows)
-        g.node("@legend", shape="plaintext", style="", fontsize="9", label=(
-            '<<TABLE BORDER="1" STYLE="rounded" COLOR="#cccccc" BGCOLOR="#fbfbfb" '
-            'CELLBORDER="0" CELLSPACING="3" CELLPADDING="2"><TR><TD COLSPAN="2" ALIGN="LEFT">'
-            f"<B>legend</B></TD></TR>{cells}</TABLE>>"))
-        return
-    with g.subgraph(name="cluster_legend") as c:
-        c.attr(label="", style="rounded,filled", fillcolor="#fbfbfb", color="#cccccc")
-        c.node("@legend", label=_label("legend", bold=True), shape="plaintext", style="")
-        previous = "@legend"
-        for kind in rows:
-            start, text = f"@legend {kind} from", f"@legend {kind}"
-            with c.subgraph() as row:
-                row.attr(rank="same")
-                row.node(start, label="", shape="point", width="0.02", color="#fbfbfb")
-                row.node(text, label=LEGEND[kind], shape="plaintext", style="", fontsize="9")
-                row.edge(start, text, minlen="2", **EDGE_STYLES[kind])
-            c.edge(previous, start, style="invis")
-            previous = start
-
-
 def _cell_style(kind: str) -> str:
-    return {"projection": "dashed", "zeropad": "dotted"}.get(kind, "rounded")
+    return {"projection": "dashed", "zeropad": "dotted", "none": "solid"}.get(kind, "rounded")
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -498,7 +504,7 @@ def _target(spec: Path, output: Path | None, fmt: str | None) -> tuple[Path, str
             f"{', '.join(EXTENSIONS)}", param_hint="'-o' / '--output'")
     if fmt and EXTENSIONS[ext] != fmt:
         raise click.BadParameter(
-            f"--format {fmt} does not match the extension of {str(output)!r} ({ext}); "
+            f"{fmt!r} does not match the extension of {str(output)!r} ({ext}); "
             f"drop --format or name the file *.{fmt}", param_hint="'--format'")
     return output, EXTENSIONS[ext]
 
@@ -539,7 +545,7 @@ def draw(source: str, fmt: str, target: Path) -> None:
               "the DOT source and needs no graphviz program.")
 @click.option("--level", type=click.Choice(LEVELS), default=None,
               help="Detail: one node per op, per residual block, or per stage "
-              "[default: see below].")
+              "[default: see above].")
 @click.option("--stats/--no-stats", default=False, show_default=True,
               help="Show parameters and multiply-adds (MACs) on every node.")
 @click.option("--fold/--no-fold", default=None,
@@ -576,6 +582,9 @@ def render_cmd(spec: Path, output: Path | None, fmt: str | None, level: str | No
     ir = lower(load_spec(spec))
     level = level or default_level(ir, fold)
     graph, shown = build(ir, level, stats=stats, fold=fold)
+    if fmt != "dot" and shown > SLOW_LAYOUT_NODES:
+        click.echo(f"note: laying out {shown} nodes; dot may take a minute or more "
+                   "(--fold or a coarser --level draws fewer)", err=True)
     draw(graph.source, fmt, target)
     click.echo(str(target))
     click.echo(f"{ir.spec.name}: {level} level, {shown} nodes", err=True)
