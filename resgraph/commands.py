@@ -51,7 +51,9 @@ def _bytes(value: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--per-layer", is_flag=True, help="One row per op instead of per stage.")
 @click.option(
-    "--batch-size", type=click.IntRange(1, 1 << 20), default=None,
+    "--batch-size",
+    type=click.IntRange(1, 1 << 20),
+    default=None,
     help="Batch size for the activation-memory estimate [default: the spec's train batch].",
 )
 def summary(spec: Path, as_json: bool, per_layer: bool, batch_size: int | None) -> None:
@@ -76,9 +78,12 @@ def summary(spec: Path, as_json: bool, per_layer: bool, batch_size: int | None) 
     for i, row in enumerate([header, *rows]):
         if i == len(rows):
             click.echo("  ".join("-" * w for w in widths))
-        click.echo("  ".join(
-            str(c).ljust(w) if j < 3 else str(c).rjust(w) for j, (c, w) in enumerate(zip(row, widths))
-        ).rstrip())
+        click.echo(
+            "  ".join(
+                str(c).ljust(w) if j < 3 else str(c).rjust(w)
+                for j, (c, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
     click.echo(
         f"\nparams {info.params:,}   MACs {info.macs:,} ({_si(info.macs)})   "
         f"FLOPs {info.flops:,} ({_si(info.flops)})"
@@ -90,8 +95,13 @@ def summary(spec: Path, as_json: bool, per_layer: bool, batch_size: int | None) 
 
 
 @click.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to FILE instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to FILE instead of stdout.",
+)
 def schema(output: Path | None) -> None:
     """Print the JSON Schema of the spec language (for editors)."""
     from resgraph.spec.schema import ModelSpec
@@ -108,8 +118,13 @@ def schema(output: Path | None) -> None:
 
 @click.command("lower")
 @click.argument("spec", type=SPEC)
-@click.option("--dump-after", type=click.Choice(sorted(set(PASS_NAMES))), default="analyze",
-              show_default=True, help="Print the IR after this pass.")
+@click.option(
+    "--dump-after",
+    type=click.Choice(sorted(set(PASS_NAMES))),
+    default="analyze",
+    show_default=True,
+    help="Print the IR after this pass.",
+)
 def lower_cmd(spec: Path, dump_after: str) -> None:
     """Print the IR of SPEC, one node per line (a debugging aid)."""
     lower(load_spec(spec), dump_after=dump_after, dump=click.echo)

@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 Engine = Literal["graph", "generated"]
 
 
-def build_model(spec_or_ir: ModelSpec | IR, engine: Engine = "graph", *, seed: int | None = None) -> nn.Module:
+def build_model(
+    spec_or_ir: ModelSpec | IR, engine: Engine = "graph", *, seed: int | None = None
+) -> nn.Module:
     """The network as an ``nn.Module``: the executed graph, or the generated source loaded
     in memory. Both have the same module tree, state_dict keys and outputs."""
     if engine == "graph":

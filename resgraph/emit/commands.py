@@ -26,9 +26,14 @@ def source_label(path: Path) -> str:
 
 @click.command()
 @click.argument("specs", nargs=-1, required=True, type=SPEC)
-@click.option("-o", "--output", "out_dir", required=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for the generated modules (created if missing).")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the generated modules (created if missing).",
+)
 def build(specs: tuple[Path, ...], out_dir: Path) -> None:
     """Write standalone PyTorch source for each SPEC as OUTPUT/<spec stem>.py.
 
@@ -61,3 +66,41 @@ def build(specs: tuple[Path, ...], out_dir: Path) -> None:
         except OSError as exc:
             raise ResgraphError(f"{target}: cannot write: {exc.strerror}") from None
         click.echo(f"wrote {target}")
+
+
+@click.command("import-weights")
+@click.argument("spec", type=SPEC)
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the converted state_dict (.pt).",
+)
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def import_weights(spec: Path, checkpoint: Path, output: Path, force: bool) -> None:
+    """Convert CHECKPOINT (another implementation of SPEC's network) to resgraph's names.
+
+    Tensors are matched by their order in the forward computation and their shapes; on
+    the first disagreement nothing is written and the place is reported.
+    """
+    import torch
+
+    from resgraph.emit.graph_module import build_module
+    from resgraph.emit.weights import convert_state_dict, read_checkpoint
+    from resgraph.fsutil import atomic_write_bytes
+
+    if output.exists() and not force:
+        raise ResgraphError(f"{output}: exists; pass --force to overwrite it")
+    ir = lower(load_spec(spec))
+    state = convert_state_dict(ir, read_checkpoint(checkpoint), str(checkpoint))
+    build_module(ir).load_state_dict(state, strict=True)  # proves it loads
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(output, buffer.getvalue())
+    click.echo(
+        f"wrote {output} ({len(state)} tensors, {sum(v.numel() for v in state.values()):,} values)"
+    )

@@ -22,7 +22,7 @@ import resgraph
 from resgraph import ops
 from resgraph.emit.pyformat import Call, Repeat, Tuple, render
 from resgraph.errors import IRError
-from resgraph.ir import IR, Block
+from resgraph.ir import IR, Block, Node
 from resgraph.spec.schema import ModelSpec
 from resgraph.summary import canonical_name
 
@@ -70,8 +70,9 @@ class _Class:
     name: str
     kind: str
     options: dict[str, Any]
-    residual: bool
-    join: str
+    residual: bool  # its join takes a shortcut (add, gate): the class takes `downsample`
+    join: str  # the join op's kind ("add", "gate_mix", "concat"), or "none"
+    plain: bool  # the spec asked for no shortcut (a plain network)
     drop_path: bool
     shortcut_input: str
     projection_input: str
@@ -86,13 +87,16 @@ def _local(name: str, path: str) -> str:
     return name[len(path) + 1 :]
 
 
-def _block_view(ir: IR, block: Block) -> tuple[tuple[object, ...], _Class, Call]:
-    """The class key, the class view, and the constructor call of one block."""
-    members = [n for n in ir.nodes() if n.scope == block.path]
+def _block_view(
+    ir: IR, block: Block, members: list[Node]
+) -> tuple[tuple[object, ...], _Class, Call]:
+    """The class key, the class view, and the constructor call of one block (``members``:
+    the block's nodes in execution order)."""
     shortcut = [n for n in members if n.role == "shortcut"]
     gate = next((n for n in members if n.role == "gate" and isinstance(n.op, ops.Conv)), None)
-    residual = block.join is not None
-    join = "gate" if residual and isinstance(ir.node(block.join).op, ops.GateMix) else "add"
+    join_op = ir.node(block.join).op if block.join is not None else None
+    residual = isinstance(join_op, ops.RESIDUAL_JOINS)
+    join = join_op.kind if join_op is not None else "none"
 
     def source_of(node: object) -> str:
         if node is None:
@@ -113,28 +117,42 @@ def _block_view(ir: IR, block: Block) -> tuple[tuple[object, ...], _Class, Call]
         options=dict(block.options),
         residual=residual,
         join=join,
+        plain=block.shortcut == "none",
         drop_path=any(isinstance(n.op, ops.DropPath) for n in members),
-        shortcut_input=source_of(shortcut[0] if shortcut else None),
+        # Without a shortcut module, name the input the block's option would feed one, so
+        # identity blocks share the class of the stage's projecting first block.
+        shortcut_input=source_of(shortcut[0])
+        if shortcut
+        else ("x" if block.projection_from == block.input or block.shortcut == "A" else "preact"),
         projection_input=source_of(gate),
         post_activation=_local(block.output, block.path) == "relu",
         gate_in="in_channels",
         gate_out="out_channels" if "out_channels" in args else "width",
         signature=signature,
         zero_init=tuple(
-            _local(n.name, block.path) for n in members
+            _local(n.name, block.path)
+            for n in members
             if isinstance(n.op, ops.BatchNorm) and n.op.zero_init
         ),
     )
     key = tuple(
         (k, tuple(v.items()) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v)
-        for k, v in vars(cls).items() if k != "name"
+        for k, v in vars(cls).items()
+        if k != "name"
     )
 
     positional = tuple(str(args[k]) for k in POSITIONAL if k in args)
-    kwargs = [(k, _literal(v)) for k, v in block.args if k not in POSITIONAL and DEFAULTS.get(k, ...) != v]
+    kwargs = [
+        (k, _literal(v)) for k, v in block.args if k not in POSITIONAL and DEFAULTS.get(k, ...) != v
+    ]
     if shortcut:
         modules = [_module(n.op) for n in shortcut]
-        kwargs.append(("downsample", modules[0] if len(modules) == 1 else Call("nn.Sequential", tuple(modules))))
+        kwargs.append(
+            (
+                "downsample",
+                modules[0] if len(modules) == 1 else Call("nn.Sequential", tuple(modules)),
+            )
+        )
     return key, cls, Call("", positional, tuple(kwargs))
 
 
@@ -171,9 +189,11 @@ def _group(calls: list[Call]) -> list[object]:
                 j += 1
             if j - i > 2:
                 values = Tuple(tuple(dict(c.kwargs)[varying] for c in calls[i:j]))
-                template = Call(calls[i].func, calls[i].args, tuple(
-                    (k, varying if k == varying else v) for k, v in calls[i].kwargs
-                ))
+                template = Call(
+                    calls[i].func,
+                    calls[i].args,
+                    tuple((k, varying if k == varying else v) for k, v in calls[i].kwargs),
+                )
                 out.append(Repeat(template, var=varying, values=values))
                 i = j
                 continue
@@ -185,17 +205,22 @@ def _group(calls: list[Call]) -> list[object]:
 def _varying_kwarg(a: Call, b: Call) -> str | None:
     if a.func != b.func or a.args != b.args or [k for k, _ in a.kwargs] != [k for k, _ in b.kwargs]:
         return None
-    diff = [k for (k, x), (_, y) in zip(a.kwargs, b.kwargs) if x != y]
+    diff = [k for (k, x), (_, y) in zip(a.kwargs, b.kwargs, strict=True) if x != y]
     return diff[0] if len(diff) == 1 else None
 
 
 def emit_source(ir: IR, *, source: str = "<spec>") -> str:
     """Render the standalone PyTorch module for a checked IR."""
+    nodes = ir.nodes()
+    members: dict[str, list[Node]] = {path: [] for path in ir.blocks}
+    for node in nodes:
+        if node.scope in members:
+            members[node.scope].append(node)
     classes: dict[tuple[object, ...], _Class] = {}
     calls: dict[str, Call] = {}
     taken: set[str] = set()
     for path, block in ir.blocks.items():
-        key, cls, call = _block_view(ir, block)
+        key, cls, call = _block_view(ir, block, members[path])
         if key not in classes:
             cls.name = _class_name(cls, taken)
             taken.add(cls.name)
@@ -206,7 +231,7 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
     forward_lines: list[str] = []
     stage_of_block = {b: s for s in ir.stages for b in s.blocks}
     previous = None
-    for node in ir.nodes():
+    for node in nodes:
         if node.scope:  # inside a stage: the stage's container runs it
             stage = stage_of_block.get(node.scope)
             if stage is None:
@@ -231,36 +256,43 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
         previous = node.name
 
     helpers = [
-        name for name, used in (
-            ("PadShortcut", any(isinstance(n.op, ops.PadShortcut) for n in ir.nodes())),
+        name
+        for name, used in (
+            ("PadShortcut", any(isinstance(n.op, ops.PadShortcut) for n in nodes)),
             ("DropPath", any(c.drop_path for c in classes.values())),
-            ("gate_mix", any(c.join == "gate" for c in classes.values())),
-        ) if used
+            ("gate_mix", any(c.join == "gate_mix" for c in classes.values())),
+        )
+        if used
     ]
     spec: ModelSpec = ir.spec
-    text = _env().get_template("model.py.j2").render(
-        name=spec.name,
-        canonical_name=canonical_name(ir),
-        version=resgraph.__version__,
-        source=source,
-        spec_hash=spec_hash(spec),
-        params=sum(n.params for n in ir.nodes()),
-        macs=sum(n.macs for n in ir.nodes()),
-        input_shape="x".join(map(str, ir.node(ir.input).shape or ())),
-        num_classes=spec.num_classes,
-        helpers=helpers,
-        classes=list(classes.values()),
-        model_class=model_class_name(spec.name),
-        init_lines=init_lines,
-        forward_lines=forward_lines,
-        zero_init=[(c.name, c.zero_init) for c in classes.values() if c.zero_init],
+    text = (
+        _env()
+        .get_template("model.py.j2")
+        .render(
+            name=spec.name,
+            canonical_name=canonical_name(ir),
+            version=resgraph.__version__,
+            source=source,
+            spec_hash=spec_hash(spec),
+            params=sum(n.params for n in nodes),
+            macs=sum(n.macs for n in nodes),
+            input_shape="x".join(map(str, ir.node(ir.input).shape or ())),
+            num_classes=spec.num_classes,
+            helpers=helpers,
+            classes=list(classes.values()),
+            model_class=model_class_name(spec.name),
+            init_lines=init_lines,
+            forward_lines=forward_lines,
+            zero_init=[(c.name, c.zero_init) for c in classes.values() if c.zero_init],
+        )
     )
     return text
 
 
 def spec_hash(spec: ModelSpec) -> str:
-    """First 16 hex digits of the sha256 of the validated spec (formatting-independent)."""
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
+    """First 16 hex digits of the sha256 of the validated architecture (the spec without its
+    training recipe), independent of formatting and comments."""
+    return hashlib.sha256(spec.model_dump_json(exclude={"train"}).encode()).hexdigest()[:16]
 
 
 def model_class_name(name: str) -> str:
@@ -270,12 +302,12 @@ def model_class_name(name: str) -> str:
 
 
 def _class_name(cls: _Class, taken: set[str]) -> str:
-    base = CLASS_NAMES.get(cls.kind, model_class_name(cls.kind) + "Block")
+    base = CLASS_NAMES.get(cls.kind, model_class_name(cls.kind))
     if cls.options.get("preactivation"):
         base = "PreAct" + base
-    if not cls.residual:
+    if cls.plain:
         base = "Plain" + base
-    elif cls.join == "gate":
+    elif cls.join == "gate_mix":
         base = "Gated" + base
     name, n = base, 2
     while name in taken:

@@ -28,7 +28,9 @@ PIPELINE: list[tuple[str, Pass, bool]] = [
 PASS_NAMES = ["lower"] + [name for name, _, _ in PIPELINE]
 
 
-def lower(spec: ModelSpec, *, dump_after: str | None = None, dump: Callable[[str], None] = print) -> IR:
+def lower(
+    spec: ModelSpec, *, dump_after: str | None = None, dump: Callable[[str], None] = print
+) -> IR:
     """Lower a spec and run every pass: the checked IR that all emitters read."""
     ir = lower_spec(spec)
     verify(ir, after="lower", shapes=False)

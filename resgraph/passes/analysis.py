@@ -23,8 +23,11 @@ def analyze(ir: IR) -> IR:
     if total > MAX_PARAMS:
         smap = ir.spec._source
         loc = smap.locate(("stages",)) if smap else None
-        raise SpecError(Problem(
-            f"the network has {total:,} parameters, more than the limit of {MAX_PARAMS:,}",
-            loc, "stages",
-        ))
+        raise SpecError(
+            Problem(
+                f"the network has {total:,} parameters, more than the limit of {MAX_PARAMS:,}",
+                loc,
+                "stages",
+            )
+        )
     return ir

@@ -17,7 +17,9 @@ MIN_SPATIAL = 1
 def _fail(ir: IR, node: Node, message: str) -> ShapeError:
     where = f" ({node.scope or node.name})"
     path = node.loc.path if node.loc else ""
-    return ShapeError(Problem(message, node.loc, (path or node.name) + where if path else node.name))
+    return ShapeError(
+        Problem(message, node.loc, (path or node.name) + where if path else node.name)
+    )
 
 
 def infer_shapes(ir: IR) -> IR:

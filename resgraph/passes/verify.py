@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-
 from resgraph.errors import IRError
 from resgraph.ir import IR, valid_component
 
@@ -27,7 +26,9 @@ def verify(ir: IR, *, after: str, shapes: bool) -> None:
     sources = [n for n, p in g._pred.items() if not p]
     sinks = [n for n, s in g._succ.items() if not s]
     if len(sources) != 1 or len(sinks) != 1:
-        raise IRError(f"after {after}: expected one input and one output, got {sources} and {sinks}")
+        raise IRError(
+            f"after {after}: expected one input and one output, got {sources} and {sinks}"
+        )
     # Acyclic with a single source: every node is reachable from the input.
     modules = set()
     for name, data in g._node.items():

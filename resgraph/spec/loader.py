@@ -11,6 +11,7 @@ import difflib
 import os
 import types
 import typing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            raise _Refused("YAML aliases (*name) are not allowed in specs", self.peek_event().start_mark)
+            raise _Refused(
+                "YAML aliases (*name) are not allowed in specs", self.peek_event().start_mark
+            )
         return super().compose_node(parent, index)
 
 
@@ -83,7 +86,11 @@ def _child(node: Any, part: str | int) -> tuple[Any, Any] | None:
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode) and k.value == part:
                 return k, v
-    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+    if (
+        isinstance(node, yaml.SequenceNode)
+        and isinstance(part, int)
+        and 0 <= part < len(node.value)
+    ):
         return None, node.value[part]
     return None
 
@@ -130,7 +137,9 @@ def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
         if path.is_dir():
             raise SpecError(Problem(f"{name}: is a directory, not a spec file"))
         if size > MAX_SPEC_BYTES:
-            raise SpecError(Problem(f"{name}: spec file is {size} bytes, the limit is {MAX_SPEC_BYTES}"))
+            raise SpecError(
+                Problem(f"{name}: spec file is {size} bytes, the limit is {MAX_SPEC_BYTES}")
+            )
         raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(Problem(f"{name}: no such spec file")) from None
@@ -141,7 +150,9 @@ def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
     try:
         return raw.decode("utf-8"), name
     except UnicodeDecodeError as exc:
-        raise SpecError(Problem(f"{name}: not UTF-8 text (bad byte at offset {exc.start})")) from None
+        raise SpecError(
+            Problem(f"{name}: not UTF-8 text (bad byte at offset {exc.start})")
+        ) from None
 
 
 def _parse(text: str, filename: str) -> tuple[yaml.Node, Any]:
@@ -228,20 +239,31 @@ def _problem(err: Any, smap: SourceMap) -> Problem:
         return Problem(message, smap.locate(loc, key=True), format_path(_document_path(loc)))
     if kind == "missing":
         message = f"required field '{loc[-1]}' is missing"
-        return Problem(message, smap.locate(loc), format_path(_document_path(loc[:-1])))
+        parent = format_path(_document_path(loc[:-1]))
+        return Problem(message, replace(smap.locate(loc), path=parent), parent)
     if kind in ("union_tag_invalid", "literal_error"):
         expected = ctx.get("expected_tags") or ctx.get("expected", "")
-        choices = [c.strip().strip("'") for c in expected.replace(" or ", ",").split(",") if c.strip()]
+        choices = [
+            c.strip().strip("'") for c in expected.replace(" or ", ",").split(",") if c.strip()
+        ]
         got = ctx.get("tag", value)
-        listed = ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'" if len(choices) > 1 else expected
+        listed = (
+            ", ".join(f"'{c}'" for c in choices[:-1]) + f" or '{choices[-1]}'"
+            if len(choices) > 1
+            else expected
+        )
         message = f"expected {listed}, got {_show(got)}{_suggest(got, choices)}"
         if kind == "union_tag_invalid":
             loc = loc + ("type",)
     elif kind == "union_tag_not_found":
         message = "a block mapping needs a 'type' (e.g. 'basic' or 'bottleneck')"
     elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        symbol = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
-                  "less_than": "<"}[kind]
+        symbol = {
+            "greater_than_equal": ">=",
+            "greater_than": ">",
+            "less_than_equal": "<=",
+            "less_than": "<",
+        }[kind]
         bound = next(iter(ctx.values()))
         if kind == "greater_than_equal" and bound == 1 and isinstance(value, int):
             message = f"must be a positive integer, got {_show(value)}"

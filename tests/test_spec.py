@@ -1,0 +1,193 @@
+"""The spec language: loading, validation, located errors, hostile input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import CIFAR20, ROOT, SPECS, run_cli
+from resgraph import SpecError, load_spec
+from resgraph.spec.schema import ModelSpec
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_every_shipped_spec_validates_and_carries_the_schema_comment(path):
+    spec = load_spec(path)
+    assert spec.name
+    assert path.read_text().startswith("# yaml-language-server: $schema=schema.json")
+
+
+def test_load_spec_accepts_text_and_paths(write_spec):
+    from_text = load_spec(CIFAR20)
+    from_file = load_spec(write_spec(CIFAR20))
+    assert from_text.model_dump() == from_file.model_dump()
+    assert from_text.stages[1].stride == 2
+    assert from_text.block.type == "basic"  # "block: basic" is shorthand for {type: basic}
+
+
+def _errors(text: str, write_spec) -> list[str]:
+    path = write_spec(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    lines = str(info.value).splitlines()
+    assert all(line.startswith(f"{path}:") for line in lines), lines
+    return [line[len(str(path)) + 1 :] for line in lines]
+
+
+def test_negative_width_is_located(write_spec):
+    text = CIFAR20.replace("{width: 32, repeats: 1", "{width: -64, repeats: 1")
+    assert _errors(text, write_spec) == [
+        "9:13: stages[1].width: must be a positive integer, got -64"
+    ]
+
+
+def test_unknown_key_suggests_the_closest_valid_one(write_spec):
+    text = CIFAR20.replace("{width: 32, repeats: 1", "{width: 32, repaets: 1")
+    errors = _errors(text, write_spec)
+    assert errors == [
+        "9:5: stages[1]: required field 'repeats' is missing",
+        "9:17: stages[1]: unknown key 'repaets' (did you mean 'repeats'?)",
+    ]
+
+
+def test_misspelt_block_type_suggests_the_right_one(write_spec):
+    errors = _errors(CIFAR20.replace("block: basic", "block: botleneck"), write_spec)
+    assert errors == [
+        "5:8: block.type: expected 'basic' or 'bottleneck', got 'botleneck' "
+        "(did you mean 'bottleneck'?)"
+    ]
+
+
+def test_unknown_key_inside_a_block_mapping_is_located(write_spec):
+    text = CIFAR20.replace("block: basic", "block: {type: bottleneck, groupz: 32}")
+    assert _errors(text, write_spec) == [
+        "5:27: block: unknown key 'groupz' (did you mean 'groups'?)"
+    ]
+
+
+def test_all_errors_of_a_file_are_reported_at_once_in_line_order(write_spec):
+    text = (
+        CIFAR20.replace("shortcut: A", "shortcut: D")
+        .replace("num_classes: 10", "num_classes: ten")
+        .replace("{width: 16, repeats: 1", "{width: 16.5, repeats: 1")
+    )
+    errors = _errors(text, write_spec)
+    assert [e.split(":")[0] for e in errors] == ["3", "6", "8"]
+    assert "must be an integer, got 'ten'" in errors[0]
+    assert "expected 'A', 'B', 'C', 'identity' or 'none', got 'D'" in errors[1]
+    assert "stages[0].width: must be an integer, got 16.5" in errors[2]
+
+
+def test_no_coercion_of_strings_to_numbers(write_spec):
+    errors = _errors(CIFAR20.replace("size: 32", 'size: "32"'), write_spec)
+    assert errors == ["2:28: input.size: must be an integer, got '32'"]
+
+
+def test_missing_required_field(write_spec):
+    errors = _errors(CIFAR20.replace("num_classes: 10\n", ""), write_spec)
+    assert errors == ["1:1: required field 'num_classes' is missing"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &x [1, 2]\nb: *x\n", "YAML aliases (*name) are not allowed"),
+        ("- 1\n- 2\n", "the spec must be a mapping of fields, got a list"),
+        ("just a string\n", "the spec must be a mapping of fields, got a scalar"),
+        ("name: a\n---\nname: b\n", "a spec holds one YAML document"),
+        ("name: a\nname: b\n", "duplicate key 'name'"),
+        ("name: !!python/object:os.system ls\n", "invalid YAML"),
+        ("name: [unclosed\n", "invalid YAML"),
+        ("", "the spec is empty"),
+        ("1: x\n", "keys must be plain strings"),
+    ],
+)
+def test_malformed_yaml_gets_one_located_message(write_spec, text, message):
+    path = write_spec(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_alias_bomb_is_refused_quickly(write_spec):
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 12)]
+    with pytest.raises(SpecError, match="aliases"):
+        load_spec(write_spec("\n".join(lines) + "\n"))
+
+
+def test_deep_nesting_and_huge_and_binary_files_are_refused(write_spec, tmp_path):
+    with pytest.raises(SpecError, match="nested too deeply|invalid YAML"):
+        load_spec(write_spec("name: " + "[" * 5000 + "]" * 5000 + "\n"))
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * (2 << 20))
+    with pytest.raises(SpecError, match="spec file is .* bytes, the limit is"):
+        load_spec(huge)
+    junk = tmp_path / "junk.yaml"
+    junk.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SpecError, match="not a text file"):
+        load_spec(junk)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SpecError, match="not UTF-8"):
+        load_spec(latin)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "nope.yaml")
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(SpecError, match="is a directory"):
+        load_spec(tmp_path / "dir.yaml")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("{width: 32, repeats: 1", "{width: 100000, repeats: 1", "must be <= 8192, got 100000"),
+        ("{width: 32, repeats: 1,", "{width: 32, repeats: 5000,", "must be <= 1000, got 5000"),
+        ("size: 32", "size: 100000", "must be <= 2048, got 100000"),
+        ("num_classes: 10", "num_classes: 0", "num_classes: must be a positive integer, got 0"),
+    ],
+)
+def test_absurd_sizes_are_refused_with_documented_limits(write_spec, old, new, message):
+    errors = _errors(CIFAR20.replace(old, new), write_spec)
+    assert any(message in e for e in errors), errors
+
+
+def test_total_blocks_limit(write_spec):
+    stages = "".join("  - {width: 16, repeats: 900}\n" for _ in range(3))
+    text = CIFAR20.split("stages:")[0] + "stages:\n" + stages
+    errors = _errors(text, write_spec)
+    assert errors == ["1:1: at most 2000 blocks in all, got 2700"]
+
+
+def test_spec_name_cannot_carry_code(write_spec):
+    errors = _errors(CIFAR20.replace("name: Test net", 'name: "x\\"\\"\\"; import os"'), write_spec)
+    assert len(errors) == 1 and errors[0].startswith("1:7: name: must start with a letter")
+
+
+def test_validate_cli_exit_codes_and_no_traceback(write_spec):
+    good = write_spec(CIFAR20, "good.yaml")
+    bad = write_spec(CIFAR20.replace("width: 32", "width: -1"), "bad.yaml")
+    ok = run_cli("validate", str(good))
+    assert ok.returncode == 0 and "ok (Test net, " in ok.stdout
+    res = run_cli("validate", str(good), str(bad))
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip() == f"{bad}:9:13: stages[1].width: must be a positive integer, got -1"
+    missing = run_cli("validate", "nope.yaml")
+    assert missing.returncode == 1 and "nope.yaml: no such spec file" in missing.stderr
+
+
+def test_schema_command_matches_the_committed_schema():
+    res = run_cli("schema")
+    assert res.returncode == 0
+    schema = json.loads(res.stdout)
+    assert schema == json.loads((ROOT / "specs" / "schema.json").read_text()), (
+        "specs/schema.json is stale: run `resgraph schema -o specs/schema.json`"
+    )
+    assert schema == json.loads(json.dumps(ModelSpec.model_json_schema()))
+    assert "description" in schema["properties"]["shortcut"]
