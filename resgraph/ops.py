@@ -327,3 +327,6 @@ class Concat(Op):
 
 
 JOINS = (Add, GateMix, Concat)
+RESIDUAL_JOINS = (Add, GateMix)
+"""Joins whose port 1 is a shortcut that the shortcut options may replace. A Concat has
+none: it carries its inputs forward whole."""

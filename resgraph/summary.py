@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from resgraph.ir import IR
 from resgraph.ops import Conv, Input, Linear, fmt_shape
-from resgraph.spec.schema import BottleneckBlockSpec, ModelSpec
+from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
 
 BYTES_PER_FLOAT = 4
 
@@ -113,16 +113,27 @@ def activation_bytes(ir: IR, batch_size: int) -> int:
 
 
 def _describe_stage(ir: IR, name: str) -> str:
+    """Runs of blocks of one kind, each as its first block's main conv widths and a count:
+    'basic [64, 64] x2', or 'transition [108] x1, dense_layer [48, 12] x16'."""
     stage = next((s for s in ir.stages if s.path == name), None)
     if stage is None:
         return ""
-    first = ir.blocks[stage.blocks[0]]
-    widths = [
-        n.op.out_channels
-        for n in ir.nodes()
-        if n.scope == first.path and n.role == "main" and isinstance(n.op, Conv)
-    ]
-    return f"{first.kind} [{', '.join(map(str, widths))}] x{len(stage.blocks)}"
+    runs: list[tuple[str, str, int]] = []  # kind, first block's path, blocks in the run
+    for path in stage.blocks:
+        kind = ir.blocks[path].kind
+        if runs and runs[-1][0] == kind:
+            runs[-1] = (kind, runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((kind, path, 1))
+    text = []
+    for kind, first, count in runs:
+        widths = [
+            n.op.out_channels
+            for n in ir.nodes()
+            if n.scope == first and n.role == "main" and isinstance(n.op, Conv)
+        ]
+        text.append(f"{kind} [{', '.join(map(str, widths))}] x{count}")
+    return ", ".join(text)
 
 
 def depth(ir: IR) -> int:
@@ -131,40 +142,59 @@ def depth(ir: IR) -> int:
 
 
 def canonical_name(ir: IR) -> str:
-    """E.g. 'ResNet-50, paper layout (stride on 1x1), option B shortcuts'."""
+    """E.g. 'ResNet-50, paper layout (stride on 1x1), option B shortcuts', 'WRN-28-10 (CIFAR),
+    option B shortcuts, dropout 0.3', 'DenseNet-BC-100 k=12 (CIFAR)'."""
     spec: ModelSpec = ir.spec
-    blocks = [spec.stage_block(i) for i in range(len(spec.stages))]
-    shortcuts = sorted({spec.stage_shortcut(i) for i in range(len(spec.stages))})
+    stages = range(len(spec.stages))
+    blocks = [spec.stage_block(i) for i in stages]
+    dense = [b for b in blocks if isinstance(b, DenseBlockSpec)]
+    residual = [b for b in blocks if not isinstance(b, DenseBlockSpec)]
+    shortcuts = sorted({
+        spec.stage_shortcut(i) for i in stages if not isinstance(blocks[i], DenseBlockSpec)
+    })
     d = depth(ir)
     plain = shortcuts == ["none"]
-    pre = all(getattr(b, "preactivation", False) for b in blocks)
+    pre = all(getattr(b, "preactivation", False) for b in residual)
     family = "Plain" if plain else ("PreAct-ResNet" if pre else "ResNet")
-    first = blocks[0]
-    if isinstance(first, BottleneckBlockSpec) and first.groups > 1:
+    first = residual[0] if residual else None
+    if not residual:  # Huang et al. 2017: B = bottleneck layers, C = compression < 1
+        letters = ("B" if all(b.bottleneck_layers for b in dense) else "") + (
+            "C" if all(b.compression < 1 for b in dense) else ""
+        )
+        rates = "/".join(dict.fromkeys(str(b.growth_rate) for b in dense))
+        family = f"DenseNet{'-' + letters if letters else ''}-{d} k={rates}"
+    elif isinstance(first, BottleneckBlockSpec) and first.groups > 1:
         family = f"ResNeXt-{d} {first.groups}x{first.base_width}d"
     elif isinstance(first, BottleneckBlockSpec) and first.base_width != 64:
         family = f"Wide ResNet-{d}-{first.base_width // 64}"
     elif spec.width_factor > 1:
-        family = f"WRN-{d}-{spec.width_factor}"
+        # Zagoruyko & Komodakis count every conv, the 1x1 projection shortcuts included
+        convs = sum(1 for n in ir.nodes() if n.role != "gate" and isinstance(n.op, Conv))
+        family = f"WRN-{convs}-{spec.width_factor}"
     else:
         family = f"{family}-{d}"
     parts = [family]
     if spec.stem.kind == "cifar":
         parts[0] += " (CIFAR)"
-    layouts = {b.stride_on for b in blocks if isinstance(b, BottleneckBlockSpec)}
+    if residual and dense:
+        parts.append("with dense stages")
+    layouts = {b.stride_on for b in residual if isinstance(b, BottleneckBlockSpec)}
     if layouts == {"1x1"}:
         parts.append("paper layout (stride on 1x1)")
     elif layouts == {"3x3"}:
         parts.append("torchvision layout (stride on 3x3)")
-    if not plain:
+    if residual and not plain:
         names = {"A": "option A", "B": "option B", "C": "option C", "identity": "identity",
                  "none": "no"}
         parts.append(" / ".join(names[s] for s in shortcuts) + " shortcuts")
-    joins = {b.join for b in blocks}
-    if "gate" in joins:
+    if any(b.join == "gate" for b in residual):
         parts.append("gated (highway) joins")
-    if any(getattr(b, "convs", 2) != 2 for b in blocks):
-        parts.append(f"branches of {'/'.join(str(getattr(b, 'convs', 3)) for b in blocks)} convs")
+    convs = [str(b.convs) for b in residual if isinstance(b, BasicBlockSpec)]
+    if any(c != "2" for c in convs):
+        parts.append(f"residual branches of {'/'.join(dict.fromkeys(convs))} convs")
+    dropouts = {b.dropout for b in blocks if isinstance(b, BasicBlockSpec | DenseBlockSpec)}
+    if dropouts - {0.0}:
+        parts.append("dropout " + "/".join(f"{p:g}" for p in sorted(dropouts)))
     if spec.stochastic_depth:
         parts.append(f"stochastic depth p_L={spec.stochastic_depth.final_survival:g}")
     return ", ".join(parts)

@@ -54,7 +54,7 @@ def test_unknown_key_suggests_the_closest_valid_one(write_spec):
 def test_misspelt_block_type_suggests_the_right_one(write_spec):
     errors = _errors(CIFAR20.replace("block: basic", "block: botleneck"), write_spec)
     assert errors == [
-        "5:8: block.type: expected 'basic' or 'bottleneck', got 'botleneck' "
+        "5:8: block.type: expected 'basic', 'bottleneck' or 'dense', got 'botleneck' "
         "(did you mean 'bottleneck'?)"
     ]
 

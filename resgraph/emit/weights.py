@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,18 +31,23 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such checkpoint file")
+    with path.open("rb") as f:
+        head = f.read(2)
+    # torch.save writes a zip archive (or, before PyTorch 1.6, a pickle: protocol byte 0x80).
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f"Python objects such as {found.group(1)}" if found else "Python objects"
         raise WeightsError(
-            f"{path}: cannot be read safely: it stores Python objects besides tensors "
-            f"({str(exc).splitlines()[0][:160]}). If you trust the file, re-save just its "
+            f"{path}: cannot be read safely: it stores {what} besides tensors. If you trust "
+            f"the file, re-save just its "
             f"weights: torch.save(torch.load(f, weights_only=False).state_dict(), 'weights.pt')"
         ) from None
-    except Exception as exc:  # torch raises many kinds for junk input
-        raise WeightsError(
-            f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})"
-        ) from None
+    except Exception as exc:  # torch raises many kinds for damaged archives
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
     return unwrap_state_dict(obj, str(path))
 
 

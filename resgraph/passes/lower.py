@@ -2,20 +2,27 @@
 shortcut. Shortcut insertion and shapes are later passes.
 
 Expects a validated :class:`ModelSpec`. Guarantees one input, one output, torchvision
-names, one :class:`Block` per block with its join, and a spec location on every node.
-A new block type adds one ``_lower_<type>`` function to ``BLOCK_LOWERINGS``.
+names, one :class:`Block` per block with its join (an add, a highway gate, a concatenation,
+or none for a block that is all branch), and a spec location on every node.
+A new block type adds one ``_lower_<type>`` function to ``BLOCK_LOWERINGS`` (and, if its
+downsampling stages open with a block of another kind, one to ``STAGE_OPENERS``); the shared
+wrapper ``_wrap`` adds stochastic depth, the join and the ReLU after it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import floor
+from typing import Literal
 
 from resgraph.errors import SourceLoc
 from resgraph.ir import IR, Block, Node, Role, Stage
 from resgraph.ops import (
     Add,
+    AvgPool,
     BatchNorm,
+    Concat,
     Conv,
     Dropout,
     DropPath,
@@ -28,7 +35,9 @@ from resgraph.ops import (
     ReLU,
     Sigmoid,
 )
-from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, ModelSpec
+from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
+
+JoinKind = Literal["add", "gate", "concat"]
 
 
 @dataclass
@@ -58,7 +67,7 @@ class _BlockCtx:
     """What a block lowering needs beyond its own spec."""
 
     in_channels: int
-    width: int  # stage width x width factor
+    width: int | None  # stage width x width factor; None for dense stages
     stride: int
     residual: bool  # False for plain networks: no zero-init
     zero_init: bool
@@ -67,18 +76,22 @@ class _BlockCtx:
 
 @dataclass(frozen=True)
 class _Lowered:
-    kind: str
+    """What a block lowering hands the shared wrapper."""
+
+    kind: str  # the block template's name
     args: tuple[tuple[str, int | float | bool | str], ...]
     options: tuple[tuple[str, int | float | bool | str], ...]
     branch: str  # last node of the residual branch
-    out_channels: int
+    out_channels: int  # channels the block puts out (after a concatenation)
     projection_from: str  # where a projection shortcut starts
     post_activation: bool  # ReLU after the join (original ResNet) or not (pre-activation)
+    join: JoinKind | None  # how branch and block input meet; None: the branch is the block
 
 
 def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowered:
     """(He et al. 2015, Fig. 2) 3x3 conv-BN-ReLU repeated, the last ReLU after the join; or
     BN-ReLU-conv with nothing after the join when pre-activated (He et al. 2016)."""
+    assert c.width is not None  # the schema requires a width on basic stages
     cin, w, pre = c.in_channels, c.width, spec.preactivation
     projection_from = x
     for i in range(1, spec.convs + 1):
@@ -100,12 +113,13 @@ def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowe
                     x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
     args = (("in_channels", cin), ("width", w), ("stride", c.stride))
     options = (("convs", spec.convs), ("preactivation", pre), ("dropout", spec.dropout))
-    return _Lowered("basic", args, options, x, w, projection_from, not pre)
+    return _Lowered("basic", args, options, x, w, projection_from, not pre, spec.join)
 
 
 def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx) -> _Lowered:
     """(He et al. 2015, Fig. 5) 1x1 reduce, 3x3, 1x1 expand; the 3x3 may be grouped
     (ResNeXt) and the stride sits on the first 1x1 (paper) or the 3x3 (torchvision)."""
+    assert c.width is not None  # the schema requires a width on bottleneck stages
     cin, out = c.in_channels, c.width * spec.expansion
     mid = int(c.width * spec.base_width / 64) * spec.groups
     s1, s3 = (c.stride, 1) if spec.stride_on == "1x1" else (1, c.stride)
@@ -126,13 +140,94 @@ def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx
         ("groups", spec.groups),
     )
     options = (("stride_on", spec.stride_on), ("preactivation", spec.preactivation))
-    return _Lowered("bottleneck", args, options, x, out, projection_from, not spec.preactivation)
+    return _Lowered(
+        "bottleneck", args, options, x, out, projection_from, not spec.preactivation, spec.join
+    )
+
+
+def _lower_dense(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowered:
+    """(Huang et al. 2017, sec. 3) One dense layer: H = BN-ReLU-3x3 conv to k maps, or with a
+    bottleneck (DenseNet-B) BN-ReLU-1x1 conv to 4k maps first; dropout after each conv. The
+    layer's output is concat(x, H(x)): the running concatenation of every earlier map of
+    the dense block (x_{l+1} = [x_0, ..., x_l, H(x_l)], the paper's eq. 2)."""
+    block_in, cin, k = x, c.in_channels, spec.growth_rate
+    plan = [(cin, k, 3)]
+    if spec.bottleneck_layers:
+        plan = [(cin, spec.bottleneck_width * k, 1), (spec.bottleneck_width * k, k, 3)]
+    for i, (ci, co, kernel) in enumerate(plan, start=1):
+        x = s.add(f"bn{i}", BatchNorm(ci), x)
+        x = s.add(f"relu{i}", ReLU(), x)
+        x = s.add(f"conv{i}", Conv(ci, co, kernel, 1, kernel // 2), x)
+        if spec.dropout:
+            x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
+    args = (("in_channels", cin), ("growth_rate", k))
+    options = (
+        ("bottleneck", spec.bottleneck_layers), ("bottleneck_width", spec.bottleneck_width),
+        ("dropout", spec.dropout),
+    )
+    return _Lowered("dense_layer", args, options, x, cin + k, block_in, False, "concat")
+
+
+def _lower_transition(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowered:
+    """(Huang et al. 2017, sec. 3, 'Pooling layers' and 'Compression') The transition between
+    two dense blocks: BN-ReLU-1x1 conv keeping floor(theta x m) of the m maps, then an average
+    pool by the stage's stride (2x2 in the paper). No join: it is the whole block."""
+    block_in, cin = x, c.in_channels
+    out = max(1, floor(spec.compression * cin))
+    x = s.add("bn1", BatchNorm(cin), x)
+    x = s.add("relu1", ReLU(), x)
+    x = s.add("conv1", Conv(cin, out, 1), x)
+    if spec.dropout:
+        x = s.add("dropout1", Dropout(spec.dropout), x)
+    x = s.add("pool", AvgPool(c.stride, c.stride), x)
+    args = (("in_channels", cin), ("out_channels", out), ("stride", c.stride))
+    options = (("dropout", spec.dropout),)
+    return _Lowered("transition", args, options, x, out, block_in, False, None)
 
 
 BLOCK_LOWERINGS: dict[str, Callable[..., _Lowered]] = {
     "basic": _lower_basic,
     "bottleneck": _lower_bottleneck,
+    "dense": _lower_dense,
 }
+
+# Block types whose downsampling stages open with an extra block of another kind that takes
+# the stride; the stage's own blocks then all run at stride 1. DenseNet puts a transition
+# between dense blocks where a ResNet strides its first block.
+STAGE_OPENERS: dict[str, Callable[..., _Lowered]] = {
+    "dense": _lower_transition,
+}
+
+
+def _wrap(
+    s: _Scope, block_in: str, low: _Lowered, c: _BlockCtx, *, stage: int, index: int,
+    shortcut: str,
+) -> Block:
+    """The residual wrapper every block type shares: stochastic depth on the branch, the join
+    with the block input (add, highway gate, or concatenation), the ReLU after the join."""
+    branch, args, join = low.branch, low.args, None
+    if low.join is not None and c.survival is not None:
+        branch = s.add("drop_path", DropPath(c.survival), branch)
+        args += (("survival", c.survival),)
+    if low.join == "gate":
+        gate = s.add(
+            "gate", Conv(c.in_channels, low.out_channels, 1, c.stride, 0, bias=True),
+            low.projection_from, role="gate",
+        )
+        gate = s.add("gate_sigmoid", Sigmoid(), gate, role="gate")
+        join = s.add("gate_mix", GateMix(), branch, block_in, gate)
+    elif low.join == "add":
+        join = s.add("add", Add(), branch, block_in)
+    elif low.join == "concat":  # the input first, then the new maps (torchvision's order)
+        join = s.add("concat", Concat(), block_in, branch)
+    out = join or branch
+    if low.post_activation:
+        out = s.add("relu", ReLU(), out)
+    return Block(
+        path=s.prefix, stage=stage, index=index, kind=low.kind, args=args, options=low.options,
+        shortcut=shortcut, input=block_in, output=out, join=join, shortcut_from=block_in,
+        projection_from=low.projection_from, loc=s.loc,
+    )
 
 
 def lower(spec: ModelSpec) -> IR:
@@ -162,49 +257,35 @@ def lower(spec: ModelSpec) -> IR:
         block_spec, shortcut = spec.stage_block(si), spec.stage_shortcut(si)
         stage_path = f"layer{si + 1}"
         stage_loc = locate("stages", si)
+        opener = STAGE_OPENERS.get(block_spec.type) if stage.stride > 1 else None
+        plan = [(opener, stage.stride, False)] if opener else []
+        plan += [
+            (BLOCK_LOWERINGS[block_spec.type], 1 if opener or bi else stage.stride, True)
+            for bi in range(stage.repeats)
+        ]
         paths = []
-        for bi in range(stage.repeats):
-            done += 1
+        for bi, (lowering, stride, counted) in enumerate(plan):
             path = f"{stage_path}.{bi}"
-            scope = _Scope(ir, path, stage_loc)
             survival = None
-            if spec.stochastic_depth and shortcut != "none":
-                # Huang et al. 2016, eq. 4: p_l = 1 - l/L (1 - p_L), l = 1..L
-                survival = 1 - done / total * (1 - spec.stochastic_depth.final_survival)
+            if counted:  # the spec's blocks; a stage opener is extra and never dropped
+                done += 1
+                if spec.stochastic_depth and shortcut != "none":
+                    # Huang et al. 2016, eq. 4: p_l = 1 - l/L (1 - p_L), l = 1..L
+                    survival = 1 - done / total * (1 - spec.stochastic_depth.final_survival)
             ctx = _BlockCtx(
                 in_channels=channels,
-                width=stage.width * spec.width_factor,
-                stride=stage.stride if bi == 0 else 1,
+                width=stage.width * spec.width_factor if stage.width else None,
+                stride=stride,
                 residual=shortcut != "none",
                 zero_init=spec.zero_init_residual and shortcut != "none",
                 survival=survival,
             )
-            block_in = x
-            low = BLOCK_LOWERINGS[block_spec.type](scope, x, block_spec, ctx)
-            branch, args = low.branch, low.args
-            if survival is not None:
-                branch = scope.add("drop_path", DropPath(survival), branch)
-                args += (("survival", survival),)
-            if block_spec.join == "gate":
-                gate = scope.add(
-                    "gate", Conv(channels, low.out_channels, 1, ctx.stride, 0, bias=True),
-                    low.projection_from, role="gate",
-                )
-                gate = scope.add("gate_sigmoid", Sigmoid(), gate, role="gate")
-                join = scope.add("gate_mix", GateMix(), branch, block_in, gate)
-            else:
-                join = scope.add("add", Add(), branch, block_in)
-            x = scope.add("relu", ReLU(), join) if low.post_activation else join
-            pre_activated = not low.post_activation
-            ir.set_block(
-                Block(
-                    path=path, stage=si, index=bi, kind=low.kind, args=args, options=low.options,
-                    shortcut=shortcut, input=block_in, output=x, join=join,
-                    shortcut_from=block_in, projection_from=low.projection_from, loc=stage_loc,
-                )
-            )
+            scope = _Scope(ir, path, stage_loc)
+            low = lowering(scope, x, block_spec, ctx)
+            block = _wrap(scope, x, low, ctx, stage=si, index=bi, shortcut=shortcut)
+            ir.set_block(block)
             paths.append(path)
-            channels = low.out_channels
+            x, channels, pre_activated = block.output, low.out_channels, not low.post_activation
         ir.stages.append(Stage(stage_path, si, tuple(paths), stage_loc))
 
     head = _Scope(ir, "", locate("head"))

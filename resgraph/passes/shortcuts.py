@@ -1,10 +1,11 @@
 """Pass: insert the shortcut each block's option asks for (He et al. 2015, sec. 3.3).
 
 Expects: lowered IR with shapes inferred, each join's port 1 wired to the block input.
-Guarantees: per block exactly one of four outcomes --
+Guarantees: per block with a residual join (add or gate) exactly one of four outcomes --
 identity (nothing changes), option-A zero-pad (``downsample``: a parameter-free module),
 projection (``downsample.0`` 1x1 conv with stride, ``downsample.1`` BN), or no shortcut
-(plain network: the join is removed and the branch feeds the join's consumers).
+(plain network: the join is removed and the branch feeds the join's consumers). Blocks
+without a join, or whose join has no shortcut port (a concatenation), are left alone.
 Shapes of inserted nodes are not set; run ``infer_shapes`` after it.
 """
 
@@ -14,13 +15,13 @@ from dataclasses import replace
 
 from resgraph.errors import Problem, ShapeError, SpecError
 from resgraph.ir import IR, Block, Node
-from resgraph.ops import BatchNorm, Conv, GateMix, PadShortcut, fmt_shape
+from resgraph.ops import RESIDUAL_JOINS, BatchNorm, Conv, GateMix, PadShortcut, fmt_shape
 
 
 def insert_shortcuts(ir: IR) -> IR:
     for path, block in list(ir.blocks.items()):
-        if block.join is None:
-            continue
+        if block.join is None or not isinstance(ir.node(block.join).op, RESIDUAL_JOINS):
+            continue  # no join, or one without a shortcut port (a concatenation)
         branch = ir.inputs(block.join)[0]
         out_shape, in_shape = ir.node(branch).shape, ir.node(block.shortcut_from).shape
         assert out_shape is not None and in_shape is not None  # infer_shapes ran before

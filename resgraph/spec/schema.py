@@ -7,12 +7,12 @@ keys and coerces nothing (``strict``): ``width: "64"`` is an error, not 64.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PrivateAttr, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails
 
 from resgraph.spec.base import StrictModel
-
 from resgraph.spec.train import TrainSpec
 
 # Documented limits (README, "Limits"). They stop absurd specs early, before any lowering.
@@ -58,7 +58,7 @@ class StemSpec(StrictModel):
     )
 
 
-class _BlockBase(StrictModel):
+class _ResidualBlockBase(StrictModel):
     join: Literal["add", "gate"] = Field(
         "add",
         description="How branch F(x) and shortcut x meet: 'add' F(x) + x (ResNet); 'gate' "
@@ -66,7 +66,7 @@ class _BlockBase(StrictModel):
     )
 
 
-class BasicBlockSpec(_BlockBase):
+class BasicBlockSpec(_ResidualBlockBase):
     """3x3 convolutions with BN and ReLU, and a shortcut around them (paper Fig. 2)."""
 
     type: Literal["basic"] = "basic"
@@ -87,7 +87,7 @@ class BasicBlockSpec(_BlockBase):
     )
 
 
-class BottleneckBlockSpec(_BlockBase):
+class BottleneckBlockSpec(_ResidualBlockBase):
     """1x1 reduce, 3x3, 1x1 expand, each followed by BN (paper Fig. 5 right)."""
 
     type: Literal["bottleneck"] = "bottleneck"
@@ -113,13 +113,51 @@ class BottleneckBlockSpec(_BlockBase):
     )
 
 
+class DenseBlockSpec(StrictModel):
+    """A dense layer (Huang et al. 2017, DenseNet): BN-ReLU-conv that adds growth_rate new
+    feature maps, concatenated to its input, so every layer sees all earlier maps of the stage.
+    A stage of dense layers is the paper's dense block; a stage with stride > 1 opens with a
+    transition layer (BN-ReLU-1x1 conv-average pool) that also applies the compression."""
+
+    type: Literal["dense"] = "dense"
+    growth_rate: int = Field(
+        12, ge=1, le=MAX_WIDTH, description="k: feature maps each layer adds (12 on CIFAR)."
+    )
+    bottleneck_layers: bool = Field(
+        False,
+        description="DenseNet-B: each layer starts with a BN-ReLU-1x1 conv to "
+        "bottleneck_width x k maps, then BN-ReLU-3x3 conv to k.",
+    )
+    bottleneck_width: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Output of a bottleneck layer's 1x1 conv, in multiples of k (4 in the "
+        "paper); used with bottleneck_layers.",
+    )
+    compression: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="theta: a transition keeps floor(theta x channels) maps (DenseNet-C; "
+        "0.5 in DenseNet-BC, 1 keeps them all).",
+    )
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Dropout after each conv of a layer and of a transition (the paper uses "
+        "0.2 when training without augmentation).",
+    )
+
+
 def _block_shorthand(value: Any) -> Any:
     """Accept ``block: bottleneck`` as shorthand for ``block: {type: bottleneck}``."""
     return {"type": value} if isinstance(value, str) else value
 
 
 BlockSpec = Annotated[
-    Union[BasicBlockSpec, BottleneckBlockSpec],
+    BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec,
     Field(discriminator="type"),
     BeforeValidator(_block_shorthand),
 ]
@@ -128,17 +166,26 @@ BlockSpec = Annotated[
 class StageSpec(StrictModel):
     """A run of blocks at one resolution: torchvision's layerN, the paper's convN_x."""
 
-    width: int = Field(
+    width: int | None = Field(
+        None,
         ge=1,
         le=MAX_WIDTH,
         description="Channels of the stage (a bottleneck's inner width; its output is "
-        "width x expansion). Multiplied by the spec's width_factor.",
+        "width x expansion). Multiplied by the spec's width_factor. Required for basic and "
+        "bottleneck stages; left out for dense stages, whose width follows from the growth "
+        "rate.",
     )
-    repeats: int = Field(ge=1, le=MAX_REPEATS, description="Number of blocks.")
+    repeats: int = Field(ge=1, le=MAX_REPEATS, description="Number of blocks (dense layers).")
     stride: int = Field(
-        1, ge=1, le=8, description="Stride of the first block (2 halves the resolution)."
+        1,
+        ge=1,
+        le=8,
+        description="Stride of the first block (2 halves the resolution); a dense stage "
+        "opens with a transition layer that pools by it instead.",
     )
-    block: BlockSpec | None = Field(None, description="Block type of this stage, if not the default.")
+    block: BlockSpec | None = Field(
+        None, description="Block type of this stage, if not the default."
+    )
     shortcut: ShortcutOption | None = Field(
         None, description="Shortcut option of this stage, if not the default. " + SHORTCUT_HELP
     )
@@ -171,12 +218,15 @@ class ModelSpec(StrictModel):
     stem: StemSpec = Field(default_factory=StemSpec, description="Layers before the stages.")
     block: BlockSpec = Field(
         default_factory=BasicBlockSpec,
-        description="Default block type: 'basic' or 'bottleneck', or a mapping with 'type' "
-        "and options.",
+        description="Default block type: 'basic', 'bottleneck' or 'dense', or a mapping with "
+        "'type' and options.",
     )
     shortcut: ShortcutOption = Field("B", description=SHORTCUT_HELP)
     width_factor: int = Field(
-        1, ge=1, le=64, description="Multiplies every stage width (Wide ResNets' k)."
+        1,
+        ge=1,
+        le=64,
+        description="Multiplies every stage width (Wide ResNets' k); dense stages have none.",
     )
     zero_init_residual: bool = Field(
         False,
@@ -203,7 +253,42 @@ class ModelSpec(StrictModel):
             raise ValueError(f"at most {MAX_BLOCKS} blocks in all, got {total}")
         return self
 
-    def stage_block(self, index: int) -> BasicBlockSpec | BottleneckBlockSpec:
+    @model_validator(mode="after")
+    def _stage_combinations(self) -> ModelSpec:
+        """Checks that need a stage and the defaults together, each reported once, at the key
+        of the stage (or of the default) that set the conflicting value."""
+        errors: dict[tuple[tuple[str | int, ...], str], InitErrorDetails] = {}
+
+        def error(path: tuple[str | int, ...], value: Any, message: str) -> None:
+            errors.setdefault((path, message), InitErrorDetails(
+                type="value_error", loc=path, input=value, ctx={"error": message}
+            ))
+
+        for i, stage in enumerate(self.stages):
+            block, shortcut = self.stage_block(i), self.stage_shortcut(i)
+            at = ("stages", i, "shortcut") if stage.shortcut else ("shortcut",)
+            if isinstance(block, DenseBlockSpec):
+                if stage.width is not None:
+                    error(("stages", i, "width"), stage.width,
+                          "a dense stage has no width: each layer adds growth_rate maps; "
+                          "remove 'width'")
+                if shortcut in ("C", "none"):
+                    error(at, shortcut,
+                          f"dense layers carry their input forward by concatenation: "
+                          f"shortcut '{shortcut}' cannot apply to them")
+                continue
+            if stage.width is None:
+                error(("stages", i), None,
+                      f"required field 'width' is missing (a {block.type} stage needs it)")
+            if block.join == "gate" and shortcut == "none":
+                error(at, shortcut,
+                      "gated joins need a shortcut to gate: use shortcut A, B, C or "
+                      "identity, or join 'add'")
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, list(errors.values()))
+        return self
+
+    def stage_block(self, index: int) -> BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec:
         """The block spec in force for stage ``index``."""
         return self.stages[index].block or self.block
 
