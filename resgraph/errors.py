@@ -32,11 +32,11 @@ class Problem:
 
     message: str
     loc: SourceLoc | None = None
-    path: str = ""
+    path: str | None = None  # the field path shown; None: the location's own
 
     def __str__(self) -> str:
         where = f"{self.loc}: " if self.loc else ""
-        path = self.path or (self.loc.path if self.loc else "")
+        path = self.path if self.path is not None else (self.loc.path if self.loc else "")
         what = f"{path}: " if path else ""
         return f"{where}{what}{self.message}"
 

@@ -196,7 +196,7 @@ def _check_keys(root: yaml.Node, at: Any) -> None:
                 if not isinstance(key, yaml.ScalarNode) or key.tag != "tag:yaml.org,2002:str":
                     raise at(key.start_mark, "keys must be plain strings")
                 if key.value in seen:
-                    raise at(key.start_mark, f"duplicate key '{key.value}'")
+                    raise at(key.start_mark, f"duplicate key {key.value!r}")
                 seen.add(key.value)
                 stack.append(value)
         elif isinstance(node, yaml.SequenceNode):
@@ -235,7 +235,7 @@ def _problem(err: Any, smap: SourceMap) -> Problem:
     loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
     if kind == "extra_forbidden":
         allowed = sorted(_fields_at(loc[:-1]))
-        message = f"unknown key '{loc[-1]}'{_suggest(loc[-1], allowed)}"
+        message = f"unknown key {str(loc[-1])!r}{_suggest(loc[-1], allowed)}"
         return Problem(message, smap.locate(loc, key=True), format_path(_document_path(loc)))
     if kind == "missing":
         message = f"required field '{loc[-1]}' is missing"

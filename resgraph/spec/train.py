@@ -1,28 +1,42 @@
 """The optional ``train:`` section of a spec: the training recipe.
 
 Defaults are the paper's CIFAR-10 recipe (He et al. 2015, sec. 4.2): SGD with momentum 0.9,
-weight decay 1e-4, batch 128, lr 0.1 divided by 10 at 32k and 48k iterations, stop at 64k.
+weight decay 1e-4, batch 128, lr 0.1 divided by 10 at 32k and 48k iterations, stop at 64k,
+pad-4 random crops and horizontal flips, per-pixel mean subtracted.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from resgraph.spec.base import StrictModel
 
+PAPER_ITERATIONS = 64000
+PAPER_MILESTONES = (32000, 48000)
+
 
 class TrainSpec(StrictModel):
     """How to train the network. Command-line flags override these values."""
 
+    dataset: Literal["cifar10", "digits"] = Field(
+        "cifar10",
+        description="Data set: 'cifar10' (the paper's; a local folder or --download) or "
+        "'digits' (scikit-learn's bundled 8x8 digits, resized to the input size; no download).",
+    )
     batch_size: int = Field(128, ge=1, le=65536, description="Examples per iteration.")
     lr: float = Field(0.1, gt=0.0, le=10.0, description="Base learning rate.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum.")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="L2 weight decay.")
-    iterations: int = Field(64000, ge=1, le=10**8, description="Iterations to train for.")
+    iterations: int = Field(
+        PAPER_ITERATIONS, ge=1, le=10**8, description="Iterations to train for."
+    )
     milestones: list[int] = Field(
-        default_factory=lambda: [32000, 48000],
+        default_factory=lambda: list(PAPER_MILESTONES),
         max_length=32,
-        description="Iterations at which the lr is multiplied by gamma.",
+        description="Iterations at which the lr is multiplied by gamma. Left out, they sit at "
+        "the paper's fractions of the run (1/2 and 3/4 of the iterations).",
     )
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="lr multiplier at each milestone.")
     warmup_lr: float | None = Field(
@@ -38,9 +52,51 @@ class TrainSpec(StrictModel):
     validation_split: int = Field(
         0, ge=0, description="Training examples held out for validation (paper: 5000 of 50k)."
     )
+    augment: bool = Field(
+        True,
+        description="Pad 4 pixels and take a random crop of the input size; also flip "
+        "horizontally where a mirror image keeps its class (CIFAR-10, not digits).",
+    )
+    eval_every: int | None = Field(
+        None,
+        ge=1,
+        le=10**8,
+        description="Iterations between test-set evaluations (rows of metrics.csv); null for "
+        "once per epoch.",
+    )
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1, description="Seeds the weights, the data order and augmentation."
+    )
 
     @model_validator(mode="after")
-    def _increasing_milestones(self) -> TrainSpec:
-        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+    def _check_milestones(self) -> TrainSpec:
+        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:], strict=False)):
             raise ValueError(f"milestones must increase, got {self.milestones}")
+        if "milestones" in self.model_fields_set and any(
+            m < 1 or m >= self.iterations for m in self.milestones
+        ):
+            raise ValueError(
+                f"milestones must lie between 1 and iterations - 1 ({self.iterations - 1}), "
+                f"got {self.milestones}"
+            )
         return self
+
+    def scaled_milestones(self, iterations: int | None = None) -> list[int]:
+        """Milestones for a run of ``iterations`` (default: the spec's own).
+
+        Milestones the spec gives are scaled by ``iterations / self.iterations``; the
+        default ones sit at the paper's fractions (32k/64k and 48k/64k) of the run. Scaled
+        milestones are rounded; those that fall outside 1..iterations-1 and duplicates are
+        dropped.
+        """
+        total = self.iterations if iterations is None else iterations
+        if "milestones" in self.model_fields_set:
+            base, ref = self.milestones, self.iterations
+        else:
+            base, ref = list(PAPER_MILESTONES), PAPER_ITERATIONS
+        out: list[int] = []
+        for m in base:
+            scaled = round(m * total / ref)
+            if 1 <= scaled < total and scaled not in out:
+                out.append(scaled)
+        return out

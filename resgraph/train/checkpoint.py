@@ -1,0 +1,140 @@
+"""Checkpoints: written atomically, read without unpickling code, RNG states included.
+
+``last.pt`` is a dict: ``model``, ``optimizer``, ``scheduler``, ``scaler`` (fp16 only),
+``rng`` (per process: torch CPU, CUDA when used, Python and numpy), ``data`` (iteration,
+epoch, step within the epoch, seed, the epoch's permutation), ``meter`` (running
+training statistics), ``history`` (the rows of metrics.csv), ``data_mean``, ``elapsed_s``,
+``config`` (the resolved run configuration) and ``complete``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from resgraph.errors import TrainError, WeightsError
+
+FORMAT = "resgraph-train/1"
+PREFIXES = ("module.", "_orig_mod.")  # added by DistributedDataParallel and torch.compile
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, rename, fsync the folder:
+    a reader (or a resumed run after a crash) sees the old checkpoint or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(folder)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(folder)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete half-written checkpoints left by a process killed while saving."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint (``weights_only``: tensors and plain values only)."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise TrainError(f"{path}: no such checkpoint") from None
+    except Exception as exc:
+        raise TrainError(f"{path}: cannot read the checkpoint: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise TrainError(f"{path}: not a resgraph training checkpoint")
+    return ckpt
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """A state_dict from a run's ``last.pt`` or a plain state_dict file; also the checkpoint
+    itself when it is one (for its data mean and configuration)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file") from None
+    except Exception as exc:
+        raise WeightsError(f"{path}: cannot read it as PyTorch weights: {exc}") from None
+    ckpt = obj if isinstance(obj, dict) and obj.get("format") == FORMAT else None
+    state = ckpt["model"] if ckpt else obj
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsError(f"{path}: neither a run checkpoint (last.pt) nor a state_dict")
+    return strip_prefixes(state), ckpt
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k.removeprefix(prefix): v for k, v in state.items()}
+    return state
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` with a readable error when keys or shapes do not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or extra or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)):
+            if keys:
+                more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+                parts.append(f"{label}: {', '.join(keys[:3])}{more}")
+        raise WeightsError(f"{source}: the weights do not fit this spec; " + "; ".join(parts))
+    model.load_state_dict(state)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's random number generator states, as plain values and tensors."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)

@@ -1,0 +1,308 @@
+"""Data sets as uint8 arrays: CIFAR-10 from its python archive layout, and scikit-learn's digits.
+
+CIFAR-10 is read from ``DATA_DIR/cifar-10-batches-py/`` (``data_batch_1..5``, ``test_batch``:
+pickled dicts with ``data``, uint8 N x 3072 in R, G, B planes, and ``labels``). The pickles
+are read with an unpickler that only builds numpy arrays and plain values, so a foreign file
+cannot run code. ``download_cifar`` fetches the official archive, checks its md5 and unpacks
+it without trusting member names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from resgraph.errors import TrainError
+
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR_BYTES = 170_498_071
+CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST_FILE = "test_batch"
+URL_ENV = "RESGRAPH_CIFAR_URL"
+MAX_EXTRACTED_BYTES = 1 << 30  # the real archive unpacks to 178 MB
+DIGITS_TEST = 400  # of 1,797: a fixed split, the same for every run
+
+
+@dataclass
+class ImageSet:
+    """A classification data set held as uint8 N x C x H x W arrays with int64 labels."""
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    mirror: bool  # a horizontally flipped image keeps its class
+    num_classes: int = 10
+
+    def describe(self) -> str:
+        c, h, w = self.train_x.shape[1:]
+        return (f"{self.name}: {len(self.train_x):,} train / {len(self.test_x):,} test images "
+                f"{c}x{h}x{w}")
+
+
+def load_images(
+    dataset: str, data_dir: Path, channels: int, size: int, *, download: bool = False,
+    url: str | None = None, md5: str = CIFAR_MD5, log: Callable[[str], None] | None = None,
+) -> ImageSet:
+    """The data set fitted to a spec's input (``channels`` x ``size`` x ``size``)."""
+    if dataset == "digits":
+        return load_digits(channels, size)
+    if dataset != "cifar10":
+        raise TrainError(f"unknown data set '{dataset}' (expected 'cifar10' or 'digits')")
+    if (channels, size) != (3, 32):
+        raise TrainError(
+            f"CIFAR-10 images are 3x32x32 but the spec takes {channels}x{size}x{size}: train a "
+            "CIFAR spec (specs/cifar_*.yaml) on it, or use --dataset digits"
+        )
+    folder = Path(data_dir) / CIFAR_FOLDER
+    if download and not _complete(folder):
+        download_cifar(data_dir, url=url, md5=md5, log=log)
+    return read_cifar(folder)
+
+
+# --- CIFAR-10 ---------------------------------------------------------------------------
+
+
+def missing_message(folder: Path) -> str:
+    parent = folder.parent
+    return (
+        f"CIFAR-10 not found: expected {folder}/ holding {', '.join(CIFAR_TRAIN_FILES[:1])}.."
+        f"{CIFAR_TRAIN_FILES[-1][-1]} and {CIFAR_TEST_FILE} (the python version of the data "
+        f"set). Get it with --download (fetches {CIFAR_URL}, {CIFAR_BYTES / 2**20:.0f} MiB, "
+        f"md5 {CIFAR_MD5}), or download that file yourself and unpack it with "
+        f"'tar xzf {CIFAR_ARCHIVE} -C {parent}'; --data-dir chooses another folder. "
+        "No internet? --dataset digits trains on scikit-learn's bundled digits."
+    )
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE))
+
+
+def read_cifar(folder: Path) -> ImageSet:
+    """Read and check the python-version batches; errors name the offending file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TrainError(missing_message(folder))
+    missing = [n for n in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE) if not (folder / n).is_file()]
+    if missing:
+        raise TrainError(
+            f"{folder / missing[0]}: missing from the CIFAR-10 folder "
+            f"(missing: {', '.join(missing)}). {missing_message(folder)}"
+        )
+    parts = [read_cifar_batch(folder / name) for name in CIFAR_TRAIN_FILES]
+    test_x, test_y = read_cifar_batch(folder / CIFAR_TEST_FILE)
+    return ImageSet(
+        name="cifar10",
+        train_x=np.concatenate([x for x, _ in parts]),
+        train_y=np.concatenate([y for _, y in parts]),
+        test_x=test_x,
+        test_y=test_y,
+        mirror=True,
+    )
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, strings, numbers and numpy arrays; refuses everything else."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            module = "numpy._core." + module.removeprefix("numpy.core.")  # numpy 2 name
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file as (uint8 N x 3 x 32 x 32, int64 labels)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise TrainError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        obj = _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except Exception as exc:  # a broken pickle raises almost anything
+        raise TrainError(f"{path}: not a CIFAR-10 batch (cannot unpickle it: {exc})") from None
+    if not isinstance(obj, dict):
+        raise TrainError(f"{path}: not a CIFAR-10 batch (a {type(obj).__name__}, not a dict)")
+    obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    data, labels = obj.get("data"), obj.get("labels")
+    if not isinstance(data, np.ndarray) or labels is None:
+        raise TrainError(f"{path}: not a CIFAR-10 batch (needs a 'data' array and 'labels')")
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise TrainError(
+            f"{path}: 'data' must be a uint8 array of shape (N, 3072), got {data.dtype} "
+            f"{tuple(data.shape)}"
+        )
+    try:
+        y = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise TrainError(f"{path}: 'labels' must be a list of integers") from None
+    if y.shape != (data.shape[0],):
+        raise TrainError(
+            f"{path}: {len(data)} images but 'labels' has shape {tuple(y.shape)}"
+        )
+    if len(y) and (y.min() < 0 or y.max() > 9):
+        raise TrainError(f"{path}: labels must lie in 0..9, found {y.min()}..{y.max()}")
+    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32)), y
+
+
+def download_cifar(
+    data_dir: Path, *, url: str | None = None, md5: str = CIFAR_MD5,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Fetch the CIFAR-10 archive into ``data_dir``, check its md5, unpack it safely.
+
+    ``url`` defaults to ``$RESGRAPH_CIFAR_URL`` or the official address; ``md5`` is the
+    expected digest (tests serve a small archive and pass its own). A download whose md5
+    differs is deleted and reported. Returns the ``cifar-10-batches-py`` folder.
+    """
+    url = url or os.environ.get(URL_ENV) or CIFAR_URL
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise TrainError(f"cannot download {url}: only http and https addresses are fetched")
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    archive = data_dir / CIFAR_ARCHIVE
+    if not (archive.is_file() and _md5(archive) == md5):
+        if log:
+            log(f"downloading {url} to {archive}")
+        _fetch(url, archive, md5)
+    folder = data_dir / CIFAR_FOLDER
+    extract_archive(archive, data_dir)
+    if log:
+        log(f"md5 checked; unpacked into {folder}")
+    return folder
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch(url: str, archive: Path, md5: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{archive.name}.", suffix=".part", dir=archive.parent)
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as resp:
+            while chunk := resp.read(1 << 20):
+                digest.update(chunk)
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+    except (urllib.error.URLError, OSError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        raise TrainError(
+            f"cannot download {url}: {reason}. Download {CIFAR_ARCHIVE} elsewhere and unpack "
+            f"it into {archive.parent}, or use --dataset digits"
+        ) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if digest.hexdigest() != md5:
+        Path(tmp).unlink(missing_ok=True)
+        raise TrainError(
+            f"the download from {url} is corrupt or not the CIFAR-10 archive: md5 "
+            f"{digest.hexdigest()}, expected {md5}. It was deleted; try again"
+        )
+    os.replace(tmp, archive)
+
+
+def extract_archive(archive: Path, dest: Path) -> None:
+    """Unpack the regular files and folders of a .tar.gz under ``dest``.
+
+    Member names that are absolute or contain '..', links, devices and archives that
+    unpack to more than 1 GiB are refused. Files are written by this function (never by
+    tarfile's extractor) into a temporary folder that is renamed into place at the end.
+    """
+    dest = Path(dest)
+    work = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+    try:
+        total = 0
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                for member in tar:
+                    parts = PurePosixPath(member.name).parts
+                    if member.name.startswith(("/", "\\")) or ".." in parts or ":" in member.name:
+                        raise TrainError(f"{archive}: refusing unsafe member name {member.name!r}")
+                    if member.isdir():
+                        (work / member.name).mkdir(parents=True, exist_ok=True)
+                        continue
+                    if not member.isfile():
+                        raise TrainError(
+                            f"{archive}: refusing {member.name!r} (not a regular file)"
+                        )
+                    total += member.size
+                    if total > MAX_EXTRACTED_BYTES:
+                        raise TrainError(f"{archive}: unpacks to more than 1 GiB; refusing it")
+                    target = work / member.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    with source, open(target, "wb") as out:
+                        shutil.copyfileobj(source, out)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise TrainError(f"{archive}: not a readable .tar.gz archive: {exc}") from None
+        tops = {PurePosixPath(p.relative_to(work)).parts[0] for p in work.rglob("*")}
+        for top in sorted(tops):
+            final = dest / top
+            if final.exists():
+                shutil.rmtree(final) if final.is_dir() else final.unlink()
+            os.replace(work / top, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --- scikit-learn's digits --------------------------------------------------------------
+
+
+def load_digits(channels: int, size: int) -> ImageSet:
+    """The 1,797 8x8 grey digits bundled with scikit-learn, resized to ``size`` (bilinear)
+    and repeated over ``channels``; a fixed split of 1,397 train and 400 test images."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits as sk_digits
+
+    digits = sk_digits()
+    x = torch.from_numpy(digits.images * (255.0 / 16.0)).float()[:, None]  # 0..16 -> 0..255
+    if size != x.shape[-1]:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = x.round().clamp_(0, 255).to(torch.uint8).expand(-1, channels, -1, -1).contiguous()
+    images, labels = x.numpy(), digits.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(labels))
+    test, train = order[:DIGITS_TEST], order[DIGITS_TEST:]
+    return ImageSet(
+        name="digits",
+        train_x=images[train],
+        train_y=labels[train],
+        test_x=images[test],
+        test_y=labels[test],
+        mirror=False,
+    )

@@ -1,0 +1,100 @@
+"""Building the network for training, and measuring test error (``resgraph eval``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resgraph.errors import TrainError
+from resgraph.ir import IR
+
+
+def build(ir: IR, engine: str, seed: int | None) -> nn.Module:
+    """The network from ``resgraph.emit.build_model`` with the chosen engine."""
+    from resgraph.emit import build_model
+
+    if engine not in ("graph", "generated"):
+        raise TrainError(f"unknown engine '{engine}' (expected 'graph' or 'generated')")
+    try:
+        return build_model(ir, engine=engine, seed=seed)  # type: ignore[arg-type]
+    except ImportError as exc:
+        raise TrainError(
+            f"--engine {engine} is not available here ({exc}); use --engine graph"
+        ) from None
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    autocast: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+) -> tuple[float, float]:
+    """Mean cross-entropy and error (a fraction) of ``model`` in eval mode over ``batches``."""
+    was_training = model.training
+    model.eval()
+    sums, n, device = None, 0, None
+    try:
+        for x, y in batches:
+            with autocast():
+                out = model(x)
+            part = torch.stack((F.cross_entropy(out.float(), y, reduction="sum"),
+                                (out.argmax(1) != y).sum().float()))
+            sums = part if sums is None else sums + part
+            n += len(y)
+            device = x.device
+    finally:
+        model.train(was_training)
+    if sums is None or device is None:
+        return float("nan"), float("nan")
+    loss, wrong = sums.tolist()
+    return loss / n, wrong / n
+
+
+@dataclass
+class EvalResult:
+    dataset: str
+    images: int
+    loss: float
+    error: float
+
+    def line(self, spec_name: str) -> str:
+        wrong = round(self.error * self.images)
+        return (f"{spec_name} on the {self.dataset} test set: error {100 * self.error:.2f}% "
+                f"({wrong:,} of {self.images:,} wrong), loss {self.loss:.4f}")
+
+
+def evaluate_weights(
+    spec_path: Path, weights: Path, *, dataset: str | None, data_dir: Path, device: str,
+    engine: str, batch_size: int, download: bool = False,
+) -> tuple[str, EvalResult]:
+    """Test error of ``weights`` (a run's last.pt or a plain state_dict) for a spec."""
+    from resgraph.passes import lower
+    from resgraph.spec import load_spec
+    from resgraph.train import checkpoint as ckpt_io
+    from resgraph.train.batches import DeviceData
+    from resgraph.train.data import load_images
+    from resgraph.train.device import pick_device
+
+    spec = load_spec(spec_path)
+    ir = lower(spec)
+    state, ckpt = ckpt_io.read_weights(weights)
+    if dataset is None:
+        dataset = ckpt["config"]["train"]["dataset"] if ckpt else spec.train.dataset
+    where = pick_device(device)
+    model = build(ir, engine, seed=0)
+    ckpt_io.load_model_state(model, state, str(weights))
+    model.to(where)
+    images = load_images(dataset, data_dir, spec.input.channels, spec.input.size,
+                         download=download)
+    data = DeviceData(images, where, batch_size=1, seed=0, augment=False)
+    if ckpt is not None and ckpt.get("data_mean") is not None:
+        mean = ckpt["data_mean"]
+        if tuple(mean.shape) == tuple(data.mean.shape):
+            data.mean = mean.to(where)  # the mean of the run's own training images
+    loss, error = evaluate(model, data.eval_batches("test", batch_size))
+    return spec.name, EvalResult(dataset, len(images.test_y), loss, error)
