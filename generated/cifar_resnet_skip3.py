@@ -84,21 +84,16 @@ class CIFARResNet56Skip3(nn.Module):
             *(BasicBlock(64, 64) for _ in range(5)),
         )
         self.fc = nn.Linear(64, 10, bias=True)
-        self.reset_parameters()
+        self._init_weights()
 
-    def reset_parameters(self) -> None:
-        """He et al. 2015's initialisation: He normal (fan_out) convs, BN weight 1 and bias 0,
-        PyTorch's default for the classifier."""
+    def _init_weights(self) -> None:
+        """He et al. 2015's initialisation: He normal (fan_out) for the convs. BN weight 1 and
+        bias 0, and the classifier's default init, are what PyTorch constructs them with."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                module.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)

@@ -79,15 +79,33 @@ class IR:
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     blocks: dict[str, Block] = field(default_factory=dict)
     stages: list[Stage] = field(default_factory=list)
+    _order: tuple[int, list[str]] | None = field(default=None, repr=False)
 
-    # -- building -------------------------------------------------------------------------
+    # -- building: passes change the structure through these, which keep order() cached ---
     def add(self, node: Node, *inputs: str) -> str:
         if node.name in self.graph:
             raise IRError(f"duplicate node name {node.name!r}")
         self.graph.add_node(node.name, node=node)
         for port, src in enumerate(inputs):
             self.graph.add_edge(src, node.name, port=port)
+        self._order = None
         return node.name
+
+    def connect(self, src: str, dst: str, port: int) -> None:
+        self.graph.add_edge(src, dst, port=port)
+        self._order = None
+
+    def disconnect(self, src: str, dst: str) -> None:
+        self.graph.remove_edge(src, dst)
+        self._order = None
+
+    def remove(self, name: str) -> None:
+        self.graph.remove_node(name)
+        self._order = None
+
+    def invalidate(self) -> None:
+        """Forget the cached order after editing ``graph`` directly."""
+        self._order = None
 
     def update(self, name: str, **changes: object) -> Node:
         node = replace(self.node(name), **changes)
@@ -117,8 +135,12 @@ class IR:
         """Topological order that breaks ties by insertion order.
 
         Both emitters run ops in this order, so ops that draw random numbers (dropout,
-        stochastic depth) draw them in the same sequence.
+        stochastic depth) draw them in the same sequence. Cached until the structure changes
+        through the methods above (code that edits ``graph`` directly calls ``invalidate``).
         """
+        key = len(self.graph)
+        if self._order is not None and self._order[0] == key:
+            return list(self._order[1])
         succ = self.graph._succ  # plain dicts: this runs after every pass on 5,000 nodes
         rank = {n: i for i, n in enumerate(self.graph)}
         indeg = {n: len(p) for n, p in self.graph._pred.items()}
@@ -134,7 +156,8 @@ class IR:
                     heapq.heappush(ready, (rank[s], s))
         if len(out) != len(self.graph):
             raise IRError("the graph has a cycle")
-        return out
+        self._order = (key, out)
+        return list(out)
 
     @property
     def input(self) -> str:
@@ -145,7 +168,7 @@ class IR:
         return next(n for n in self.graph if self.graph.out_degree(n) == 0)
 
     def copy(self) -> IR:
-        return IR(self.spec, self.graph.copy(), dict(self.blocks), list(self.stages))
+        return IR(self.spec, self.graph.copy(), dict(self.blocks), list(self.stages), self._order)
 
     def module_nodes(self) -> list[Node]:
         return [n for n in self.nodes() if n.op.is_module]

@@ -151,6 +151,7 @@ def test_infer_shapes_is_idempotent():
 def test_verifier_names_the_broken_node():
     ir = lower_only(load_spec(CIFAR20))
     ir.graph.add_edge("fc", "conv1", port=1)
+    ir.invalidate()
     with pytest.raises(IRError, match="cycle"):
         verify(ir, after="test", shapes=False)
     ir = lower_only(load_spec(CIFAR20))

@@ -182,18 +182,13 @@ def _block_module(ir: IR, path: str, nodes: list[Node]) -> nn.Module:
 
 def init_weights(model: nn.Module, zero_init_bns: list[str]) -> None:
     """He et al. 2015's initialisation, as the generated source does it: He normal (fan_out)
-    for convs, BN weight 1 and bias 0, PyTorch's default for fc; then the listed BNs
-    (the last of each residual branch, when the spec asks) get weight 0."""
+    for convs (BN weight 1 and bias 0, and fc's default, come from PyTorch's constructors);
+    then the listed BNs (the last of each residual branch, when the spec asks) get weight 0."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            m.reset_parameters()
     for name in zero_init_bns:
         nn.init.zeros_(model.get_submodule(name).weight)
 

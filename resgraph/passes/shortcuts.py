@@ -53,11 +53,11 @@ def insert_shortcuts(ir: IR) -> IR:
 
 def _rewire(ir: IR, block: Block, chain: list[Node], start: str) -> None:
     assert block.join is not None
-    ir.graph.remove_edge(block.shortcut_from, block.join)
+    ir.disconnect(block.shortcut_from, block.join)
     x = start
     for node in chain:
         x = ir.add(node, x)
-    ir.graph.add_edge(x, block.join, port=1)
+    ir.connect(x, block.join, port=1)
 
 
 def _remove_join(ir: IR, block: Block) -> Block:
@@ -71,7 +71,7 @@ def _remove_join(ir: IR, block: Block) -> Block:
     branch = ir.inputs(block.join)[0]
     for succ in ir.outputs(block.join):
         port = ir.graph.edges[block.join, succ]["port"]
-        ir.graph.add_edge(branch, succ, port=port)
-    ir.graph.remove_node(block.join)
+        ir.connect(branch, succ, port=port)
+    ir.remove(block.join)
     output = branch if block.output == block.join else block.output
     return replace(block, join=None, output=output)

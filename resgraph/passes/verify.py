@@ -37,11 +37,12 @@ def verify(ir: IR, *, after: str, shapes: bool) -> None:
             raise fail(name, f"payload is named {node.name!r}")
         if not _valid_path(name):
             raise fail(name, "is not a valid module path")
-        ports = sorted(d["port"] for d in g._pred[name].values())
-        arity = node.op.arity
-        if ports != list(range(len(ports))) or (
-            len(ports) != arity if arity is not None else len(ports) < 2
+        preds = g._pred[name]
+        arity, n = node.op.arity, len(preds)
+        if (n != arity if arity is not None else n < 2) or (
+            n and {d["port"] for d in preds.values()} != set(range(n))
         ):
+            ports = sorted(d["port"] for d in preds.values())
             raise fail(name, f"{node.op.kind} has input ports {ports}")
         if shapes and node.shape is None:
             raise fail(name, "has no shape")
