@@ -102,7 +102,9 @@ class Conv(Op):
         return weights + (self.out_channels if self.bias else 0)
 
     def macs(self, out: Shape) -> int:
-        return out[1] * out[2] * self.out_channels * (self.in_channels // self.groups) * self.kernel**2
+        return (
+            out[1] * out[2] * self.out_channels * (self.in_channels // self.groups) * self.kernel**2
+        )
 
     def label(self) -> str:
         text = f"{self.kernel}x{self.kernel} conv, {self.out_channels}"
@@ -148,37 +150,31 @@ class Sigmoid(Op):
 
 
 @dataclass(frozen=True)
-class MaxPool(Op):
-    kind: ClassVar[str] = "maxpool"
+class _Pool(Op):
     is_module: ClassVar[bool] = True
     kernel: int
     stride: int
     padding: int = 0
 
     def infer(self, inputs: list[Shape]) -> Shape:
-        c, h, w = _map(inputs[0], "max pool")
+        c, h, w = _map(inputs[0], self.label())
         oh, ow = (_window(s, self.kernel, self.stride, self.padding) for s in (h, w))
         if oh < 1 or ow < 1:
-            raise ShapeMismatch(f"{self.kernel}x{self.kernel} max pool leaves no pixels of {h}x{w}")
+            raise ShapeMismatch(f"{self.label()} leaves no pixels of {h}x{w}")
         return (c, oh, ow)
+
+
+@dataclass(frozen=True)
+class MaxPool(_Pool):
+    kind: ClassVar[str] = "maxpool"
 
     def label(self) -> str:
         return f"{self.kernel}x{self.kernel} max pool, /{self.stride}"
 
 
 @dataclass(frozen=True)
-class AvgPool(Op):
+class AvgPool(_Pool):
     kind: ClassVar[str] = "avgpool"
-    is_module: ClassVar[bool] = True
-    kernel: int
-    stride: int
-
-    def infer(self, inputs: list[Shape]) -> Shape:
-        c, h, w = _map(inputs[0], "avg pool")
-        oh, ow = (_window(s, self.kernel, self.stride, 0) for s in (h, w))
-        if oh < 1 or ow < 1:
-            raise ShapeMismatch(f"{self.kernel}x{self.kernel} avg pool leaves no pixels of {h}x{w}")
-        return (c, oh, ow)
 
     def label(self) -> str:
         return f"{self.kernel}x{self.kernel} avg pool, /{self.stride}"
@@ -299,7 +295,9 @@ class GateMix(Op):
     def check(self, inputs: list[Shape]) -> None:
         if len(set(inputs)) != 1:
             shown = ", ".join(fmt_shape(s) for s in inputs)
-            raise ShapeMismatch(f"gated join needs equal branch, shortcut and gate shapes, got {shown}")
+            raise ShapeMismatch(
+                f"gated join needs equal branch, shortcut and gate shapes, got {shown}"
+            )
 
     def label(self) -> str:
         return "T*F + (1-T)*x"

@@ -126,7 +126,7 @@ def test_spatial_size_reaching_zero_is_an_error():
     # Padded 3x3 convs never empty a map; an unpadded window larger than the map does.
     with pytest.raises(ShapeMismatch, match="7x7 conv with stride 1 leaves no pixels of a 4x4"):
         Conv(3, 8, 7, 1, 0).infer([(3, 4, 4)])
-    with pytest.raises(ShapeMismatch, match="2x2 avg pool leaves no pixels of 1x1"):
+    with pytest.raises(ShapeMismatch, match="2x2 avg pool, /2 leaves no pixels of 1x1"):
         AvgPool(2, 2).infer([(8, 1, 1)])
     with pytest.raises(ShapeMismatch, match="conv expects 3 input channels, got 4"):
         Conv(3, 8, 3, 1, 1).infer([(4, 8, 8)])

@@ -32,7 +32,7 @@ MODULES: dict[type[ops.Op], Callable[..., nn.Module]] = {
     ),
     ops.BatchNorm: lambda o: nn.BatchNorm2d(o.channels),
     ops.MaxPool: lambda o: nn.MaxPool2d(o.kernel, o.stride, o.padding),
-    ops.AvgPool: lambda o: nn.AvgPool2d(o.kernel, o.stride),
+    ops.AvgPool: lambda o: nn.AvgPool2d(o.kernel, o.stride, o.padding),
     ops.Dropout: lambda o: nn.Dropout(o.p),
     ops.DropPath: lambda o: rnn.DropPath(o.survival),
     ops.Linear: lambda o: nn.Linear(o.in_features, o.out_features, bias=o.bias),
