@@ -55,7 +55,14 @@ class _Scope:
         return self.ir.add(node, *inputs)
 
     def conv_bn(
-        self, n: int, x: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
+        self,
+        n: int,
+        x: str,
+        cin: int,
+        cout: int,
+        k: int,
+        stride: int = 1,
+        groups: int = 1,
         zero_init: bool = False,
     ) -> str:
         x = self.add(f"conv{n}", Conv(cin, cout, k, stride, k // 2, groups), x)
@@ -136,7 +143,10 @@ def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx
             if i < 3:
                 x = s.add(f"relu{i}", ReLU(), x)
     args = (
-        ("in_channels", cin), ("width", mid), ("out_channels", out), ("stride", c.stride),
+        ("in_channels", cin),
+        ("width", mid),
+        ("out_channels", out),
+        ("stride", c.stride),
         ("groups", spec.groups),
     )
     options = (("stride_on", spec.stride_on), ("preactivation", spec.preactivation))
@@ -162,7 +172,8 @@ def _lower_dense(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowe
             x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
     args = (("in_channels", cin), ("growth_rate", k))
     options = (
-        ("bottleneck", spec.bottleneck_layers), ("bottleneck_width", spec.bottleneck_width),
+        ("bottleneck", spec.bottleneck_layers),
+        ("bottleneck_width", spec.bottleneck_width),
         ("dropout", spec.dropout),
     )
     return _Lowered("dense_layer", args, options, x, cin + k, block_in, False, "concat")
@@ -200,7 +211,13 @@ STAGE_OPENERS: dict[str, Callable[..., _Lowered]] = {
 
 
 def _wrap(
-    s: _Scope, block_in: str, low: _Lowered, c: _BlockCtx, *, stage: int, index: int,
+    s: _Scope,
+    block_in: str,
+    low: _Lowered,
+    c: _BlockCtx,
+    *,
+    stage: int,
+    index: int,
     shortcut: str,
 ) -> Block:
     """The residual wrapper every block type shares: stochastic depth on the branch, the join
@@ -211,8 +228,10 @@ def _wrap(
         args += (("survival", c.survival),)
     if low.join == "gate":
         gate = s.add(
-            "gate", Conv(c.in_channels, low.out_channels, 1, c.stride, 0, bias=True),
-            low.projection_from, role="gate",
+            "gate",
+            Conv(c.in_channels, low.out_channels, 1, c.stride, 0, bias=True),
+            low.projection_from,
+            role="gate",
         )
         gate = s.add("gate_sigmoid", Sigmoid(), gate, role="gate")
         join = s.add("gate_mix", GateMix(), branch, block_in, gate)
@@ -224,9 +243,19 @@ def _wrap(
     if low.post_activation:
         out = s.add("relu", ReLU(), out)
     return Block(
-        path=s.prefix, stage=stage, index=index, kind=low.kind, args=args, options=low.options,
-        shortcut=shortcut, input=block_in, output=out, join=join, shortcut_from=block_in,
-        projection_from=low.projection_from, loc=s.loc,
+        path=s.prefix,
+        stage=stage,
+        index=index,
+        kind=low.kind,
+        args=args,
+        options=low.options,
+        shortcut=shortcut,
+        input=block_in,
+        output=out,
+        join=join,
+        shortcut_from=block_in,
+        projection_from=low.projection_from,
+        loc=s.loc,
     )
 
 

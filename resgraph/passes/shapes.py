@@ -33,8 +33,8 @@ def infer_shapes(ir: IR) -> IR:
             raise _fail(ir, node, str(exc)) from None
         if node.shape != shape:
             ir.update(name, shape=shape)
-        for succ in ir.graph.succ[name]:
-            ir.graph.edges[name, succ]["shape"] = shape
+        for edge in ir.graph._succ[name].values():  # plain dicts: this runs on every node
+            edge["shape"] = shape
     return ir
 
 

@@ -31,20 +31,32 @@ def insert_shortcuts(ir: IR) -> IR:
             ir.blocks[path] = _remove_join(ir, block)
         elif block.shortcut == "A" and changes:
             if out_shape[0] < in_shape[0]:
-                raise ShapeError(Problem(
-                    f"option A can only add channels, but {path} goes from "
-                    f"{fmt_shape(in_shape)} to {fmt_shape(out_shape)}: use shortcut B or C",
-                    block.loc, f"{block.loc.path} ({path})" if block.loc else path,
-                ))
+                raise ShapeError(
+                    Problem(
+                        f"option A can only add channels, but {path} goes from "
+                        f"{fmt_shape(in_shape)} to {fmt_shape(out_shape)}: use shortcut B or C",
+                        block.loc,
+                        f"{block.loc.path} ({path})" if block.loc else path,
+                    )
+                )
             pad = PadShortcut(in_shape[0], out_shape[0], int(stride))
-            _rewire(ir, block, [Node(f"{path}.downsample", pad, path, "shortcut", block.loc)],
-                    block.shortcut_from)
+            _rewire(
+                ir,
+                block,
+                [Node(f"{path}.downsample", pad, path, "shortcut", block.loc)],
+                block.shortcut_from,
+            )
         elif block.shortcut == "C" or (block.shortcut == "B" and changes):
             source = ir.node(block.projection_from).shape
             assert source is not None
             nodes = [
-                Node(f"{path}.downsample.0", Conv(source[0], out_shape[0], 1, int(stride)),
-                     path, "shortcut", block.loc),
+                Node(
+                    f"{path}.downsample.0",
+                    Conv(source[0], out_shape[0], 1, int(stride)),
+                    path,
+                    "shortcut",
+                    block.loc,
+                ),
                 Node(f"{path}.downsample.1", BatchNorm(out_shape[0]), path, "shortcut", block.loc),
             ]
             _rewire(ir, block, nodes, block.projection_from)
@@ -64,10 +76,13 @@ def _remove_join(ir: IR, block: Block) -> Block:
     assert block.join is not None
     join = ir.node(block.join)
     if isinstance(join.op, GateMix):
-        raise SpecError(Problem(
-            "a gated join needs a shortcut to gate; it cannot go with shortcut 'none'",
-            block.loc, block.loc.path if block.loc else block.path,
-        ))
+        raise SpecError(
+            Problem(
+                "a gated join needs a shortcut to gate; it cannot go with shortcut 'none'",
+                block.loc,
+                block.loc.path if block.loc else block.path,
+            )
+        )
     branch = ir.inputs(block.join)[0]
     for succ in ir.outputs(block.join):
         port = ir.graph.edges[block.join, succ]["port"]

@@ -37,19 +37,19 @@ def verify(ir: IR, *, after: str, shapes: bool) -> None:
             raise fail(name, f"payload is named {node.name!r}")
         if not _valid_path(name):
             raise fail(name, "is not a valid module path")
-        preds = g._pred[name]
-        arity, n = node.op.arity, len(preds)
+        ports = [d["port"] for d in g._pred[name].values()]
+        arity, n = node.op.arity, len(ports)
         if (n != arity if arity is not None else n < 2) or (
-            n and {d["port"] for d in preds.values()} != set(range(n))
+            ports != [0] if n == 1 else sorted(ports) != list(range(n))
         ):
-            ports = sorted(d["port"] for d in preds.values())
-            raise fail(name, f"{node.op.kind} has input ports {ports}")
+            raise fail(name, f"{node.op.kind} has input ports {sorted(ports)}")
         if shapes and node.shape is None:
             raise fail(name, "has no shape")
         if node.op.is_module:
             modules.add(name)
     for name in modules:  # a module cannot also be a container of other modules
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            if ".".join(parts[:i]) in modules:
-                raise fail(name, f"lies inside module {'.'.join(parts[:i])!r}")
+        prefix = name
+        while (cut := prefix.rfind(".")) > 0:
+            prefix = prefix[:cut]
+            if prefix in modules:
+                raise fail(name, f"lies inside module {prefix!r}")
