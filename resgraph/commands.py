@@ -10,6 +10,7 @@ import click
 from resgraph.errors import ResgraphError
 from resgraph.passes import PASS_NAMES, lower
 from resgraph.spec import load_spec
+from resgraph.units import binary_bytes, si
 
 SPEC = click.Path(dir_okay=False, path_type=Path)
 
@@ -30,20 +31,6 @@ def validate(specs: tuple[Path, ...]) -> None:
         click.echo(f"{path}: ok ({ir.spec.name}, {params:,} parameters)")
     if failed:
         raise click.exceptions.Exit(1)
-
-
-def _si(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:.0f}"
-
-
-def _bytes(value: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value:.0f} B"
 
 
 @click.command()
@@ -68,12 +55,12 @@ def summary(spec: Path, as_json: bool, per_layer: bool, batch_size: int | None) 
     click.echo(f"{info.name}: {info.canonical_name}")
     click.echo(f"input {info.input}; MACs = multiply-adds per example; FLOPs = 2 x MACs\n")
     if per_layer:
-        rows = [(r.name, r.op, r.output, f"{r.params:,}", _si(r.macs)) for r in info.layers]
+        rows = [(r.name, r.op, r.output, f"{r.params:,}", si(r.macs)) for r in info.layers]
         header = ("layer", "op", "output", "params", "MACs")
     else:
-        rows = [(r.name, r.blocks, r.output, f"{r.params:,}", _si(r.macs)) for r in info.stages]
+        rows = [(r.name, r.blocks, r.output, f"{r.params:,}", si(r.macs)) for r in info.stages]
         header = ("stage", "blocks", "output", "params", "MACs")
-    rows.append(("total", "", "", f"{info.params:,}", _si(info.macs)))
+    rows.append(("total", "", "", f"{info.params:,}", si(info.macs)))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for i, row in enumerate([header, *rows]):
         if i == len(rows):
@@ -85,12 +72,12 @@ def summary(spec: Path, as_json: bool, per_layer: bool, batch_size: int | None) 
             ).rstrip()
         )
     click.echo(
-        f"\nparams {info.params:,}   MACs {info.macs:,} ({_si(info.macs)})   "
-        f"FLOPs {info.flops:,} ({_si(info.flops)})"
+        f"\nparams {info.params:,}   MACs {info.macs:,} ({si(info.macs)})   "
+        f"FLOPs {info.flops:,} ({si(info.flops)})"
     )
     click.echo(
         f"training activations at batch {info.batch_size}: about "
-        f"{_bytes(info.activation_bytes)} (float32, kept for backward)"
+        f"{binary_bytes(info.activation_bytes)} (float32, kept for backward)"
     )
 
 

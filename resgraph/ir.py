@@ -185,6 +185,14 @@ class IR:
         return "\n".join(lines)
 
 
+def class_identifier(name: str) -> str:
+    """A Python class name for a spec or block name, e.g. 'CIFAR ResNet-20' -> CIFARResNet20.
+    Both emitters name their classes with it."""
+    words = "".join(c if c.isalnum() else " " for c in name).split()
+    ident = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
+    return ident if ident[0].isalpha() else f"Net{ident}"
+
+
 def valid_component(part: str) -> bool:
     """A module path component: an identifier that is no keyword, or a list index."""
     return part.isdigit() or (part.isidentifier() and not keyword.iskeyword(part))

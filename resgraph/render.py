@@ -25,6 +25,7 @@ import graphviz
 from resgraph.errors import ResgraphError
 from resgraph.ir import IR, Block, Node
 from resgraph.ops import JOINS, Add, Concat, Conv, GateMix, Input, PadShortcut, fmt_shape
+from resgraph.units import si
 
 LEVELS = ("op", "block", "stage")
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -154,18 +155,11 @@ class _Model:
         return self.rep(name) != name
 
 
-def _si(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:.0f}"
-
-
 def _stats(nodes: list[Node], suffix: str = "") -> str:
     params, macs = sum(n.params for n in nodes), sum(n.macs for n in nodes)
     if not params and not macs:
         return ""
-    return f"params {_si(params)} · MACs {_si(macs)}{suffix}"
+    return f"params {si(params, '.3g')} · MACs {si(macs, '.3g')}{suffix}"
 
 
 def _label(title: str, *lines: str, bold: bool = False) -> str:

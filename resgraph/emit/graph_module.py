@@ -23,7 +23,7 @@ from torch import nn
 
 from resgraph import nn as rnn
 from resgraph import ops
-from resgraph.ir import IR, Node
+from resgraph.ir import IR, Node, class_identifier
 from resgraph.spec.schema import ModelSpec
 
 MODULES: dict[type[ops.Op], Callable[..., nn.Module]] = {
@@ -160,7 +160,7 @@ def build_module(spec_or_ir: ModelSpec | IR, *, seed: int | None = None) -> nn.M
         elif node.op.is_module:
             modules.append((node.name, MODULES[type(node.op)](node.op)))
     nodes = [n for n in top if not isinstance(n.op, ops.Input)]
-    cls = _compile(ir, nodes, ir.input, ir.output, "", calls, _class_name(ir.spec.name))
+    cls = _compile(ir, nodes, ir.input, ir.output, "", calls, class_identifier(ir.spec.name))
     root = cls()
     for path, module in modules:
         _attach(root, path, module)
@@ -191,9 +191,3 @@ def init_weights(model: nn.Module, zero_init_bns: list[str]) -> None:
                 nn.init.zeros_(m.bias)
     for name in zero_init_bns:
         nn.init.zeros_(model.get_submodule(name).weight)
-
-
-def _class_name(name: str) -> str:
-    words = "".join(c if c.isalnum() else " " for c in name).split()
-    ident = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
-    return ident if ident[0].isalpha() else f"Net{ident}"

@@ -22,7 +22,7 @@ import resgraph
 from resgraph import ops
 from resgraph.emit.pyformat import Call, Repeat, Tuple, render
 from resgraph.errors import IRError
-from resgraph.ir import IR, Block, Node
+from resgraph.ir import IR, Block, Node, class_identifier
 from resgraph.spec.schema import ModelSpec
 from resgraph.summary import canonical_name
 
@@ -280,7 +280,7 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
             num_classes=spec.num_classes,
             helpers=helpers,
             classes=list(classes.values()),
-            model_class=model_class_name(spec.name),
+            model_class=class_identifier(spec.name),
             init_lines=init_lines,
             forward_lines=forward_lines,
             zero_init=[(c.name, c.zero_init) for c in classes.values() if c.zero_init],
@@ -295,14 +295,8 @@ def spec_hash(spec: ModelSpec) -> str:
     return hashlib.sha256(spec.model_dump_json(exclude={"train"}).encode()).hexdigest()[:16]
 
 
-def model_class_name(name: str) -> str:
-    words = "".join(c if c.isalnum() else " " for c in name).split()
-    ident = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
-    return ident if ident[0].isalpha() else f"Net{ident}"
-
-
 def _class_name(cls: _Class, taken: set[str]) -> str:
-    base = CLASS_NAMES.get(cls.kind, model_class_name(cls.kind))
+    base = CLASS_NAMES.get(cls.kind, class_identifier(cls.kind))
     if cls.options.get("preactivation"):
         base = "PreAct" + base
     if cls.plain:

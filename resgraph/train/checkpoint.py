@@ -9,9 +9,8 @@ training statistics), ``history`` (the rows of metrics.csv), ``data_mean``, ``el
 
 from __future__ import annotations
 
-import os
+import io
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,39 +18,18 @@ import numpy as np
 import torch
 
 from resgraph.errors import TrainError, WeightsError
+from resgraph.fsutil import atomic_write_bytes
 
 FORMAT = "resgraph-train/1"
 PREFIXES = ("module.", "_orig_mod.")  # added by DistributedDataParallel and torch.compile
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, rename, fsync the folder:
-    a reader (or a resumed run after a crash) sees the old checkpoint or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        folder = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(folder)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(folder)
+    """``torch.save`` written atomically (resgraph.fsutil): a reader, or a run resumed after
+    a crash, sees the old checkpoint or the new one."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def remove_stale_temporaries(folder: Path) -> None:

@@ -18,6 +18,7 @@ from resgraph.errors import TrainError
 from resgraph.ir import IR
 from resgraph.ops import Input
 from resgraph.summary import BYTES_PER_FLOAT, activation_bytes
+from resgraph.units import binary_bytes
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -178,10 +179,7 @@ def free_memory(device: torch.device) -> int | None:
 
 
 def fmt_bytes(value: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= scale:
-            return f"{value / scale:.1f} {unit}"
-    return f"{value:.0f} B"
+    return binary_bytes(value, ".1f")
 
 
 def memory_warning(plan: MemoryPlan, batch_size: int, amp: str, checkpointed: bool) -> str | None:
