@@ -65,5 +65,14 @@ class WeightsError(ResgraphError):
     """A checkpoint cannot be read or does not match the architecture."""
 
 
+class OutputError(ResgraphError, OSError):
+    """A file cannot be written: ``PATH: cannot write: REASON``. It is an :class:`OSError`
+    too, so code that catches ``OSError`` around a write still catches it."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: cannot write: {reason}")
+        self.path, self.reason = str(path), reason
+
+
 class TrainError(ResgraphError):
     """Training cannot start or cannot go on (bad data folder, NaN loss, ...)."""

@@ -9,7 +9,6 @@ training statistics), ``history`` (the rows of metrics.csv), ``data_mean``, ``el
 
 from __future__ import annotations
 
-import io
 import random
 from pathlib import Path
 from typing import Any
@@ -17,19 +16,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from resgraph import torchio
 from resgraph.errors import TrainError, WeightsError
-from resgraph.fsutil import atomic_write_bytes
 
 FORMAT = "resgraph-train/1"
-PREFIXES = ("module.", "_orig_mod.")  # added by DistributedDataParallel and torch.compile
+PREFIXES = torchio.PREFIXES  # added by DistributedDataParallel and torch.compile
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` written atomically (resgraph.fsutil): a reader, or a run resumed after
-    a crash, sees the old checkpoint or the new one."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    """``torch.save`` written atomically (:func:`resgraph.torchio.save`): a reader, or a run
+    resumed after a crash, sees the old checkpoint or the new one."""
+    torchio.save(obj, path)
 
 
 def remove_stale_temporaries(folder: Path) -> None:
@@ -40,42 +37,21 @@ def remove_stale_temporaries(folder: Path) -> None:
 
 def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a training checkpoint (``weights_only``: tensors and plain values only)."""
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise TrainError(f"{path}: no such checkpoint") from None
-    except Exception as exc:
-        raise TrainError(f"{path}: cannot read the checkpoint: {exc}") from None
+    ckpt = torchio.load(path, map_location=device)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise TrainError(f"{path}: not a resgraph training checkpoint")
     return ckpt
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """A state_dict from a run's ``last.pt`` or a plain state_dict file; also the checkpoint
-    itself when it is one (for its data mean and configuration)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: no such file") from None
-    except Exception as exc:
-        raise WeightsError(f"{path}: cannot read it as PyTorch weights: {exc}") from None
+    """A state_dict from a run's ``last.pt`` or any file :func:`resgraph.torchio.read_state_dict`
+    unwraps; also the checkpoint itself when it is a run's (for its data mean and config)."""
+    state, obj = torchio.read_state_dict(path)
     ckpt = obj if isinstance(obj, dict) and obj.get("format") == FORMAT else None
-    state = ckpt["model"] if ckpt else obj
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise WeightsError(f"{path}: neither a run checkpoint (last.pt) nor a state_dict")
-    return strip_prefixes(state), ckpt
+    return state, ckpt
 
 
-def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    for prefix in PREFIXES:
-        if all(k.startswith(prefix) for k in state):
-            state = {k.removeprefix(prefix): v for k, v in state.items()}
-    return state
+strip_prefixes = torchio.strip_prefixes
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -83,8 +59,11 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or extra or wrong:
         parts = []
         for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)):
