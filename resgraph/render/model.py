@@ -1,0 +1,145 @@
+"""What a picture needs from the IR, read once: sections, blocks, shortcut kinds and runs
+of identical blocks (which folding draws once, marked ``x N``). Reads the IR only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+
+from resgraph.ir import IR, Block, Node
+from resgraph.ops import Concat, Conv, GateMix, Input, PadShortcut
+from resgraph.render.style import GRAY_TEXT
+from resgraph.units import si
+
+
+def shortcut_kind(ir: IR, block: Block) -> str:
+    """What the shortcut pass made of ``block``: identity, projection, zeropad, concat, none
+    (a plain block, its join removed) or nojoin (a block built without one: a transition)."""
+    if block.join is None:
+        return "none" if block.shortcut == "none" else "nojoin"
+    join = ir.node(block.join)
+    if isinstance(join.op, Concat):
+        return "concat"
+    inputs = ir.inputs(block.join)
+    if len(inputs) < 2:
+        return "none"
+    chain, x = [], inputs[1]
+    while ir.node(x).role == "shortcut":
+        chain.append(ir.node(x))
+        x = ir.inputs(x)[0]
+    if not chain:
+        return "identity"
+    return "zeropad" if any(isinstance(n.op, PadShortcut) for n in chain) else "projection"
+
+
+@dataclass
+class Model:
+    """What every level needs, read once from the IR: sections, blocks, folded runs."""
+
+    ir: IR
+    fold: bool
+    nodes: list[Node] = field(default_factory=list)  # execution order
+    section: dict[str, str] = field(default_factory=dict)  # node -> "input"/"stem"/scope/"head"
+    members: dict[str, list[Node]] = field(default_factory=dict)  # scope -> its nodes
+    stage_of: dict[str, str] = field(default_factory=dict)  # block path -> stage path
+    kinds: dict[str, str] = field(default_factory=dict)  # block path -> shortcut kind
+    runs: dict[str, tuple[str, int]] = field(default_factory=dict)  # block -> (first, length)
+    lasts: dict[str, str] = field(default_factory=dict)  # first block of a run -> its last
+
+    def __post_init__(self) -> None:
+        ir, in_head = self.ir, False
+        self.nodes = ir.nodes()
+        for n in self.nodes:
+            in_head = in_head or bool(n.scope)
+            if isinstance(n.op, Input):
+                where = "input"
+            else:
+                where = n.scope or ("head" if in_head else "stem")
+            self.section[n.name] = where
+            self.members.setdefault(where, []).append(n)
+        for stage in ir.stages:
+            runs: list[list[str]] = []
+            previous = None
+            for path in stage.blocks:
+                self.stage_of[path] = stage.path
+                self.kinds[path] = shortcut_kind(ir, ir.blocks[path])
+                signature = self._signature(path)
+                if self.fold and runs and signature == previous:
+                    runs[-1].append(path)
+                else:
+                    runs.append([path])
+                previous = signature
+            for run in runs:
+                self.lasts[run[0]] = run[-1]
+                for path in run:
+                    self.runs[path] = (run[0], len(run))
+
+    def _signature(self, path: str) -> tuple[object, ...]:
+        b = self.ir.blocks[path]
+        ops = tuple((n.name[len(path) :], n.role, n.op) for n in self.members.get(path, []))
+        return (b.kind, b.args, b.options, self.kinds[path], ops)
+
+    def rep(self, name: str) -> str:
+        """The node that stands for ``name`` once runs are folded (itself if not folded)."""
+        scope = self.section[name]
+        if scope in self.runs and self.runs[scope][0] != scope:
+            return self.runs[scope][0] + name[len(scope) :]
+        return name
+
+    def folded_away(self, name: str) -> bool:
+        return self.rep(name) != name
+
+
+def stats_text(nodes: list[Node], suffix: str = "") -> str:
+    params, macs = sum(n.params for n in nodes), sum(n.macs for n in nodes)
+    if not params and not macs:
+        return ""
+    return f"params {si(params, '.3g')} · MACs {si(macs, '.3g')}{suffix}"
+
+
+def html_label(title: str, *lines: str, bold: bool = False) -> str:
+    """An HTML-like label: the title, then smaller grey lines (empty ones are skipped)."""
+    text = f"<B>{escape(title)}</B>" if bold else escape(title)
+    for line in lines:
+        if line:
+            text += f'<BR/><FONT POINT-SIZE="8" COLOR="{GRAY_TEXT}">{escape(line)}</FONT>'
+    return f"<{text}>"
+
+
+def widths(model: Model, path: str) -> str:
+    convs = [
+        n.op.out_channels
+        for n in model.members.get(path, [])
+        if n.role == "main" and isinstance(n.op, Conv)
+    ]
+    return f"[{', '.join(map(str, convs))}]" if convs else ""
+
+
+def block_text(model: Model, path: str) -> tuple[str, str]:
+    """('basic [64, 64], /2', 'projection shortcut (B)') for a block node or cluster."""
+    b = model.ir.blocks[path]
+    stride = dict(b.args).get("stride", 1)
+    what = f"{b.kind} {widths(model, path)}".strip() + (f", /{stride}" if stride != 1 else "")
+    kind = model.kinds[path]
+    how = {
+        "identity": "identity shortcut",
+        "projection": f"projection shortcut ({b.shortcut})",
+        "zeropad": "zero-pad shortcut (A)",
+        "concat": "concat join",
+        "none": "no shortcut",
+    }.get(kind, "")
+    if gated(model, path):
+        how = f"gated, {how}"
+    return what, how
+
+
+def gated(model: Model, path: str) -> bool:
+    join = model.ir.blocks[path].join
+    return join is not None and isinstance(model.ir.node(join).op, GateMix)
+
+
+def run_title(model: Model, first: str) -> tuple[str, str]:
+    length = model.runs[first][1]
+    if length == 1:
+        return first, ""
+    return f"{first} … {model.lasts[first]}", f"x {length}"
