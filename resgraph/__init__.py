@@ -1,25 +1,68 @@
 """resgraph: a graph-spec compiler for residual networks.
 
 ``load_spec``, ``lower`` and ``summarize`` never import torch; ``build_module`` (the executed
-graph) and ``build_model`` import it when first used. ``emit_source`` needs only jinja2.
+graph) and ``build_model`` import it when first called, and take a ModelSpec, an IR, a spec
+file path or YAML text. ``emit_source`` needs only jinja2. Wrong arguments raise
+:class:`ArgumentError` (a :class:`ResgraphError` and a ``ValueError``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
-from resgraph.errors import ResgraphError, ShapeError, SpecError
+from resgraph.errors import ArgumentError, ResgraphError, ShapeError, SpecError
 from resgraph.passes import lower
 from resgraph.spec import ModelSpec, load_spec
 from resgraph.summary import summarize
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "build_module": "resgraph.emit.graph_module",
-    "build_model": "resgraph.emit",
-    "emit_source": "resgraph.emit.source",
-}
+if TYPE_CHECKING:
+    from torch import nn
+
+    from resgraph.ir import IR
+
+ENGINES = ("graph", "generated")
+_LAZY = {"emit_source": "resgraph.emit.source"}
+
+
+def _spec_or_ir(source: Any, function: str) -> ModelSpec | IR:
+    """A ModelSpec or an IR as given, or the spec that a path or YAML text describes."""
+    from resgraph.ir import IR
+
+    if isinstance(source, (ModelSpec, IR)):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return load_spec(source)
+    raise ArgumentError(
+        f"{function}() takes a ModelSpec, an IR, a spec file path or YAML text, "
+        f"not {type(source).__name__}"
+    )
+
+
+def build_module(
+    spec: ModelSpec | IR | str | os.PathLike[str], *, seed: int | None = None
+) -> nn.Module:
+    """The executed graph: an ``nn.Module`` that runs the IR (imports torch when called).
+    ``spec`` is a ModelSpec, an IR, or anything :func:`load_spec` reads."""
+    from resgraph.emit.graph_module import build_module as build
+
+    return build(_spec_or_ir(spec, "build_module"), seed=seed)
+
+
+def build_model(
+    spec: ModelSpec | IR | str | os.PathLike[str], engine: str = "graph", *, seed: int | None = None
+) -> nn.Module:
+    """The network as an ``nn.Module``: ``engine`` 'graph' (the executed graph) or
+    'generated' (the generated source, loaded in memory). Both have the same module tree,
+    state_dict keys and outputs. ``spec`` is a ModelSpec, an IR, or anything
+    :func:`load_spec` reads."""
+    if engine not in ENGINES:
+        raise ArgumentError(f"unknown engine {engine!r}: expected 'graph' or 'generated'")
+    from resgraph.emit import build_model as build
+
+    return build(_spec_or_ir(spec, "build_model"), engine, seed=seed)  # type: ignore[arg-type]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,6 +74,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ENGINES",
+    "ArgumentError",
     "ModelSpec",
     "ResgraphError",
     "ShapeError",

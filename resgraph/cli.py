@@ -2,7 +2,8 @@
 
 Commands live in the modules that implement them and are imported only when run, so
 ``validate``, ``summary``, ``build`` and ``render`` answer without importing torch.
-Every :class:`ResgraphError` becomes one message on stderr and exit status 1.
+Every :class:`ResgraphError` becomes ``error: ...`` on stderr (one line per problem, see
+:func:`resgraph.errors.error_lines`) and exit status 1.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import click
 
-from resgraph.errors import ResgraphError
+from resgraph.errors import ResgraphError, error_lines
 
 # name -> ("module:function" of a click command, one-line help shown by --help)
 COMMANDS = {
@@ -54,7 +55,8 @@ class _LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ResgraphError as exc:
-            click.echo(f"error: {exc}" if "\n" not in str(exc) else str(exc), err=True)
+            for line in error_lines(exc):
+                click.echo(line, err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from resgraph.errors import ResgraphError
+from resgraph.errors import ResgraphError, error_lines
 from resgraph.passes import PASS_NAMES, lower
 from resgraph.spec import load_spec
 from resgraph.units import binary_bytes, si
@@ -25,7 +25,8 @@ def validate(specs: tuple[Path, ...]) -> None:
             ir = lower(load_spec(path))
         except ResgraphError as exc:
             failed += 1
-            click.echo(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}", err=True)
+            for line in error_lines(exc, where=str(path)):
+                click.echo(line, err=True)
             continue
         params = sum(n.params for n in ir.nodes())
         click.echo(f"{path}: ok ({ir.spec.name}, {params:,} parameters)")
@@ -91,14 +92,15 @@ def summary(spec: Path, as_json: bool, per_layer: bool, batch_size: int | None) 
 )
 def schema(output: Path | None) -> None:
     """Print the JSON Schema of the spec language (for editors)."""
+    from resgraph.fsutil import atomic_write_text, check_output
     from resgraph.spec.schema import ModelSpec
 
+    if output is not None:
+        check_output(output)
     text = json.dumps(ModelSpec.model_json_schema(), indent=2, sort_keys=True) + "\n"
     if output is None:
         click.echo(text, nl=False)
     else:
-        from resgraph.fsutil import atomic_write_text
-
         atomic_write_text(output, text)
         click.echo(f"wrote {output}")
 

@@ -42,11 +42,28 @@ class Problem:
 
 
 class LocatedError(ResgraphError):
-    """An error made of one or more located problems."""
+    """An error made of one or more located problems, and an optional closing note
+    (e.g. "nothing was written")."""
 
-    def __init__(self, problems: list[Problem] | Problem) -> None:
+    def __init__(self, problems: list[Problem] | Problem, note: str = "") -> None:
         self.problems = problems if isinstance(problems, list) else [problems]
-        super().__init__("\n".join(str(p) for p in self.problems))
+        self.note = note
+        super().__init__("\n".join([*(str(p) for p in self.problems), *([note] if note else [])]))
+
+
+def error_lines(exc: ResgraphError, where: str = "") -> list[str]:
+    """How the command line prints ``exc``: one ``error: ...`` line per problem, then any
+    further lines of explanation as they are. ``where`` (a file name) is put in front of a
+    problem that does not already start with it."""
+
+    def located(text: str) -> str:
+        return text if not where or text.startswith(where) else f"{where}: {text}"
+
+    if isinstance(exc, LocatedError):
+        lines = [f"error: {located(str(p))}" for p in exc.problems]
+        return lines + ([exc.note] if exc.note else [])
+    first, *rest = str(exc).splitlines() or [type(exc).__name__]
+    return [f"error: {located(first)}", *rest]
 
 
 class SpecError(LocatedError):
@@ -63,6 +80,10 @@ class IRError(ResgraphError):
 
 class WeightsError(ResgraphError):
     """A checkpoint cannot be read or does not match the architecture."""
+
+
+class ArgumentError(ResgraphError, ValueError):
+    """A function of the Python API was given a value it does not take."""
 
 
 class OutputError(ResgraphError, OSError):

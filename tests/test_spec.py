@@ -8,7 +8,6 @@ import pytest
 
 from helpers import CIFAR20, ROOT, SPECS, run_cli
 from resgraph import SpecError, load_spec
-from resgraph.spec.schema import ModelSpec
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
@@ -157,16 +156,56 @@ def test_absurd_sizes_are_refused_with_documented_limits(write_spec, old, new, m
     assert any(message in e for e in errors), errors
 
 
-def test_total_blocks_limit(write_spec):
-    stages = "".join("  - {width: 16, repeats: 900}\n" for _ in range(3))
+def test_total_blocks_limit_is_located_at_the_stage_that_crosses_it(write_spec):
+    stages = "".join(f"  - {{width: 16, repeats: {n}}}\n" for n in (900, 900, 900, 5))
     text = CIFAR20.split("stages:")[0] + "stages:\n" + stages
     errors = _errors(text, write_spec)
-    assert errors == ["1:1: at most 2000 blocks in all, got 2700"]
+    # stages[2] takes the total from 1,800 to 2,700: its repeats (line 10, column 26)
+    assert errors == [
+        "10:26: stages[2].repeats: at most 2000 blocks in all, got 2705 (this stage crosses it)"
+    ]
+    exact = CIFAR20.split("stages:")[0] + "stages:\n  - {width: 16, repeats: 1000}\n" * 1
+    assert load_spec(exact + "  - {width: 16, repeats: 1000}\n")  # 2,000 is allowed
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "stages:\n",
+            "stages:\n" + "  - {width: 16, repeats: 1}\n" * 15,
+            "at most 16 stages, got 17",
+        ),
+        (
+            "name: Test net",
+            'name: a\ndescription: "' + "x" * 2001 + '"',
+            "at most 2000 characters, got 2001",
+        ),
+    ],
+)
+def test_length_limits_speak_of_what_is_counted(write_spec, old, new, message):
+    errors = _errors(CIFAR20.replace(old, new), write_spec)
+    assert len(errors) == 1 and errors[0].endswith(message), errors
+    assert "validation" not in errors[0] and "should have" not in errors[0]
+
+
+def test_an_empty_stage_list_is_one_plain_message(write_spec):
+    errors = _errors(CIFAR20.split("stages:")[0] + "stages: []\n", write_spec)
+    assert errors == ["7:9: stages: at least 1 stage, got none"]
+
+
+def test_a_non_ascii_name_is_refused_as_not_ascii(write_spec):
+    errors = _errors(CIFAR20.replace("name: Test net", "name: Réseau"), write_spec)
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        "1:7: name: must start with an ASCII letter or digit and use only ASCII letters"
+    )
+    assert errors[0].endswith("got 'Réseau'")
 
 
 def test_spec_name_cannot_carry_code(write_spec):
     errors = _errors(CIFAR20.replace("name: Test net", 'name: "x\\"\\"\\"; import os"'), write_spec)
-    assert len(errors) == 1 and errors[0].startswith("1:7: name: must start with a letter")
+    assert len(errors) == 1 and errors[0].startswith("1:7: name: must start with an ASCII letter")
 
 
 def test_validate_cli_exit_codes_and_no_traceback(write_spec):
@@ -177,9 +216,22 @@ def test_validate_cli_exit_codes_and_no_traceback(write_spec):
     res = run_cli("validate", str(good), str(bad))
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
-    assert res.stderr.strip() == f"{bad}:9:13: stages[1].width: must be a positive integer, got -1"
+    assert res.stderr == f"error: {bad}:9:13: stages[1].width: must be a positive integer, got -1\n"
     missing = run_cli("validate", "nope.yaml")
-    assert missing.returncode == 1 and "nope.yaml: no such spec file" in missing.stderr
+    assert missing.returncode == 1 and missing.stderr == "error: nope.yaml: no such spec file\n"
+
+
+def test_validate_prints_one_error_line_per_problem(write_spec):
+    bad = write_spec(
+        CIFAR20.replace("shortcut: A", "shortcut: D").replace("num_classes: 10", "num_classes: x"),
+        "bad.yaml",
+    )
+    res = run_cli("validate", str(bad))
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        f"error: {bad}:3:14: num_classes: must be an integer, got 'x'",
+        f"error: {bad}:6:11: shortcut: expected 'A', 'B', 'C', 'identity' or 'none', got 'D'",
+    ]
 
 
 def test_schema_command_matches_the_committed_schema():
@@ -189,5 +241,55 @@ def test_schema_command_matches_the_committed_schema():
     assert schema == json.loads((ROOT / "specs" / "schema.json").read_text()), (
         "specs/schema.json is stale: run `resgraph schema -o specs/schema.json`"
     )
-    assert schema == json.loads(json.dumps(ModelSpec.model_json_schema()))
     assert "description" in schema["properties"]["shortcut"]
+
+
+def _field(schema: dict, where: str) -> dict:
+    owner, name = where.split(".")
+    props = schema["properties"] if owner == "ModelSpec" else schema["$defs"][owner]["properties"]
+    field = props[name]
+    return next((f for f in field.get("anyOf", []) if f.get("type") == "integer"), field)
+
+
+@pytest.mark.parametrize(
+    ("where", "line"),
+    [
+        ("InputSpec.size", "input: {{channels: 3, size: {}}}"),
+        ("InputSpec.channels", "input: {{channels: {}, size: 32}}"),
+        ("ModelSpec.num_classes", "num_classes: {}"),
+        ("ModelSpec.width_factor", "width_factor: {}"),
+        ("StageSpec.repeats", "stages:\n  - {{width: 16, repeats: {}, stride: 1}}"),
+        ("StageSpec.width", "stages:\n  - {{width: {}, repeats: 1, stride: 1}}"),
+        ("StageSpec.stride", "stages:\n  - {{width: 16, repeats: 1, stride: {}}}"),
+    ],
+)
+def test_the_schema_editors_use_states_the_limits_the_loader_enforces(where, line):
+    """An editor checking a spec against schema.json and `resgraph validate` agree: the
+    schema's bounds are accepted by load_spec and one step beyond them is refused."""
+    schema = json.loads((ROOT / "specs" / "schema.json").read_text())
+    field = _field(schema, where)
+    head, _, _ = CIFAR20.partition("stages:")
+    for value, ok in [
+        (field["maximum"], True),
+        (field["maximum"] + 1, False),
+        (field["minimum"], True),
+        (field["minimum"] - 1, False),
+    ]:
+        text = CIFAR20 if not line.startswith("stages") else head
+        key = line.split(":")[0]
+        text = "\n".join(x for x in text.splitlines() if not x.startswith(key + ":")) + "\n"
+        text += line.format(value) + "\n"
+        if ok:
+            load_spec(text)
+        else:
+            with pytest.raises(SpecError, match=rf"got {value}"):
+                load_spec(text)
+
+
+def test_the_schema_states_the_stage_count_limit():
+    schema = json.loads((ROOT / "specs" / "schema.json").read_text())
+    limit = schema["properties"]["stages"]["maxItems"]
+    head = CIFAR20.partition("stages:")[0] + "stages:\n"
+    assert load_spec(head + "  - {width: 16, repeats: 1}\n" * limit)
+    with pytest.raises(SpecError, match=f"at most {limit} stages, got {limit + 1}"):
+        load_spec(head + "  - {width: 16, repeats: 1}\n" * (limit + 1))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from resgraph.errors import OutputError, ResgraphError
+from resgraph.errors import LocatedError, OutputError, Problem, ResgraphError
 from resgraph.fsutil import atomic_write_text, check_output
 from resgraph.passes import lower
 from resgraph.spec import load_spec
@@ -105,16 +105,21 @@ def build(specs: tuple[Path, ...], out_dir: Path, force: bool) -> None:
             raise ResgraphError(f"{path} and {names[name]} would both write {name}.py")
         names[name] = path
     rendered: list[tuple[Path, Path, str]] = []
-    failures: list[str] = []
+    failures: list[Problem] = []
     for name, path in names.items():
         try:
             text = emit_source(lower(load_spec(path)), source=source_label(path))
+        except LocatedError as exc:
+            failures += exc.problems
+            continue
         except ResgraphError as exc:
-            failures.append(str(exc))
+            failures.append(
+                Problem(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}")
+            )
             continue
         rendered.append((path, out_dir / f"{name}.py", text))
     if failures:
-        raise ResgraphError("\n".join(failures) + "\nnothing was written")
+        raise LocatedError(failures, note="nothing was written")
     foreign: list[str] = []
     for _, target, _ in rendered:
         check_output(target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import replace
@@ -105,8 +106,10 @@ def format_path(path: Path_) -> str:
 def load_spec(source: str | os.PathLike[str]) -> ModelSpec:
     """Load and validate a spec from a file path or from YAML text.
 
-    A ``Path``, or a one-line string ending in ``.yaml``/``.yml`` or naming an existing file,
-    is read as a file; any other string is parsed as YAML text (reported as ``<string>``).
+    A ``Path`` (any ``os.PathLike``) is a file. A string is YAML text (reported as
+    ``<string>``) when it spans several lines or, on one line, looks like a mapping
+    (``{...}`` or ``key: value``); any other one-line string is a file name, so
+    ``"specs/resnet50"`` or ``"missing.YAML"`` is "no such spec file", never a YAML scalar.
     Raises :class:`SpecError` listing every problem found, each with file, line and column.
     """
     text, filename = _read(source)
@@ -123,10 +126,9 @@ def load_spec(source: str | os.PathLike[str]) -> ModelSpec:
 
 
 def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
-    is_file = isinstance(source, os.PathLike) or (
-        "\n" not in source and (source.endswith((".yaml", ".yml")) or os.path.isfile(source))
-    )
-    if not is_file:
+    if not isinstance(source, (str, os.PathLike)):
+        raise SpecError(Problem(f"a spec is a file path or YAML text, not {type(source).__name__}"))
+    if isinstance(source, str) and _is_yaml_text(source):
         if len(source.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
             raise SpecError(Problem(f"spec text is larger than {MAX_SPEC_BYTES} bytes"))
         return str(source), "<string>"
@@ -142,7 +144,7 @@ def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
             )
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise SpecError(Problem(f"{name}: no such spec file")) from None
+        raise SpecError(Problem(_missing(name))) from None
     except OSError as exc:
         raise SpecError(Problem(f"{name}: cannot read spec file: {exc.strerror}")) from None
     if b"\0" in raw:
@@ -153,6 +155,29 @@ def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
         raise SpecError(
             Problem(f"{name}: not UTF-8 text (bad byte at offset {exc.start})")
         ) from None
+
+
+def _is_yaml_text(source: str) -> bool:
+    text = source.strip()
+    if "\n" in text:
+        return True
+    if os.path.isfile(source) or text.lower().endswith((".yaml", ".yml")):
+        return False
+    return text.startswith("{") or re.search(r":(\s|$)", text) is not None
+
+
+def _missing(name: str) -> str:
+    """'NAME: no such spec file', with what was probably meant."""
+    if name != name.strip():
+        hint = f" (the name has spaces around it; {name.strip()!r} exists)"
+        if not os.path.isfile(name.strip()):
+            hint = " (the name has spaces around it)"
+        return f"{name!r}: no such spec file{hint}"
+    path = Path(name)
+    candidates = [path.with_suffix(path.suffix.lower())] if path.suffix else []
+    candidates += [Path(f"{name}.yaml"), Path(f"{name}.yml")]
+    found = next((str(c) for c in candidates if c != path and c.is_file()), None)
+    return f"{name}: no such spec file" + (f" (did you mean {found}?)" if found else "")
 
 
 def _parse(text: str, filename: str) -> tuple[yaml.Node, Any]:
@@ -283,16 +308,30 @@ def _problem(err: Any, smap: SourceMap) -> Problem:
         message = f"must be a list, got {_show(value)}"
     elif kind == "string_pattern_mismatch":
         message = (
-            f"must start with a letter or digit and use only letters, digits, spaces and "
-            f"_.,+()/- (at most 80 characters), got {_show(value)}"
+            f"must start with an ASCII letter or digit and use only ASCII letters, digits, "
+            f"spaces and _.,+()/- (at most 80 characters), got {_show(value)}"
         )
-    elif kind in ("too_short", "too_long"):
-        message = err["msg"].replace("List", "list").replace("Value", "value")
+    elif kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
+        message = _length_message(kind, loc, ctx, value)
     elif kind == "value_error":
         message = str(ctx.get("error", err["msg"]))
     else:
         message = f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(value)}"
     return Problem(message, smap.locate(loc), format_path(_document_path(loc)))
+
+
+def _length_message(kind: str, loc: Path_, ctx: dict[str, Any], value: Any) -> str:
+    """'at most 16 stages, got 17', 'at most 2000 characters, got 2001'."""
+    if kind.startswith("string"):
+        noun, got = "characters", len(value) if isinstance(value, str) else ctx.get("actual_length")
+    else:  # a list field is named by what it holds: stages
+        noun = str(loc[-1]) if loc and isinstance(loc[-1], str) else "items"
+        got = ctx.get("actual_length", len(value) if isinstance(value, list) else "?")
+    if kind.endswith("too_long"):
+        return f"at most {ctx['max_length']} {noun}, got {got}"
+    least = ctx["min_length"]
+    one = noun[:-1] if least == 1 and noun.endswith("s") else noun
+    return f"at least {least} {one}, got {got or 'none'}"
 
 
 def _document_path(loc: Path_) -> Path_:

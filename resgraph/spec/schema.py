@@ -248,9 +248,23 @@ class ModelSpec(StrictModel):
 
     @model_validator(mode="after")
     def _total_blocks(self) -> ModelSpec:
+        """Reported at the repeats of the stage that takes the total past the limit."""
         total = sum(stage.repeats for stage in self.stages)
         if total > MAX_BLOCKS:
-            raise ValueError(f"at most {MAX_BLOCKS} blocks in all, got {total}")
+            counts = [stage.repeats for stage in self.stages]
+            i = next(i for i in range(len(counts)) if sum(counts[: i + 1]) > MAX_BLOCKS)
+            message = f"at most {MAX_BLOCKS} blocks in all, got {total} (this stage crosses it)"
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type="value_error",
+                        loc=("stages", i, "repeats"),
+                        input=counts[i],
+                        ctx={"error": message},
+                    )
+                ],
+            )
         return self
 
     @model_validator(mode="after")
