@@ -57,7 +57,9 @@ def error_lines(exc: ResgraphError, where: str = "") -> list[str]:
     problem that does not already start with it."""
 
     def located(text: str) -> str:
-        return text if not where or text.startswith(where) else f"{where}: {text}"
+        if not where or text.startswith((where, repr(where))):
+            return text
+        return f"{where}: {text}"
 
     if isinstance(exc, LocatedError):
         lines = [f"error: {located(str(p))}" for p in exc.problems]
@@ -93,6 +95,7 @@ class OutputError(ResgraphError, OSError):
     def __init__(self, path: object, reason: str) -> None:
         super().__init__(f"{path}: cannot write: {reason}")
         self.path, self.reason = str(path), reason
+        self.strerror = reason  # what code that catches OSError usually shows
 
 
 class TrainError(ResgraphError):

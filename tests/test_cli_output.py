@@ -103,6 +103,7 @@ def test_check_output_and_output_error(tmp_path):
     error = output_error(tmp_path / "x", OSError(errno.EDQUOT, "Disk quota exceeded"))
     assert str(error) == f"{tmp_path / 'x'}: cannot write: disk quota exceeded"
     assert error.path == str(tmp_path / "x") and error.reason == "disk quota exceeded"
+    assert isinstance(error, OSError) and error.strerror == "disk quota exceeded"
     with pytest.raises(OutputError, match="is a file, not a folder"):
         atomic_write_text(tmp_path / "f" / "x.txt", "x")
 
