@@ -15,7 +15,6 @@ import io
 import os
 import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,8 +70,7 @@ def load(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:
             f"({found.group(1)}), which could run code when loaded; if you trust the file, "
             "save just its state_dict with torch.save and pass that"
         ) from None
-    except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, KeyError, OSError):
-        # torch raises many kinds for damaged archives; its text is not for users
+    except Exception:  # torch raises many kinds for damaged files; its text is not for users
         raise WeightsError(
             f"{path}: not a readable PyTorch checkpoint (damaged or truncated)"
         ) from None

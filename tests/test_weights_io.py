@@ -100,6 +100,9 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     noise = tmp_path / "noise.pt"
     noise.write_bytes(bytes((i * 7919 + 13) % 256 for i in range(4096)))
     files["random bytes"] = noise, "not a PyTorch checkpoint (neither a zip archive nor a pickle)"
+    fake = tmp_path / "fake.pt"  # starts like a pickle, then noise
+    fake.write_bytes(b"\x80\x02" + bytes((i * 31 + 7) % 256 for i in range(512)))
+    files["pickle noise"] = fake, "not a readable PyTorch checkpoint (damaged or truncated)"
     spec = tmp_path / "net.yaml"
     spec.write_text(CIFAR20)
     files["yaml"] = spec, "not a PyTorch checkpoint (it is a text file, a YAML spec?)"
@@ -116,7 +119,17 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize(
-    "kind", ["empty", "random bytes", "yaml", "truncated", "pickled module", "missing", "folder"]
+    "kind",
+    [
+        "empty",
+        "random bytes",
+        "pickle noise",
+        "yaml",
+        "truncated",
+        "pickled module",
+        "missing",
+        "folder",
+    ],
 )
 def test_unreadable_files_give_one_clear_line(tmp_path, kind):
     path, message = _bad_files(tmp_path)[kind]
