@@ -85,6 +85,12 @@ class Block:
         return bool(getattr(self.spec, "preactivation", False))
 
     @property
+    def options(self) -> str:
+        """The block spec as JSON. Only for render.py's run folding, which compares it; to
+        be dropped once render reads the typed facts above."""
+        return self.spec.model_dump_json()
+
+    @property
     def residual(self) -> bool:
         """The join takes a shortcut (an add or a highway gate): the class takes one."""
         return self.join is not None and self.join_kind in ("add", "gate")
@@ -206,6 +212,12 @@ class IR:
             ins = ", ".join(self.inputs(n.name))
             role = "" if n.role == "main" else f" [{n.role}]"
             lines.append(f"{n.name:32} {n.op.label():28} {fmt_shape(n.shape):>12}  <- {ins}{role}")
+        for b in self.blocks.values():
+            args = ", ".join(f"{a.name}={a.value}" for a in b.args)
+            lines.append(
+                f"block {b.path}: {b.kind}({args}) join={b.join_kind} "
+                f"shortcut={b.shortcut}->{b.shortcut_kind} reads {b.shortcut_input}"
+            )
         return "\n".join(lines)
 
 

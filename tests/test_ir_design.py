@@ -148,8 +148,14 @@ def test_block_forward_follows_the_ir():
     ir = lower(_spec("cifar_resnet20"))
     text = emit_source(ir)
     body = ast.unparse(_classes(text)["BasicBlock"].body[-1])
-    assert body.index("self.conv1") < body.index("self.bn1") < body.index("self.conv2")
-    assert "identity = x if self.downsample is None else self.downsample(x)" in body
+    assert body.splitlines()[1:] == [
+        "    out = F.relu(self.bn1(self.conv1(x)))",
+        "    out = self.bn2(self.conv2(out))",
+        "    identity = x if self.downsample is None else self.downsample(x)",
+        "    out = out + identity",
+        "    out = F.relu(out)",
+        "    return out",
+    ]
     pre = emit_source(lower(_spec("cifar_preact_resnet164")))
     body = ast.unparse(_classes(pre)["PreActBottleneck"].body[-1])
     assert "self.downsample(preact)" in body and "preact = F.relu(self.bn1(x))" in body

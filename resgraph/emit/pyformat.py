@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 
 WIDTH = 100
 
-Expr = "str | Call | Repeat | Tuple"
-
 
 @dataclass(frozen=True)
 class Call:
