@@ -27,7 +27,7 @@ import jinja2
 
 import resgraph
 from resgraph import ops
-from resgraph.emit.pyformat import WIDTH, Call, Repeat, Tuple, render
+from resgraph.emit.pyformat import WIDTH, Call, Dict, Repeat, Tuple, render
 from resgraph.errors import IRError
 from resgraph.ir import (
     IR,
@@ -117,8 +117,7 @@ def _container(children: dict[str, object]) -> object:
     items = [_container(c) if isinstance(c, dict) else c for c in children.values()]
     if _sequential(children):
         return Call("nn.Sequential", tuple(items))
-    pairs = ", ".join(f"{k!r}: {v}" for k, v in zip(children, items, strict=True))
-    return f"nn.ModuleDict({{{pairs}}})"
+    return Call("nn.ModuleDict", (Dict(tuple(zip(children, items, strict=True))),))
 
 
 def _access(path: str, tree: dict[str, object]) -> str:
@@ -127,7 +126,7 @@ def _access(path: str, tree: dict[str, object]) -> str:
     expr, node = f"self.{first}", tree[first]
     for part in rest:
         assert isinstance(node, dict)
-        expr += f"[{part}]" if _sequential(node) else f"[{part!r}]"
+        expr += f"[{part}]" if _sequential(node) else f'["{part}"]'
         node = node[part]
     return expr
 
