@@ -291,3 +291,15 @@ def test_summary_json_has_layers_only_with_per_layer():
     )
     assert "layers" not in plain and plain["params"] == full["params"]
     assert sum(r["params"] for r in full["layers"]) == full["params"]
+
+
+@pytest.mark.parametrize("engine", ["generated", "graph"])
+@pytest.mark.parametrize("stem", ["cifar_highway_resnet20", "cifar_resnet110_stochastic_depth"])
+def test_in_memory_engines_script_with_torchscript(engine, stem):
+    ir = lower(_spec(stem))
+    model = build_generated(ir, seed=0) if engine == "generated" else build_module(ir, seed=0)
+    model.eval()
+    scripted = torch.jit.script(model)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(scripted(x), model(x))

@@ -13,6 +13,8 @@ benchmarks/RESULTS.md: fx's per-module call wrapper and per-instance recompilati
 
 from __future__ import annotations
 
+import hashlib
+import linecache
 from collections.abc import Callable
 from functools import cache, lru_cache
 from typing import Any
@@ -64,7 +66,10 @@ def _restore(source: str, name: str) -> CompiledModule:
 @lru_cache(maxsize=256)
 def _compiled_class(source: str, name: str) -> type[CompiledModule]:
     namespace = dict(_GLOBALS)
-    exec(compile(source, f"<resgraph {name}>", "exec"), namespace)
+    filename = f"<resgraph {name} {hashlib.sha256(source.encode()).hexdigest()[:12]}>"
+    # inspect (and so torch.jit.script) finds the source of exec'd code through linecache
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
     return type(
         name,
         (CompiledModule,),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import linecache
 import sys
 import types
 from collections.abc import Callable
@@ -428,6 +429,8 @@ def _load(text: str) -> types.ModuleType:
     if module is None:
         module = types.ModuleType(name)
         module.__file__ = f"<{name}>"
+        # inspect (and so torch.jit.script) finds the source of exec'd code through linecache
+        linecache.cache[module.__file__] = (len(text), None, text.splitlines(True), name)
         exec(compile(text, module.__file__, "exec"), module.__dict__)
         for value in list(vars(module).values()):
             if isinstance(value, type) and value.__module__ == name:
