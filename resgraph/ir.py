@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import heapq
 import keyword
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -58,6 +59,10 @@ class BlockArg:
     name: str  # "in_channels", "width", "stride", ...
     value: ArgValue
     default: ArgValue | None = None  # left out of calls that pass the default
+
+    def __iter__(self) -> Iterator[object]:
+        """``(name, value)``, so ``dict(block.args)`` reads as before (render.py does)."""
+        return iter((self.name, self.value))
 
 
 @dataclass(frozen=True)
