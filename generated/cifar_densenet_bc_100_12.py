@@ -33,8 +33,9 @@ class DenseLayer(nn.Module):
         self.conv2 = nn.Conv2d(4 * growth_rate, growth_rate, kernel_size=3, padding=1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv1(F.relu(self.bn1(x)))
-        out = self.conv2(F.relu(self.bn2(out)))
+        out = F.relu(self.bn1(x))
+        out = F.relu(self.bn2(self.conv1(out)))
+        out = self.conv2(out)
         out = torch.cat([x, out], 1)
         return out
 
@@ -59,8 +60,8 @@ class Transition(nn.Module):
         self.pool = nn.AvgPool2d(kernel_size=stride, stride=stride)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv1(F.relu(self.bn1(x)))
-        out = self.pool(out)
+        out = F.relu(self.bn1(x))
+        out = self.pool(self.conv1(out))
         return out
 
 
@@ -69,7 +70,7 @@ class CIFARDenseNetBC100(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 24, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(3, 24, kernel_size=3, padding=1, bias=False)
         self.layer1 = nn.Sequential(
             DenseLayer(24, growth_rate=12),
             DenseLayer(36, growth_rate=12),

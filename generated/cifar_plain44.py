@@ -35,10 +35,8 @@ class PlainBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.bn1(self.conv1(x))
-        out = F.relu(out)
-        out = self.bn2(self.conv2(out))
-        out = F.relu(out)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
         return out
 
 
@@ -47,7 +45,7 @@ class CIFARPlain44(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.layer1 = nn.Sequential(*(PlainBasicBlock(16, 16) for _ in range(7)))
         self.layer2 = nn.Sequential(

@@ -35,18 +35,16 @@ class PreActBottleneck(nn.Module):
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, stride=stride, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(
-            width, width, kernel_size=3, stride=1, padding=1, groups=groups, bias=False
-        )
+        self.conv2 = nn.Conv2d(width, width, kernel_size=3, padding=1, groups=groups, bias=False)
         self.bn3 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, out_channels, kernel_size=1, stride=1, bias=False)
+        self.conv3 = nn.Conv2d(width, out_channels, kernel_size=1, bias=False)
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
         preact = F.relu(self.bn1(x))
-        out = self.conv1(preact)
-        out = self.conv2(F.relu(self.bn2(out)))
-        out = self.conv3(F.relu(self.bn3(out)))
+        out = F.relu(self.bn2(self.conv1(preact)))
+        out = F.relu(self.bn3(self.conv2(out)))
+        out = self.conv3(out)
         identity = x if self.downsample is None else self.downsample(preact)
         out = out + identity
         return out
@@ -57,14 +55,14 @@ class CIFARPreActResNet1001(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.layer1 = nn.Sequential(
             PreActBottleneck(
                 16,
                 16,
                 64,
                 downsample=nn.Sequential(
-                    nn.Conv2d(16, 64, kernel_size=1, stride=1, bias=False), nn.BatchNorm2d(64)
+                    nn.Conv2d(16, 64, kernel_size=1, bias=False), nn.BatchNorm2d(64)
                 ),
             ),
             *(PreActBottleneck(64, 16, 64) for _ in range(110)),

@@ -14,20 +14,21 @@ from torch import Tensor, nn
 
 
 class PadShortcut(nn.Module):
-    """Option A shortcut (He et al. 2015, sec. 3.3): identity on every `stride`-th pixel,
-    extra channels zero, split evenly before and after. Parameter-free and picklable."""
+    """Option A shortcut (He et al. 2015, sec. 3.3): identity on every ``stride``-th pixel,
+    the extra channels zero (split evenly before and after, as common CIFAR code does)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.stride = stride
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
 
     def forward(self, x: Tensor) -> Tensor:
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
         extra = self.out_channels - self.in_channels
         return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
 class BasicBlock(nn.Module):
@@ -56,10 +57,8 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.bn1(self.conv1(x))
-        out = F.relu(out)
-        out = self.bn2(self.conv2(out))
-        out = F.relu(out)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
         out = out + identity
@@ -72,7 +71,7 @@ class CIFARResNet56Skip3(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.layer1 = nn.Sequential(*(BasicBlock(16, 16) for _ in range(6)))
         self.layer2 = nn.Sequential(

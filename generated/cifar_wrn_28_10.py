@@ -39,12 +39,9 @@ class PreActBasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(x))
-        preact = out
-        out = self.conv1(preact)
-        out = F.relu(self.bn2(out))
-        out = self.dropout1(out)
-        out = self.conv2(out)
+        preact = F.relu(self.bn1(x))
+        out = F.relu(self.bn2(self.conv1(preact)))
+        out = self.conv2(self.dropout1(out))
         identity = x if self.downsample is None else self.downsample(preact)
         out = out + identity
         return out
@@ -55,13 +52,13 @@ class CIFARWRN2810(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.layer1 = nn.Sequential(
             PreActBasicBlock(
                 16,
                 160,
                 downsample=nn.Sequential(
-                    nn.Conv2d(16, 160, kernel_size=1, stride=1, bias=False), nn.BatchNorm2d(160)
+                    nn.Conv2d(16, 160, kernel_size=1, bias=False), nn.BatchNorm2d(160)
                 ),
             ),
             *(PreActBasicBlock(160, 160) for _ in range(3)),

@@ -35,10 +35,8 @@ class PlainBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.bn1(self.conv1(x))
-        out = F.relu(out)
-        out = self.bn2(self.conv2(out))
-        out = F.relu(out)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
         return out
 
 

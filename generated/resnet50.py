@@ -33,11 +33,9 @@ class Bottleneck(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, stride=stride, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(
-            width, width, kernel_size=3, stride=1, padding=1, groups=groups, bias=False
-        )
+        self.conv2 = nn.Conv2d(width, width, kernel_size=3, padding=1, groups=groups, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, out_channels, kernel_size=1, stride=1, bias=False)
+        self.conv3 = nn.Conv2d(width, out_channels, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.downsample = downsample
 
@@ -65,7 +63,7 @@ class ResNet50(nn.Module):
                 64,
                 256,
                 downsample=nn.Sequential(
-                    nn.Conv2d(64, 256, kernel_size=1, stride=1, bias=False), nn.BatchNorm2d(256)
+                    nn.Conv2d(64, 256, kernel_size=1, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
             *(Bottleneck(256, 64, 256) for _ in range(2)),

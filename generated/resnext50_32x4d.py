@@ -31,13 +31,13 @@ class Bottleneck(nn.Module):
         downsample: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, stride=1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = nn.Conv2d(
             width, width, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False
         )
         self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, out_channels, kernel_size=1, stride=1, bias=False)
+        self.conv3 = nn.Conv2d(width, out_channels, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.downsample = downsample
 
@@ -66,7 +66,7 @@ class ResNeXt5032x4d(nn.Module):
                 256,
                 groups=32,
                 downsample=nn.Sequential(
-                    nn.Conv2d(64, 256, kernel_size=1, stride=1, bias=False), nn.BatchNorm2d(256)
+                    nn.Conv2d(64, 256, kernel_size=1, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
             *(Bottleneck(256, 128, 256, groups=32) for _ in range(2)),

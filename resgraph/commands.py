@@ -37,7 +37,9 @@ def validate(specs: tuple[Path, ...]) -> None:
 @click.command()
 @click.argument("spec", type=SPEC)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--per-layer", is_flag=True, help="One row per op instead of per stage.")
+@click.option(
+    "--per-layer", is_flag=True, help="One row per op instead of per stage (with --json: add them)."
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 1 << 20),
@@ -51,7 +53,7 @@ def summary(spec: Path, as_json: bool, per_layer: bool, batch_size: int | None) 
     model = load_spec(spec)
     info = summarize(model, batch_size or model.train.batch_size)
     if as_json:
-        click.echo(json.dumps(info.to_json(per_layer=True), indent=2))
+        click.echo(json.dumps(info.to_json(per_layer=per_layer), indent=2))
         return
     click.echo(f"{info.name}: {info.canonical_name}")
     click.echo(f"input {info.input}; MACs = multiply-adds per example; FLOPs = 2 x MACs\n")
@@ -109,7 +111,7 @@ def schema(output: Path | None) -> None:
 @click.argument("spec", type=SPEC)
 @click.option(
     "--dump-after",
-    type=click.Choice(sorted(set(PASS_NAMES))),
+    type=click.Choice(PASS_NAMES),
     default="analyze",
     show_default=True,
     help="Print the IR after this pass.",

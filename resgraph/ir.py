@@ -9,9 +9,11 @@ target and, once shapes are inferred, the ``shape`` it carries.
 
 from __future__ import annotations
 
+import builtins
 import heapq
 import keyword
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Literal
 
 import networkx as nx
@@ -20,10 +22,18 @@ from resgraph.errors import IRError, SourceLoc
 from resgraph.ops import Op, Shape
 
 if TYPE_CHECKING:
-    from resgraph.spec.schema import ModelSpec
+    from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
 
 Role = Literal["main", "shortcut", "gate"]
-ArgValue = int | float | bool | str
+Section = Literal["stem", "stage", "head"]
+BlockKind = Literal["basic", "bottleneck", "dense_layer", "transition"]
+JoinKind = Literal["add", "gate", "concat"]
+# What insert_shortcuts made of a block's shortcut: nothing to do (identity), option A's
+# parameter-free zero-pad, a 1x1 projection (options B and C), or none (no shortcut: a plain
+# block whose join was removed, or a block built without a residual join).
+ShortcutKind = Literal["identity", "zero-pad", "projection", "none"]
+ShortcutOption = Literal["A", "B", "C", "identity", "none"]
+ArgValue = int | float
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,10 @@ class Node:
     op: Op
     scope: str = ""  # the block ("layer1.0") or stage ("layer1") it belongs to; "" at top level
     role: Role = "main"  # main path, shortcut path, or gate path of a block
+    section: Section = "stem"  # the part of the network it belongs to
+    # op fields a block class takes from its constructor: (field, Python expression over
+    # the block's BlockArg names), e.g. (("out_channels", "width"), ("stride", "stride"))
+    bind: tuple[tuple[str, str], ...] = ()
     loc: SourceLoc | None = None  # where in the spec it came from
     shape: Shape | None = None  # output shape, set by infer_shapes
     params: int = 0  # set by analyze
@@ -39,28 +53,52 @@ class Node:
 
 
 @dataclass(frozen=True)
+class BlockArg:
+    """One constructor parameter of a block's emitted class."""
+
+    name: str  # "in_channels", "width", "stride", ...
+    value: ArgValue
+    default: ArgValue | None = None  # left out of calls that pass the default
+
+    def __iter__(self) -> Iterator[object]:
+        """``(name, value)``, so ``dict(block.args)`` reads as before (render.py does)."""
+        return iter((self.name, self.value))
+
+
+@dataclass(frozen=True)
 class Block:
-    """One residual (or plain) block: the unit the source emitter turns into a class."""
+    """One residual (or plain) block: the unit both emitters turn into a class."""
 
     path: str  # "layer2.0"
     stage: int
     index: int
-    kind: str  # block template name: "basic", "bottleneck"
-    args: tuple[tuple[str, ArgValue], ...]  # constructor arguments of the emitted class
-    options: tuple[tuple[str, ArgValue], ...]  # fixed per emitted class (template variables)
-    shortcut: str  # option in force: "A", "B", "C", "identity", "none"
+    kind: BlockKind
+    spec: BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec  # the block's validated spec
+    args: tuple[BlockArg, ...]  # constructor parameters of the emitted class
+    stride: int
+    shortcut: ShortcutOption  # the spec's shortcut option for the block's stage
     input: str  # node feeding the block
     output: str  # last node of the block
     join: str | None  # where branch and shortcut meet; None once a plain block lost it
-    shortcut_from: str  # node an identity or option-A shortcut starts from
-    projection_from: str  # node a projection shortcut starts from (pre-activated input)
+    join_kind: JoinKind | None  # how the branch meets the input (None: the branch is all)
+    shortcut_input: str  # the node a shortcut module reads (the block input, or preact)
+    shortcut_kind: ShortcutKind | None = None  # set by insert_shortcuts
     loc: SourceLoc | None = None
 
-    def arg(self, name: str) -> ArgValue:
-        return dict(self.args)[name]
+    @property
+    def preactivation(self) -> bool:
+        return bool(getattr(self.spec, "preactivation", False))
 
-    def option(self, name: str) -> ArgValue:
-        return dict(self.options)[name]
+    @property
+    def options(self) -> str:
+        """The block spec as JSON. Only for render.py's run folding, which compares it; to
+        be dropped once render reads the typed facts above."""
+        return self.spec.model_dump_json()
+
+    @property
+    def residual(self) -> bool:
+        """The join takes a shortcut (an add or a highway gate): the class takes one."""
+        return self.join is not None and self.join_kind in ("add", "gate")
 
 
 @dataclass(frozen=True)
@@ -167,9 +205,6 @@ class IR:
     def output(self) -> str:
         return next(n for n in self.graph if self.graph.out_degree(n) == 0)
 
-    def copy(self) -> IR:
-        return IR(self.spec, self.graph.copy(), dict(self.blocks), list(self.stages), self._order)
-
     def module_nodes(self) -> list[Node]:
         return [n for n in self.nodes() if n.op.is_module]
 
@@ -182,15 +217,103 @@ class IR:
             ins = ", ".join(self.inputs(n.name))
             role = "" if n.role == "main" else f" [{n.role}]"
             lines.append(f"{n.name:32} {n.op.label():28} {fmt_shape(n.shape):>12}  <- {ins}{role}")
+        for b in self.blocks.values():
+            args = ", ".join(f"{a.name}={a.value}" for a in b.args)
+            lines.append(
+                f"block {b.path}: {b.kind}({args}) join={b.join_kind} "
+                f"shortcut={b.shortcut}->{b.shortcut_kind} reads {b.shortcut_input}"
+            )
         return "\n".join(lines)
 
 
 def class_identifier(name: str) -> str:
-    """A Python class name for a spec or block name, e.g. 'CIFAR ResNet-20' -> CIFARResNet20.
-    Both emitters name their classes with it."""
-    words = "".join(c if c.isalnum() else " " for c in name).split()
+    """A Python identifier in CamelCase for a spec or block name, e.g. 'CIFAR ResNet-20' ->
+    CIFARResNet20."""
+    words = "".join(c if c.isascii() and c.isalnum() else " " for c in name).split()
     ident = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
     return ident if ident[0].isalpha() else f"Net{ident}"
+
+
+# Names a generated file binds besides its classes: imports and the factory function.
+FILE_NAMES = frozenset({"torch", "F", "nn", "Tensor", "annotations", "build_model"})
+BLOCK_CLASS_NAMES = {"basic": "BasicBlock", "bottleneck": "Bottleneck"}
+
+
+def _free(base: str, taken: set[str]) -> str:
+    name, n = base, 2
+    while name in taken or keyword.iskeyword(name) or hasattr(builtins, name):
+        name, n = f"{base}{n}", n + 1
+    return name
+
+
+def block_signature(
+    ir: IR, block: Block, members: list[Node], specs: dict[int, str] | None = None
+) -> tuple[object, ...]:
+    """What makes two blocks instances of one class: their nodes (shortcut modules aside,
+    they are constructor arguments) with op fields taken from the constructor replaced by
+    their expressions, the wiring, and the spec that documents them."""
+    prefix = block.path + "."
+
+    def local(name: str) -> str:
+        return name.removeprefix(prefix) if name != block.input else ""
+
+    specs = {} if specs is None else specs  # spec JSON by id: blocks of a stage share one
+    spec = specs.get(id(block.spec))
+    if spec is None:
+        spec = specs[id(block.spec)] = block.spec.model_dump_json()
+    items: list[object] = [block.kind, spec, block.residual, local(block.shortcut_input)]
+    for n in members:
+        if n.role == "shortcut":
+            continue
+        bound = dict(n.bind)
+        inputs = [local(i) for i in ir.inputs(n.name)]
+        if n.name == block.join and block.residual:
+            inputs[1] = "~"  # the shortcut: a constructor argument, whatever it is
+        values = tuple(bound.get(f.name) or getattr(n.op, f.name) for f in fields(n.op))
+        items.append((local(n.name), type(n.op), values, n.role, tuple(inputs)))
+    return tuple(items)
+
+
+def block_members(ir: IR) -> dict[str, list[Node]]:
+    """Each block's nodes in execution order."""
+    members: dict[str, list[Node]] = {path: [] for path in ir.blocks}
+    for node in ir.nodes():
+        if node.scope in members:
+            members[node.scope].append(node)
+    return members
+
+
+def block_class_names(ir: IR, members: dict[str, list[Node]], helpers: set[str]) -> dict[str, str]:
+    """The class name of every block, one per distinct :func:`block_signature`: both emitters
+    name their block classes with it (``BasicBlock``, ``PreActBottleneck``, ``DenseLayer``;
+    ``BasicBlock2`` for a second structure of one kind). ``helpers``: names already taken."""
+    names: dict[tuple[object, ...], str] = {}
+    taken = set(FILE_NAMES) | helpers
+    out: dict[str, str] = {}
+    specs: dict[int, str] = {}
+    for path, block in ir.blocks.items():
+        key = block_signature(ir, block, members[path], specs)
+        if key not in names:
+            base = BLOCK_CLASS_NAMES.get(block.kind) or class_identifier(block.kind)
+            if block.preactivation:
+                base = "PreAct" + base
+            if block.shortcut == "none":
+                base = "Plain" + base
+            elif block.join_kind == "gate":
+                base = "Gated" + base
+            names[key] = _free(base, taken)
+            taken.add(names[key])
+        out[path] = names[key]
+    return out
+
+
+def model_class_name(ir: IR, taken: set[str]) -> str:
+    """The model's class name, from the spec's name, clear of keywords, builtins, the
+    file's imports and ``taken`` (its helper and block classes): both emitters use it."""
+    base, taken = class_identifier(ir.spec.name), set(FILE_NAMES) | taken
+    if base in taken or keyword.iskeyword(base) or hasattr(builtins, base):
+        base += "Net"  # "None" -> NoneNet, "F" -> FNet, "BasicBlock" -> BasicBlockNet
+    return _free(base, taken)
 
 
 def valid_component(part: str) -> bool:

@@ -1,7 +1,10 @@
-"""The few torch building blocks that torch.nn lacks, used by the executed graph.
+"""The few torch building blocks that torch.nn lacks: the helpers an op's registry entry
+names (``Op.helper``).
 
-Generated source defines its own copies (it must stand alone); tests check that both
-give identical outputs.
+The executed graph uses these objects; the source emitter copies their source text into each
+generated file that needs them (a generated file stands alone and imports only torch), so the
+two engines run the same code. Each helper may use only ``torch``, ``F``, ``nn`` and
+``Tensor``, the names a generated file imports.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+__all__ = ["PadShortcut", "DropPath", "gate_mix"]  # in the order generated files define them
 
 
 class PadShortcut(nn.Module):
@@ -51,7 +56,3 @@ class DropPath(nn.Module):
 def gate_mix(branch: Tensor, carry: Tensor, gate: Tensor) -> Tensor:
     """Highway join T*H + (1-T)*x (Srivastava et al. 2015)."""
     return gate * branch + (1 - gate) * carry
-
-
-def global_avg_pool(x: Tensor) -> Tensor:
-    return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)

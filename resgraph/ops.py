@@ -1,8 +1,19 @@
-"""The closed set of IR operations.
+"""The closed set of IR operations: one registry entry (one class) per op.
 
-Each op is a frozen dataclass that knows its own shape rule, parameter count and
-multiply-adds, so every pass and emitter reads one definition. Shapes exclude the batch
-dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for flat features.
+Each op is a frozen dataclass that says, in one place, everything any part of resgraph needs:
+
+- its shape rule (``infer``, ``check``), parameter count and multiply-adds (``params``,
+  ``macs``);
+- how it is built as a module (``ctor``, the constructor's name, and ``ctor_args``, which op
+  field goes to which constructor argument), or, for a function op, how it is called
+  (``call``, a format string over its input expressions);
+- which helper of :mod:`resgraph.nn` it needs (``helper``), so the generated file copies that
+  helper's source and the executed graph uses the same object;
+- how it is drawn (``label()`` and ``fill``, the node's fill colour).
+
+The source emitter writes ``ctor``/``call`` text, and the executed graph evaluates the same text
+in a namespace holding ``torch``, ``F``, ``nn`` and the helpers, so the two cannot drift.
+Shapes exclude the batch dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for flat features.
 """
 
 from __future__ import annotations
@@ -10,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil
 from typing import ClassVar
+
+KEEP = object()  # a constructor argument that is always written, whatever its value
 
 Shape = tuple[int, ...]
 
@@ -37,6 +50,13 @@ class Op:
     kind: ClassVar[str]
     arity: ClassVar[int | None] = 1  # number of inputs; None: two or more
     is_module: ClassVar[bool] = False  # emitted as a named nn.Module attribute
+    ctor: ClassVar[str] = ""  # module ops: the constructor, e.g. "nn.Conv2d"
+    # module ops: (op field, constructor keyword or None for positional, value that is left
+    # out because it is the constructor's default, or KEEP)
+    ctor_args: ClassVar[tuple[tuple[str, str | None, object], ...]] = ()
+    call: ClassVar[str] = ""  # function ops: "F.relu({0})"; "{all}" joins every input
+    helper: ClassVar[str | None] = None  # the resgraph.nn object it needs, if any
+    fill: ClassVar[str] = "white"  # fill colour when drawn
 
     def infer(self, inputs: list[Shape]) -> Shape:
         return inputs[0]
@@ -52,6 +72,30 @@ class Op:
 
     def label(self) -> str:
         return self.kind
+
+    def module_args(
+        self, keep: frozenset[str] | dict[str, str] = frozenset()
+    ) -> tuple[list[tuple[str, object]], list[tuple[str, str, object]]]:
+        """The constructor's positional ``(field, value)`` and keyword ``(field, keyword,
+        value)`` arguments, defaults left out unless the field is in ``keep``."""
+        args: list[tuple[str, object]] = []
+        kwargs: list[tuple[str, str, object]] = []
+        for name, keyword, default in self.ctor_args:
+            value = getattr(self, name)
+            if keyword is None:
+                args.append((name, value))
+            elif default is KEEP or name in keep or value != default:
+                kwargs.append((name, keyword, value))
+        return args, kwargs
+
+    def call_text(self, inputs: list[str]) -> str:
+        """A function op's call on the input expressions."""
+        return self.call.format(*inputs, all=", ".join(inputs))
+
+
+def literal(value: object) -> str:
+    """Python source for a constructor argument."""
+    return repr(float(value)) if isinstance(value, float) else repr(value)
 
 
 @dataclass(frozen=True)
@@ -71,6 +115,17 @@ class Input(Op):
 @dataclass(frozen=True)
 class Conv(Op):
     kind: ClassVar[str] = "conv"
+    ctor: ClassVar[str] = "nn.Conv2d"
+    ctor_args: ClassVar = (
+        ("in_channels", None, KEEP),
+        ("out_channels", None, KEEP),
+        ("kernel", "kernel_size", KEEP),
+        ("stride", "stride", 1),
+        ("padding", "padding", 0),
+        ("groups", "groups", 1),
+        ("bias", "bias", KEEP),
+    )
+    fill: ClassVar[str] = "#dce8f6"
     is_module: ClassVar[bool] = True
     in_channels: int
     out_channels: int
@@ -116,6 +171,9 @@ class Conv(Op):
 @dataclass(frozen=True)
 class BatchNorm(Op):
     kind: ClassVar[str] = "batchnorm"
+    ctor: ClassVar[str] = "nn.BatchNorm2d"
+    ctor_args: ClassVar = (("channels", None, KEEP),)
+    fill: ClassVar[str] = "#fbf0c9"
     is_module: ClassVar[bool] = True
     channels: int
     zero_init: bool = False  # last BN of a residual branch, zeroed when the spec asks
@@ -136,6 +194,8 @@ class BatchNorm(Op):
 @dataclass(frozen=True)
 class ReLU(Op):
     kind: ClassVar[str] = "relu"
+    call: ClassVar[str] = "F.relu({0})"
+    fill: ClassVar[str] = "#e0f0da"
 
     def label(self) -> str:
         return "ReLU"
@@ -144,6 +204,8 @@ class ReLU(Op):
 @dataclass(frozen=True)
 class Sigmoid(Op):
     kind: ClassVar[str] = "sigmoid"
+    call: ClassVar[str] = "torch.sigmoid({0})"
+    fill: ClassVar[str] = "#e0f0da"
 
     def label(self) -> str:
         return "sigmoid"
@@ -152,6 +214,12 @@ class Sigmoid(Op):
 @dataclass(frozen=True)
 class _Pool(Op):
     is_module: ClassVar[bool] = True
+    ctor_args: ClassVar = (
+        ("kernel", "kernel_size", KEEP),
+        ("stride", "stride", KEEP),
+        ("padding", "padding", 0),
+    )
+    fill: ClassVar[str] = "#e9e9e9"
     kernel: int
     stride: int
     padding: int = 0
@@ -167,6 +235,7 @@ class _Pool(Op):
 @dataclass(frozen=True)
 class MaxPool(_Pool):
     kind: ClassVar[str] = "maxpool"
+    ctor: ClassVar[str] = "nn.MaxPool2d"
 
     def label(self) -> str:
         return f"{self.kernel}x{self.kernel} max pool, /{self.stride}"
@@ -175,6 +244,7 @@ class MaxPool(_Pool):
 @dataclass(frozen=True)
 class AvgPool(_Pool):
     kind: ClassVar[str] = "avgpool"
+    ctor: ClassVar[str] = "nn.AvgPool2d"
 
     def label(self) -> str:
         return f"{self.kernel}x{self.kernel} avg pool, /{self.stride}"
@@ -183,6 +253,8 @@ class AvgPool(_Pool):
 @dataclass(frozen=True)
 class GlobalAvgPool(Op):
     kind: ClassVar[str] = "global_avgpool"
+    call: ClassVar[str] = "torch.flatten(F.adaptive_avg_pool2d({0}, 1), 1)"
+    fill: ClassVar[str] = "#e9e9e9"
 
     def infer(self, inputs: list[Shape]) -> Shape:
         return (_map(inputs[0], "global average pool")[0],)
@@ -194,6 +266,9 @@ class GlobalAvgPool(Op):
 @dataclass(frozen=True)
 class Dropout(Op):
     kind: ClassVar[str] = "dropout"
+    ctor: ClassVar[str] = "nn.Dropout"
+    ctor_args: ClassVar = (("p", "p", KEEP),)
+    fill: ClassVar[str] = "#eee3f5"
     is_module: ClassVar[bool] = True
     p: float
 
@@ -207,6 +282,10 @@ class DropPath(Op):
     scale it by ``survival`` in evaluation (Huang et al. 2016, sec. 3)."""
 
     kind: ClassVar[str] = "drop_path"
+    ctor: ClassVar[str] = "DropPath"
+    ctor_args: ClassVar = (("survival", None, KEEP),)
+    helper: ClassVar[str | None] = "DropPath"
+    fill: ClassVar[str] = "#eee3f5"
     is_module: ClassVar[bool] = True
     survival: float
 
@@ -217,6 +296,13 @@ class DropPath(Op):
 @dataclass(frozen=True)
 class Linear(Op):
     kind: ClassVar[str] = "linear"
+    ctor: ClassVar[str] = "nn.Linear"
+    ctor_args: ClassVar = (
+        ("in_features", None, KEEP),
+        ("out_features", None, KEEP),
+        ("bias", "bias", KEEP),
+    )
+    fill: ClassVar[str] = "#f6dcdc"
     is_module: ClassVar[bool] = True
     in_features: int
     out_features: int
@@ -244,6 +330,14 @@ class PadShortcut(Op):
     """Paper option A: identity on every ``stride``-th pixel, extra channels zero."""
 
     kind: ClassVar[str] = "pad_shortcut"
+    ctor: ClassVar[str] = "PadShortcut"
+    ctor_args: ClassVar = (
+        ("in_channels", None, KEEP),
+        ("out_channels", None, KEEP),
+        ("stride", "stride", KEEP),
+    )
+    helper: ClassVar[str | None] = "PadShortcut"
+    fill: ClassVar[str] = "#ffffff"
     is_module: ClassVar[bool] = True
     in_channels: int
     out_channels: int
@@ -265,6 +359,7 @@ class Add(Op):
     """Residual join: port 0 the branch F(x), port 1 the shortcut x."""
 
     kind: ClassVar[str] = "add"
+    call: ClassVar[str] = "{0} + {1}"
     arity: ClassVar[int | None] = 2
 
     def infer(self, inputs: list[Shape]) -> Shape:
@@ -287,6 +382,8 @@ class GateMix(Op):
     output T*H + (1-T)*x (Srivastava et al. 2015)."""
 
     kind: ClassVar[str] = "gate_mix"
+    call: ClassVar[str] = "gate_mix({0}, {1}, {2})"
+    helper: ClassVar[str | None] = "gate_mix"
     arity: ClassVar[int | None] = 3
 
     def infer(self, inputs: list[Shape]) -> Shape:
@@ -308,6 +405,7 @@ class Concat(Op):
     """Channel concatenation, inputs in port order (DenseNet)."""
 
     kind: ClassVar[str] = "concat"
+    call: ClassVar[str] = "torch.cat([{all}], 1)"
     arity: ClassVar[int | None] = None
 
     def infer(self, inputs: list[Shape]) -> Shape:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from resgraph.ir import IR
+from resgraph.ir import IR, block_members
 from resgraph.ops import Conv, Input, Linear, fmt_shape
 from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
 
@@ -66,24 +66,23 @@ def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1) -> Summary:
         ir = lower(spec_or_ir)
     nodes = ir.nodes()
     layers = [LayerRow(n.name, n.op.label(), fmt_shape(n.shape), n.params, n.macs) for n in nodes]
-    stage_of: dict[str, str] = {}
-    in_head = False  # top-level nodes after the first stage belong to the head
-    for n in nodes:
-        in_head = in_head or bool(n.scope)
-        stage_of[n.name] = n.scope.split(".")[0] if n.scope else ("head" if in_head else "stem")
+    # the stage a node's section puts it in: "stem", "layer1", ..., "head"
+    stage_of = {n.name: n.scope.split(".")[0] if n.section == "stage" else n.section for n in nodes}
     order = ["stem"] + [s.path for s in ir.stages] + ["head"]
     stages: list[StageRow] = []
     for name in order:
         members = [n for n in nodes if stage_of[n.name] == name and not isinstance(n.op, Input)]
         if not members:
             continue
-        stages.append(StageRow(
-            name=name,
-            output=fmt_shape(members[-1].shape),
-            blocks=_describe_stage(ir, name),
-            params=sum(n.params for n in members),
-            macs=sum(n.macs for n in members),
-        ))
+        stages.append(
+            StageRow(
+                name=name,
+                output=fmt_shape(members[-1].shape),
+                blocks=_describe_stage(ir, name),
+                params=sum(n.params for n in members),
+                macs=sum(n.macs for n in members),
+            )
+        )
     return Summary(
         name=ir.spec.name,
         canonical_name=canonical_name(ir),
@@ -97,10 +96,12 @@ def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1) -> Summary:
     )
 
 
-def activation_bytes(ir: IR, batch_size: int) -> int:
-    """Float32 activations autograd keeps for the backward pass, estimated as every op's
-    output except the input and the joins (an add saves nothing). Good to within tens of
-    percent of what PyTorch really holds; it is meant to warn, not to account."""
+def activation_bytes(ir: IR, batch_size: int, bytes_per_value: int = BYTES_PER_FLOAT) -> int:
+    """Bytes of the activations autograd keeps for the backward pass at ``batch_size``,
+    estimated as every op's output except the input and the joins (an add saves nothing),
+    at ``bytes_per_value`` per number (4: float32). Good to within tens of percent of what
+    PyTorch really holds; it is meant to warn, not to account. The one memory rule: the
+    summary and the trainer's device check both call it."""
     elements = 0
     for n in ir.nodes():
         if isinstance(n.op, Input) or n.op.arity is None or (n.op.arity or 0) >= 2:
@@ -109,7 +110,7 @@ def activation_bytes(ir: IR, batch_size: int) -> int:
         for d in n.shape or ():
             size *= d
         elements += size
-    return elements * BYTES_PER_FLOAT * batch_size
+    return elements * bytes_per_value * batch_size
 
 
 def _describe_stage(ir: IR, name: str) -> str:
@@ -119,6 +120,7 @@ def _describe_stage(ir: IR, name: str) -> str:
     if stage is None:
         return ""
     runs: list[tuple[str, str, int]] = []  # kind, first block's path, blocks in the run
+    members = block_members(ir)
     for path in stage.blocks:
         kind = ir.blocks[path].kind
         if runs and runs[-1][0] == kind:
@@ -128,9 +130,7 @@ def _describe_stage(ir: IR, name: str) -> str:
     text = []
     for kind, first, count in runs:
         widths = [
-            n.op.out_channels
-            for n in ir.nodes()
-            if n.scope == first and n.role == "main" and isinstance(n.op, Conv)
+            n.op.out_channels for n in members[first] if n.role == "main" and isinstance(n.op, Conv)
         ]
         text.append(f"{kind} [{', '.join(map(str, widths))}] x{count}")
     return ", ".join(text)
@@ -149,9 +149,9 @@ def canonical_name(ir: IR) -> str:
     blocks = [spec.stage_block(i) for i in stages]
     dense = [b for b in blocks if isinstance(b, DenseBlockSpec)]
     residual = [b for b in blocks if not isinstance(b, DenseBlockSpec)]
-    shortcuts = sorted({
-        spec.stage_shortcut(i) for i in stages if not isinstance(blocks[i], DenseBlockSpec)
-    })
+    shortcuts = sorted(
+        {spec.stage_shortcut(i) for i in stages if not isinstance(blocks[i], DenseBlockSpec)}
+    )
     d = depth(ir)
     plain = shortcuts == ["none"]
     pre = all(getattr(b, "preactivation", False) for b in residual)
@@ -184,8 +184,13 @@ def canonical_name(ir: IR) -> str:
     elif layouts == {"3x3"}:
         parts.append("torchvision layout (stride on 3x3)")
     if residual and not plain:
-        names = {"A": "option A", "B": "option B", "C": "option C", "identity": "identity",
-                 "none": "no"}
+        names = {
+            "A": "option A",
+            "B": "option B",
+            "C": "option C",
+            "identity": "identity",
+            "none": "no",
+        }
         parts.append(" / ".join(names[s] for s in shortcuts) + " shortcuts")
     if any(b.join == "gate" for b in residual):
         parts.append("gated (highway) joins")

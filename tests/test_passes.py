@@ -167,7 +167,7 @@ def test_zero_init_marks_the_last_bn_of_each_residual_branch():
 
 
 def test_summary_table_totals_and_json():
-    res = run_cli("summary", "specs/resnet50.yaml", "--json")
+    res = run_cli("summary", "specs/resnet50.yaml", "--json", "--per-layer")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["params"] == 25_557_032

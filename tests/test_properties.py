@@ -37,36 +37,63 @@ blocks = st.one_of(
 )
 
 
+dense_blocks = st.fixed_dictionaries(
+    {"type": st.just("dense"), "growth_rate": st.sampled_from([2, 4])},
+    optional={
+        "bottleneck_layers": st.booleans(),
+        "compression": st.sampled_from([0.5, 1.0]),
+        "dropout": st.sampled_from([0.0, 0.2]),
+    },
+)
+
+
+def _is_basic(block: object) -> bool:
+    return block == "basic" or (isinstance(block, dict) and block["type"] == "basic")
+
+
 @st.composite
 def specs(draw):
+    """Random valid specs: basic (plain, pre-activated, gated, 1-3 convs, dropout),
+    bottleneck and dense stages, mixed in one network by per-stage blocks, with option A
+    (basic stages only: a bottleneck or dense stage may shrink channels), B or C."""
     shortcut = draw(st.sampled_from(["A", "B", "C"]))
+    size = draw(st.integers(8, 40))
+    stem = draw(st.sampled_from(["imagenet", "cifar"]))
+    spatial = (((size - 1) // 2 + 1) - 1) // 2 + 1 if stem == "imagenet" else size
+    default = draw(blocks)
+    if shortcut == "A" and not _is_basic(default):
+        default = "basic"  # bottleneck output widths change non-monotonically with expansion
     width = 8  # the stem width: option A never shrinks channels
     stages = []
     for _ in range(draw(st.integers(1, 4))):
+        stride = draw(st.sampled_from([1, 2]))
+        stage: dict[str, object] = {"repeats": draw(st.integers(1, 3)), "stride": stride}
+        kind = draw(
+            st.sampled_from(
+                ["default", "other", "dense"] if shortcut == "B" else ["default", "other"]
+            )
+        )
+        if kind == "dense" and (stride == 1 or spatial >= 2):
+            stage["block"] = draw(dense_blocks)
+            spatial = spatial // stride
+            stages.append(stage)
+            continue
+        if kind == "other":
+            block = draw(blocks)
+            stage["block"] = block if shortcut != "A" or _is_basic(block) else "basic"
         if shortcut == "A":  # option A can only add channels: widths never shrink
             width *= draw(st.sampled_from([1, 2]))
         else:
             width = draw(st.sampled_from([4, 8, 16, 32]))
-        stages.append(
-            {
-                "width": width,
-                "repeats": draw(st.integers(1, 3)),
-                "stride": draw(st.sampled_from([1, 2])),
-            }
-        )
-    block = draw(blocks)
-    if (
-        shortcut == "A"
-        and block != "basic"
-        and (not isinstance(block, dict) or block["type"] != "basic")
-    ):
-        block = "basic"  # bottleneck output widths change non-monotonically with expansion
+        stage["width"] = width
+        spatial = (spatial - 1) // stride + 1
+        stages.append(stage)
     spec = {
         "name": "random net",
-        "input": {"channels": draw(st.sampled_from([1, 3])), "size": draw(st.integers(8, 40))},
+        "input": {"channels": draw(st.sampled_from([1, 3])), "size": size},
         "num_classes": draw(st.integers(1, 20)),
-        "stem": {"kind": draw(st.sampled_from(["imagenet", "cifar"])), "width": 8},
-        "block": block,
+        "stem": {"kind": stem, "width": 8},
+        "block": default,
         "shortcut": shortcut,
         "stages": stages,
     }

@@ -13,42 +13,40 @@ benchmarks/RESULTS.md: fx's per-module call wrapper and per-instance recompilati
 
 from __future__ import annotations
 
-import keyword
+import hashlib
+import linecache
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from resgraph import nn as rnn
 from resgraph import ops
-from resgraph.ir import IR, Node, class_identifier
+from resgraph.ir import IR, Node, block_class_names, block_members, model_class_name
 from resgraph.spec.schema import ModelSpec
 
-MODULES: dict[type[ops.Op], Callable[..., nn.Module]] = {
-    ops.Conv: lambda o: nn.Conv2d(
-        o.in_channels, o.out_channels, o.kernel, o.stride, o.padding, groups=o.groups, bias=o.bias
-    ),
-    ops.BatchNorm: lambda o: nn.BatchNorm2d(o.channels),
-    ops.MaxPool: lambda o: nn.MaxPool2d(o.kernel, o.stride, o.padding),
-    ops.AvgPool: lambda o: nn.AvgPool2d(o.kernel, o.stride, o.padding),
-    ops.Dropout: lambda o: nn.Dropout(o.p),
-    ops.DropPath: lambda o: rnn.DropPath(o.survival),
-    ops.Linear: lambda o: nn.Linear(o.in_features, o.out_features, bias=o.bias),
-    ops.PadShortcut: lambda o: rnn.PadShortcut(o.in_channels, o.out_channels, o.stride),
-}
+# What compiled forward code and op constructors see: the names a generated file binds.
+_GLOBALS: dict[str, Any] = {"torch": torch, "F": F, "nn": nn, "Tensor": torch.Tensor}
+_GLOBALS.update({name: getattr(rnn, name) for name in rnn.__all__})
 
-# Function ops: how a line of compiled forward code calls them (names from _GLOBALS).
-FUNCTIONS: dict[type[ops.Op], str] = {
-    ops.ReLU: "torch.relu({})",
-    ops.Sigmoid: "torch.sigmoid({})",
-    ops.Add: "{} + {}",
-    ops.GateMix: "rnn.gate_mix({}, {}, {})",
-    ops.GlobalAvgPool: "rnn.global_avg_pool({})",
-    ops.Concat: "torch.cat([{}], 1)",
-}
-_GLOBALS = {"torch": torch, "rnn": rnn}
+
+@cache
+def _constructor(name: str) -> Callable[..., nn.Module]:
+    """``nn.Conv2d`` -> the class, looked up as generated code would."""
+    first, *rest = name.split(".")
+    obj = _GLOBALS[first]
+    for part in rest:
+        obj = getattr(obj, part)
+    return obj  # type: ignore[no-any-return]
+
+
+def module_of(op: ops.Op) -> nn.Module:
+    """The module an op's registry entry describes (what the generated source constructs)."""
+    args, kwargs = op.module_args()
+    return _constructor(op.ctor)(*(v for _, v in args), **{k: v for _, k, v in kwargs})
 
 
 class CompiledModule(nn.Module):
@@ -68,7 +66,10 @@ def _restore(source: str, name: str) -> CompiledModule:
 @lru_cache(maxsize=256)
 def _compiled_class(source: str, name: str) -> type[CompiledModule]:
     namespace = dict(_GLOBALS)
-    exec(compile(source, f"<resgraph {name}>", "exec"), namespace)
+    filename = f"<resgraph {name} {hashlib.sha256(source.encode()).hexdigest()[:12]}>"
+    # inspect (and so torch.jit.script) finds the source of exec'd code through linecache
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
     return type(
         name,
         (CompiledModule,),
@@ -80,8 +81,7 @@ def _attr(path: str) -> str:
     """``self.a.b`` for a module path, with getattr for parts like ``0``."""
     expr = "self"
     for part in path.split("."):
-        ok = part.isidentifier() and not keyword.iskeyword(part)
-        expr = f"{expr}.{part}" if ok else f'getattr({expr}, "{part}")'
+        expr = f"{expr}.{part}" if not part.isdigit() else f'getattr({expr}, "{part}")'
     return expr
 
 
@@ -108,10 +108,8 @@ def _compile(
             expr = f"{_attr(target)}({args[0]})"
         elif node.op.is_module:
             expr = f"{_attr(node.name.removeprefix(prefix))}({', '.join(args)})"
-        elif isinstance(node.op, ops.Concat):
-            expr = FUNCTIONS[ops.Concat].format(", ".join(args))
         else:
-            expr = FUNCTIONS[type(node.op)].format(*args)
+            expr = node.op.call_text(args)
         var[node.name] = f"v{i}"
         lines.append(f"    v{i} = {expr}")
         dead = sorted({var[p] for p in inputs(node) if last_use[p] == i})
@@ -146,21 +144,22 @@ def build_module(spec_or_ir: ModelSpec | IR, *, seed: int | None = None) -> nn.M
     if seed is not None:
         torch.manual_seed(seed)
     order = ir.nodes()
-    members: dict[str, list[Node]] = {path: [] for path in ir.blocks}
-    for node in order:
-        if node.scope in members:
-            members[node.scope].append(node)
+    members = block_members(ir)
+    helpers = {n.op.helper for n in order if n.op.helper}
+    names = block_class_names(ir, members, helpers)  # the generated source's class names
     top = [n for n in order if n.scope not in members or n.name == ir.blocks[n.scope].output]
     calls = {n.name: n.scope for n in top if n.scope in members}
     modules: list[tuple[str, nn.Module]] = []
     for node in top:
         if node.name in calls:
             block = ir.blocks[calls[node.name]]
-            modules.append((block.path, _block_module(ir, block.path, members[block.path])))
+            module = _block_module(ir, block.path, members[block.path], names[block.path])
+            modules.append((block.path, module))
         elif node.op.is_module:
-            modules.append((node.name, MODULES[type(node.op)](node.op)))
+            modules.append((node.name, module_of(node.op)))
     nodes = [n for n in top if not isinstance(n.op, ops.Input)]
-    cls = _compile(ir, nodes, ir.input, ir.output, "", calls, class_identifier(ir.spec.name))
+    root_name = model_class_name(ir, helpers | set(names.values()))
+    cls = _compile(ir, nodes, ir.input, ir.output, "", calls, root_name)
     root = cls()
     for path, module in modules:
         _attach(root, path, module)
@@ -169,14 +168,14 @@ def build_module(spec_or_ir: ModelSpec | IR, *, seed: int | None = None) -> nn.M
     return root
 
 
-def _block_module(ir: IR, path: str, nodes: list[Node]) -> nn.Module:
+def _block_module(ir: IR, path: str, nodes: list[Node], name: str) -> nn.Module:
     block = ir.blocks[path]
     prefix = path + "."
-    cls = _compile(ir, nodes, block.input, block.output, prefix, {}, f"{block.kind.title()}Block")
+    cls = _compile(ir, nodes, block.input, block.output, prefix, {}, name)
     module = cls()
     for node in nodes:
         if node.op.is_module:
-            _attach(module, node.name.removeprefix(prefix), MODULES[type(node.op)](node.op))
+            _attach(module, node.name.removeprefix(prefix), module_of(node.op))
     return module
 
 

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 
 WIDTH = 100
 
-Expr = "str | Call | Repeat | Tuple"
-
 
 @dataclass(frozen=True)
 class Call:
@@ -24,6 +22,13 @@ class Call:
 @dataclass(frozen=True)
 class Tuple:
     items: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Dict:
+    """``{"key": value, ...}`` with string keys."""
+
+    items: tuple[tuple[str, object], ...]
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ def flat(e: object) -> str:
         return f"({inner},)" if len(e.items) == 1 else f"({inner})"
     if isinstance(e, Repeat):
         return f"*({flat(e.call)} {_loop(e)})"
+    if isinstance(e, Dict):
+        return "{" + ", ".join(f'"{k}": {flat(v)}' for k, v in e.items) + "}"
     return str(e)
 
 
@@ -72,6 +79,9 @@ def render(e: object, indent: int = 0, lead: int = 0) -> str:
     if isinstance(e, Tuple):
         body = "".join(f"{pad}{render(i, indent + 4)},\n" for i in e.items)
         return f"(\n{body}{' ' * indent})"
+    if isinstance(e, Dict):
+        body = "".join(f'{pad}"{k}": {render(v, indent + 4, len(k) + 4)},\n' for k, v in e.items)
+        return f"{{\n{body}{' ' * indent}}}"
     assert isinstance(e, Repeat)
     loop = _loop(e)
     if e.values is not None and len(pad) + len(loop) > WIDTH:

@@ -1,38 +1,52 @@
-"""The source emitter: IR -> standalone, readable PyTorch source through jinja2 templates.
+"""The source emitter: IR -> standalone, readable PyTorch source.
 
-Block classes come from ``templates/blocks/<kind>.py.j2`` (one class per distinct block
-variant); the stem, head, stage containers and shortcut modules are written from the IR's
-ops. Output depends only on the IR: the same spec gives byte-identical files everywhere.
-Nothing from a spec reaches the source but validated names (pattern-checked) and numbers.
+Every line of code comes from the IR: a block class's ``__init__`` builds its nodes' modules
+(from each op's registry entry, with the fields the block takes from its constructor written
+as those parameters), and its ``forward`` runs its nodes in IR order; the network class does
+the same for the stem, the stages (one ``nn.Sequential`` of block instances each) and the
+head. Helper modules are copied from :mod:`resgraph.nn`. jinja2 templates hold only the file
+skeleton, the class frame and the docstrings. Blocks of one structure share one class, so a
+1,202-layer network is as short as its 20-layer sibling. Output depends only on the IR: the
+same spec gives byte-identical files everywhere. Nothing from a spec reaches the source but
+validated names (pattern-checked) and numbers.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import linecache
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import jinja2
 
 import resgraph
 from resgraph import ops
-from resgraph.emit.pyformat import Call, Repeat, Tuple, render
+from resgraph.emit.pyformat import WIDTH, Call, Dict, Repeat, Tuple, render
 from resgraph.errors import IRError
-from resgraph.ir import IR, Block, Node, class_identifier
+from resgraph.ir import (
+    IR,
+    Block,
+    Node,
+    block_class_names,
+    block_members,
+    model_class_name,
+)
 from resgraph.spec.schema import ModelSpec
 from resgraph.summary import canonical_name
 
 if TYPE_CHECKING:
     from torch import nn
 
-# Constructor parameters with a default, omitted from calls when they have it.
-DEFAULTS: dict[str, object] = {"stride": 1, "groups": 1, "downsample": None}
+# Constructor parameters passed by position in calls; the others go by keyword.
 POSITIONAL = ("in_channels", "width", "out_channels")
-CLASS_NAMES = {"basic": "BasicBlock", "bottleneck": "Bottleneck"}
+MAX_NESTED_CALLS = 3  # a forward line nests at most this many module calls
 
 
 def templates_dir() -> Path:
@@ -46,7 +60,7 @@ def templates_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -54,119 +68,240 @@ def _env() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters["pyfloat"] = lambda v: repr(float(v))
-
-    def raise_error(message: str) -> None:
-        raise IRError(message)
-
-    env.globals["raise_error"] = raise_error
-    return env
 
 
+@cache
+def helper_sources() -> dict[str, str]:
+    """The source of every :mod:`resgraph.nn` helper, in the order it defines them: what a
+    generated file copies. Read from the file, so building source never imports torch."""
+    text = (Path(resgraph.__file__).resolve().parent / "nn.py").read_text(encoding="utf-8")
+    return {
+        node.name: ast.get_source_segment(text, node) or ""
+        for node in ast.parse(text).body
+        if isinstance(node, ast.ClassDef | ast.FunctionDef)
+    }
+
+
+def _ctor(op: ops.Op, bound: dict[str, str] | None = None) -> Call:
+    """An op's constructor call (its registry entry's ``ctor`` and ``module_args``); fields in
+    ``bound`` are written as the given expressions (a block's constructor parameters)."""
+    bound = bound or {}
+    args, kwargs = op.module_args(bound)
+    return Call(
+        op.ctor,
+        tuple(bound.get(f, ops.literal(v)) for f, v in args),
+        tuple((k, bound.get(f, ops.literal(v))) for f, k, v in kwargs),
+    )
+
+
+# -- module trees: module paths -> constructor expressions in containers ---------------------
+def _tree(entries: list[tuple[str, object]]) -> dict[str, object]:
+    """Nest ``(path, constructor)`` pairs by path component, in order."""
+    root: dict[str, object] = {}
+    for path, ctor in entries:
+        *parents, leaf = path.split(".")
+        node = root
+        for part in parents:
+            node = node.setdefault(part, {})  # type: ignore[assignment]
+            if not isinstance(node, dict):
+                raise IRError(f"module {path!r} lies inside module {part!r}")
+        node[leaf] = ctor
+    return root
+
+
+def _sequential(children: dict[str, object]) -> bool:
+    return list(children) == [str(i) for i in range(len(children))]
+
+
+def _container(children: dict[str, object]) -> object:
+    """An ``nn.Sequential`` for children ``0..n-1``, else an ``nn.ModuleDict``."""
+    items = [_container(c) if isinstance(c, dict) else c for c in children.values()]
+    if _sequential(children):
+        return Call("nn.Sequential", tuple(items))
+    return Call("nn.ModuleDict", (Dict(tuple(zip(children, items, strict=True))),))
+
+
+def _access(path: str, tree: dict[str, object]) -> str:
+    """``self.conv1``, ``self.conv1[0]`` (in a Sequential), ``self.se["fc1"]`` (a dict)."""
+    first, *rest = path.split(".")
+    expr, node = f"self.{first}", tree[first]
+    for part in rest:
+        assert isinstance(node, dict)
+        expr += f"[{part}]" if _sequential(node) else f'["{part}"]'
+        node = node[part]
+    return expr
+
+
+def _init_lines(tree: dict[str, object]) -> list[str]:
+    lines = []
+    for name, ctor in tree.items():
+        value = _container(ctor) if isinstance(ctor, dict) else ctor
+        lines.append(f"self.{name} = {render(value, 8, len(name) + 8)}")
+    return lines
+
+
+# -- forward code: IR nodes -> lines ----------------------------------------------------------
 @dataclass
-class _Class:
-    """One emitted block class: what its template needs."""
+class _Step:
+    """One value of a forward function."""
 
-    name: str
-    kind: str
-    options: dict[str, Any]
-    residual: bool  # its join takes a shortcut (add, gate): the class takes `downsample`
-    join: str  # the join op's kind ("add", "gate_mix", "concat"), or "none"
-    plain: bool  # the spec asked for no shortcut (a plain network)
-    drop_path: bool
-    shortcut_input: str
-    projection_input: str
-    post_activation: bool
-    gate_in: str
-    gate_out: str
-    signature: list[tuple[str, str]]
-    zero_init: tuple[str, ...]
+    name: str  # the IR node (or pseudo-node) it defines
+    inputs: list[str]
+    text: Callable[[list[str]], str]  # its expression, from its inputs' expressions
+    prefer: str  # the variable it would like
+    nests: bool  # a module call: may be written inside its consumer's call
+    takes_nested: bool  # a call (module or function) that may hold its input's call
 
 
-def _local(name: str, path: str) -> str:
-    return name[len(path) + 1 :]
+def _forward(steps: list[_Step], entry: str, forced: set[str], nest: bool) -> list[str]:
+    """Lines computing ``steps`` in order (``entry`` arrives as ``x``); the last line is
+    ``return``. Single-use module calls nest into the next call (up to MAX_NESTED_CALLS); a
+    variable is reused once its value is dead, so names stay ``out``, ``identity``, ..."""
+    last_use: dict[str, int] = {}
+    users: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        for p in step.inputs:
+            last_use[p] = i
+            users[p] = users.get(p, 0) + 1
+    var = {entry: "x"}
+    holder: dict[str, str] = {"x": entry}  # variable -> the value it holds
+    lines: list[str] = []
+    pending: tuple[str, str, int] | None = None  # (node, expression, nested calls)
+
+    def assign(i: int, step: _Step, expr: str) -> None:
+        name, n = step.prefer, 2
+        while name in holder and holder[name] != step.name and last_use.get(holder[name], -1) > i:
+            name, n = f"{step.prefer}{n}", n + 1
+        holder[name], var[step.name] = step.name, name
+        lines.append(f"{name} = {expr}")
+
+    for i, step in enumerate(steps):
+        args, depth = [], 1
+        for p in step.inputs:
+            if pending is not None and pending[0] == p:
+                args.append(pending[1])
+                depth = pending[2] + 1
+            else:
+                args.append(var[p])
+        expr = step.text(args)
+        if pending is not None and 8 + len(step.prefer) + 3 + len(expr) > WIDTH:
+            assign(i - 1, steps[i - 1], pending[1])  # too long to nest: its own line
+            depth, expr = 1, step.text([var[p] for p in step.inputs])
+        pending = None
+        nxt = steps[i + 1] if i + 1 < len(steps) else None
+        if (
+            nest
+            and step.nests
+            and nxt is not None
+            and nxt.takes_nested
+            and nxt.inputs[:1] == [step.name]
+            and users.get(step.name) == 1
+            and step.name not in forced
+            and depth < MAX_NESTED_CALLS
+        ):
+            pending = (step.name, expr, depth)
+            continue
+        assign(i, step, expr)
+    lines.append(f"return {var[steps[-1].name]}")
+    return lines
 
 
-def _block_view(
-    ir: IR, block: Block, members: list[Node]
-) -> tuple[tuple[object, ...], _Class, Call]:
-    """The class key, the class view, and the constructor call of one block (``members``:
-    the block's nodes in execution order)."""
-    shortcut = [n for n in members if n.role == "shortcut"]
-    gate = next((n for n in members if n.role == "gate" and isinstance(n.op, ops.Conv)), None)
-    join_op = ir.node(block.join).op if block.join is not None else None
-    residual = isinstance(join_op, ops.RESIDUAL_JOINS)
-    join = join_op.kind if join_op is not None else "none"
+def _op_step(ir: IR, node: Node, access: str, prefer: str, inputs: list[str]) -> _Step:
+    op = node.op
+    if op.is_module:
+        return _Step(node.name, inputs, lambda a: f"{access}({', '.join(a)})", prefer, True, True)
+    single = op.arity == 1
+    return _Step(node.name, inputs, op.call_text, prefer, False, single)
 
-    def source_of(node: object) -> str:
-        if node is None:
-            return "x"
-        return "x" if ir.inputs(node.name)[0] == block.input else "preact"  # type: ignore[attr-defined]
 
-    args = dict(block.args)
+# -- block classes ----------------------------------------------------------------------------
+def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[str, list[str]]:
+    """The class's source, and the BNs (as attribute paths) it zero-initialises."""
+    prefix = block.path + "."
+    own = [n for n in members if n.role != "shortcut"]
+    tree = _tree(
+        [(n.name.removeprefix(prefix), _ctor(n.op, dict(n.bind))) for n in own if n.op.is_module]
+    )
+    init = _init_lines(tree)
     signature = [
-        (k, f"{type(v).__name__} = {DEFAULTS[k]!r}" if k in DEFAULTS else type(v).__name__)
-        for k, v in block.args
+        (a.name, type(a.value).__name__ + ("" if a.default is None else f" = {a.default!r}"))
+        for a in block.args
     ]
-    if residual:
+    steps: list[_Step] = []
+    forced: set[str] = set()
+    if block.residual:
+        init.append("self.downsample = downsample")
         signature.append(("downsample", "nn.Module | None = None"))
+        forced.add(block.shortcut_input)
     signature.sort(key=lambda kv: "=" in kv[1])  # parameters with defaults last
-    cls = _Class(
-        name="",
-        kind=block.kind,
-        options=dict(block.options),
-        residual=residual,
-        join=join,
-        plain=block.shortcut == "none",
-        drop_path=any(isinstance(n.op, ops.DropPath) for n in members),
-        # Without a shortcut module, name the input the block's option would feed one, so
-        # identity blocks share the class of the stage's projecting first block.
-        shortcut_input=source_of(shortcut[0])
-        if shortcut
-        else ("x" if block.projection_from == block.input or block.shortcut == "A" else "preact"),
-        projection_input=source_of(gate),
-        post_activation=_local(block.output, block.path) == "relu",
-        gate_in="in_channels",
-        gate_out="out_channels" if "out_channels" in args else "width",
-        signature=signature,
-        zero_init=tuple(
-            _local(n.name, block.path)
-            for n in members
-            if isinstance(n.op, ops.BatchNorm) and n.op.zero_init
-        ),
-    )
-    key = tuple(
-        (k, tuple(v.items()) if isinstance(v, dict) else tuple(v) if isinstance(v, list) else v)
-        for k, v in vars(cls).items()
-        if k != "name"
-    )
 
-    positional = tuple(str(args[k]) for k in POSITIONAL if k in args)
+    for n in own:
+        inputs = ir.inputs(n.name)
+        if n.name == block.join and block.residual:
+            # the shortcut: the module the constructor got, or the identity
+            source = block.shortcut_input
+            steps.append(
+                _Step(
+                    "~identity",
+                    [source],
+                    lambda a: f"x if self.downsample is None else self.downsample({a[0]})",
+                    "identity",
+                    False,
+                    False,
+                )
+            )
+            inputs = [inputs[0], "~identity", *inputs[2:]]
+        prefer = "gate" if n.role == "gate" else "out"
+        if n.name == block.shortcut_input and n.name != block.input:
+            prefer = "preact"
+        access = _access(n.name.removeprefix(prefix), tree) if n.op.is_module else ""
+        steps.append(_op_step(ir, n, access, prefer, inputs))
+    forward = _forward(steps, block.input, forced, nest=True)
+    zero_init = [
+        _access(n.name.removeprefix(prefix), tree).removeprefix("self.")
+        for n in own
+        if isinstance(n.op, ops.BatchNorm) and n.op.zero_init
+    ]
+    spec = block.spec
+    doc = (
+        _env()
+        .get_template(f"blocks/{block.kind}.py.j2")
+        .render(spec=spec, residual=block.residual, plain=block.shortcut == "none")
+    )
+    text = (
+        _env()
+        .get_template("block.py.j2")
+        .render(
+            name=name,
+            doc=doc.rstrip("\n"),
+            residual=block.residual,
+            signature=signature,
+            init_lines=init,
+            forward_lines=forward,
+        )
+    )
+    return text.rstrip("\n"), zero_init
+
+
+def _block_call(ir: IR, block: Block, members: list[Node], name: str) -> Call:
+    args = tuple(ops.literal(a.value) for a in block.args if a.name in POSITIONAL)
     kwargs = [
-        (k, _literal(v)) for k, v in block.args if k not in POSITIONAL and DEFAULTS.get(k, ...) != v
+        (a.name, ops.literal(a.value))
+        for a in block.args
+        if a.name not in POSITIONAL and a.value != a.default
+    ]
+    prefix = block.path + "."
+    shortcut = [
+        (n.name.removeprefix(prefix + "downsample").lstrip("."), _ctor(n.op))
+        for n in members
+        if n.role == "shortcut"
     ]
     if shortcut:
-        modules = [_module(n.op) for n in shortcut]
-        kwargs.append(
-            (
-                "downsample",
-                modules[0] if len(modules) == 1 else Call("nn.Sequential", tuple(modules)),
-            )
-        )
-    return key, cls, Call("", positional, tuple(kwargs))
-
-
-def _literal(value: object) -> str:
-    return repr(float(value)) if isinstance(value, float) else repr(value)
-
-
-def _module(op: ops.Op) -> str:
-    text = _env().get_template("macros.j2").module.module(op)
-    return str(text)
-
-
-def _call_op(op: ops.Op, var: str) -> str:
-    return str(_env().get_template("macros.j2").module.call(op, var))
+        if shortcut[0][0] == "":
+            kwargs.append(("downsample", shortcut[0][1]))
+        else:
+            kwargs.append(("downsample", _container(_tree(shortcut))))
+    return Call(name, args, tuple(kwargs))
 
 
 def _group(calls: list[Call]) -> list[object]:
@@ -209,63 +344,54 @@ def _varying_kwarg(a: Call, b: Call) -> str | None:
     return diff[0] if len(diff) == 1 else None
 
 
+# -- the file ---------------------------------------------------------------------------------
 def emit_source(ir: IR, *, source: str = "<spec>") -> str:
     """Render the standalone PyTorch module for a checked IR."""
     nodes = ir.nodes()
-    members: dict[str, list[Node]] = {path: [] for path in ir.blocks}
-    for node in nodes:
-        if node.scope in members:
-            members[node.scope].append(node)
-    classes: dict[tuple[object, ...], _Class] = {}
+    members = block_members(ir)
+    used = {n.op.helper for n in nodes if n.op.helper}
+    helpers = [h for h in helper_sources() if h in used]
+    names = block_class_names(ir, members, set(helpers))
+    classes: dict[str, tuple[str, list[str]]] = {}  # name -> text, zero-init BNs
     calls: dict[str, Call] = {}
-    taken: set[str] = set()
     for path, block in ir.blocks.items():
-        key, cls, call = _block_view(ir, block, members[path])
-        if key not in classes:
-            cls.name = _class_name(cls, taken)
-            taken.add(cls.name)
-            classes[key] = cls
-        calls[path] = Call(classes[key].name, call.args, call.kwargs)
+        name = names[path]
+        if name not in classes:
+            classes[name] = _block_class(ir, block, members[path], name)
+        calls[path] = _block_call(ir, block, members[path], name)
 
-    init_lines: list[str] = []
-    forward_lines: list[str] = []
-    stage_of_block = {b: s for s in ir.stages for b in s.blocks}
-    previous = None
+    # The network: top-level nodes, and one Sequential per stage in place of its blocks.
+    stage_of = {b: s for s in ir.stages for b in s.blocks}
+    entries: list[tuple[str, object]] = []
+    items: list[Node | tuple[str, str, str]] = []  # nodes, or (stage path, input, output)
     for node in nodes:
-        if node.scope:  # inside a stage: the stage's container runs it
-            stage = stage_of_block.get(node.scope)
+        if node.scope:
+            stage = stage_of.get(node.scope)
             if stage is None:
                 raise IRError(f"node {node.name!r} lies outside any block the emitter knows")
             if node.name == ir.blocks[stage.blocks[-1]].output:
                 seq = Call("nn.Sequential", tuple(_group([calls[b] for b in stage.blocks])))
-                init_lines.append(f"self.{stage.path} = {render(seq, 8, len(stage.path) + 8)}")
-                forward_lines.append(f"x = self.{stage.path}(x)")
-                previous = node.name
-            continue
-        inputs = ir.inputs(node.name)
-        if isinstance(node.op, ops.Input):
-            previous = node.name
-            continue
-        if inputs != [previous]:
-            raise IRError(f"top-level node {node.name!r} is not a chain step: inputs {inputs}")
-        if node.op.is_module:
-            init_lines.append(f"self.{node.name} = {_module(node.op)}")
-            forward_lines.append(f"x = self.{node.name}(x)")
+                entries.append((stage.path, seq))
+                items.append((stage.path, ir.blocks[stage.blocks[0]].input, node.name))
+        elif not isinstance(node.op, ops.Input):
+            if node.op.is_module:
+                entries.append((node.name, _ctor(node.op)))
+            items.append(node)
+    tree = _tree(entries)
+    steps = []
+    for item in items:
+        if isinstance(item, Node):
+            access = _access(item.name, tree) if item.op.is_module else ""
+            steps.append(_op_step(ir, item, access, "x", ir.inputs(item.name)))
         else:
-            forward_lines.append(f"x = {_call_op(node.op, 'x')}")
-        previous = node.name
+            path, first, last = item
+            text: Callable[[list[str]], str] = lambda a, p=path: f"self.{p}({a[0]})"  # noqa: E731
+            steps.append(_Step(last, [first], text, "x", True, True))
+    forward = _forward(steps, ir.input, set(), nest=False)
 
-    helpers = [
-        name
-        for name, used in (
-            ("PadShortcut", any(isinstance(n.op, ops.PadShortcut) for n in nodes)),
-            ("DropPath", any(c.drop_path for c in classes.values())),
-            ("gate_mix", any(c.join == "gate_mix" for c in classes.values())),
-        )
-        if used
-    ]
     spec: ModelSpec = ir.spec
-    text = (
+    model_class = model_class_name(ir, set(helpers) | set(classes))
+    return (
         _env()
         .get_template("model.py.j2")
         .render(
@@ -278,15 +404,14 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
             macs=sum(n.macs for n in nodes),
             input_shape="x".join(map(str, ir.node(ir.input).shape or ())),
             num_classes=spec.num_classes,
-            helpers=helpers,
-            classes=list(classes.values()),
-            model_class=class_identifier(spec.name),
-            init_lines=init_lines,
-            forward_lines=forward_lines,
-            zero_init=[(c.name, c.zero_init) for c in classes.values() if c.zero_init],
+            helpers=[helper_sources()[h] for h in helpers],
+            classes=[text for text, _ in classes.values()],
+            model_class=model_class,
+            init_lines=_init_lines(tree),
+            forward_lines=forward,
+            zero_init=[(name, bns) for name, (_, bns) in classes.items() if bns],
         )
     )
-    return text
 
 
 def spec_hash(spec: ModelSpec) -> str:
@@ -295,18 +420,35 @@ def spec_hash(spec: ModelSpec) -> str:
     return hashlib.sha256(spec.model_dump_json(exclude={"train"}).encode()).hexdigest()[:16]
 
 
-def _class_name(cls: _Class, taken: set[str]) -> str:
-    base = CLASS_NAMES.get(cls.kind, class_identifier(cls.kind))
-    if cls.options.get("preactivation"):
-        base = "PreAct" + base
-    if cls.plain:
-        base = "Plain" + base
-    elif cls.join == "gate_mix":
-        base = "Gated" + base
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}{n}", n + 1
-    return name
+# -- the in-memory engine ---------------------------------------------------------------------
+def _load(text: str) -> types.ModuleType:
+    """The generated source as a module of this process, one per distinct text. Its classes
+    pickle by their source text: unpickling in a fresh process runs it again."""
+    name = f"resgraph_generated_{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    module = sys.modules.get(name)
+    if module is None:
+        module = types.ModuleType(name)
+        module.__file__ = f"<{name}>"
+        # inspect (and so torch.jit.script) finds the source of exec'd code through linecache
+        linecache.cache[module.__file__] = (len(text), None, text.splitlines(True), name)
+        exec(compile(text, module.__file__, "exec"), module.__dict__)
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and value.__module__ == name:
+                value.__reduce__ = _reducer(text)  # type: ignore[method-assign]
+        sys.modules[name] = module
+    return module
+
+
+def _reducer(text: str) -> Callable[[object], tuple[object, ...]]:
+    def __reduce__(self: object) -> tuple[object, ...]:
+        return (_restore, (text, type(self).__qualname__), self.__getstate__())  # type: ignore[attr-defined]
+
+    return __reduce__
+
+
+def _restore(text: str, name: str) -> object:
+    cls = getattr(_load(text), name)
+    return cls.__new__(cls)
 
 
 def build_generated(spec_or_ir: ModelSpec | IR, *, seed: int | None = None) -> nn.Module:
@@ -319,14 +461,7 @@ def build_generated(spec_or_ir: ModelSpec | IR, *, seed: int | None = None) -> n
         from resgraph.passes import lower
 
         ir = lower(spec_or_ir)
-    text = emit_source(ir)
-    name = f"resgraph_generated_{hashlib.sha256(text.encode()).hexdigest()[:16]}"
-    module = sys.modules.get(name)
-    if module is None:
-        module = types.ModuleType(name)
-        module.__file__ = f"<{name}>"
-        exec(compile(text, module.__file__, "exec"), module.__dict__)
-        sys.modules[name] = module  # so its classes pickle by reference in this process
+    module = _load(emit_source(ir))
     if seed is not None:
         torch.manual_seed(seed)
     return module.build_model()

@@ -22,7 +22,7 @@ Pass = Callable[[IR], IR]
 PIPELINE: list[tuple[str, Pass, bool]] = [
     ("infer_shapes", infer_shapes, True),
     ("insert_shortcuts", insert_shortcuts, False),
-    ("infer_shapes", infer_shapes, True),
+    ("shortcut_shapes", infer_shapes, True),  # shapes of the nodes insert_shortcuts added
     ("check_joins", check_joins, True),
     ("analyze", analyze, True),
 ]

@@ -3,10 +3,12 @@ shortcut. Shortcut insertion and shapes are later passes.
 
 Expects a validated :class:`ModelSpec`. Guarantees one input, one output, torchvision
 names, one :class:`Block` per block with its join (an add, a highway gate, a concatenation,
-or none for a block that is all branch), and a spec location on every node.
+or none for a block that is all branch), a section and a spec location on every node, and on
+every block node the op fields its class takes from its constructor (``Node.bind``).
 A new block type adds one ``_lower_<type>`` function to ``BLOCK_LOWERINGS`` (and, if its
 downsampling stages open with a block of another kind, one to ``STAGE_OPENERS``); the shared
-wrapper ``_wrap`` adds stochastic depth, the join and the ReLU after it.
+wrapper ``_wrap`` adds stochastic depth, the join and the ReLU after it. A new block option
+is a schema field read by the lowering function of the blocks it applies to.
 """
 
 from __future__ import annotations
@@ -14,10 +16,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import floor
-from typing import Literal
+from typing import cast
 
 from resgraph.errors import SourceLoc
-from resgraph.ir import IR, Block, Node, Role, Stage
+from resgraph.ir import (
+    IR,
+    Block,
+    BlockArg,
+    BlockKind,
+    JoinKind,
+    Node,
+    Role,
+    Section,
+    ShortcutOption,
+    Stage,
+)
 from resgraph.ops import (
     Add,
     AvgPool,
@@ -37,36 +50,39 @@ from resgraph.ops import (
 )
 from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
 
-JoinKind = Literal["add", "gate", "concat"]
+Bind = dict[str, str]  # op field -> expression over the block's constructor parameters
 
 
 @dataclass
 class _Scope:
-    """Adds nodes under one module path prefix with one spec location."""
+    """Adds nodes under one module path prefix with one spec location and section."""
 
     ir: IR
     prefix: str
     loc: SourceLoc | None
+    section: Section
     role: Role = "main"
 
-    def add(self, name: str, op: Op, *inputs: str, role: Role | None = None) -> str:
+    def add(
+        self, name: str, op: Op, *inputs: str, role: Role | None = None, bind: Bind | None = None
+    ) -> str:
         full = f"{self.prefix}.{name}" if self.prefix else name
-        node = Node(full, op, self.prefix, role or self.role, self.loc)
+        node = Node(
+            name=full,
+            op=op,
+            scope=self.prefix if self.section == "stage" else "",
+            role=role or self.role,
+            section=self.section,
+            bind=tuple(bind.items()) if bind else (),
+            loc=self.loc,
+        )
         return self.ir.add(node, *inputs)
 
-    def conv_bn(
-        self,
-        n: int,
-        x: str,
-        cin: int,
-        cout: int,
-        k: int,
-        stride: int = 1,
-        groups: int = 1,
-        zero_init: bool = False,
-    ) -> str:
-        x = self.add(f"conv{n}", Conv(cin, cout, k, stride, k // 2, groups), x)
-        return self.add(f"bn{n}", BatchNorm(cout, zero_init), x)
+    def conv_bn(self, n: int, x: str, conv: Conv, bind: Bind, zero_init: bool = False) -> str:
+        """conv{n} then bn{n}; ``bind`` names the conv's fields taken from the constructor."""
+        x = self.add(f"conv{n}", conv, x, bind=bind)
+        bn_bind = {"channels": bind["out_channels"]} if "out_channels" in bind else None
+        return self.add(f"bn{n}", BatchNorm(conv.out_channels, zero_init), x, bind=bn_bind)
 
 
 @dataclass(frozen=True)
@@ -76,7 +92,6 @@ class _BlockCtx:
     in_channels: int
     width: int | None  # stage width x width factor; None for dense stages
     stride: int
-    residual: bool  # False for plain networks: no zero-init
     zero_init: bool
     survival: float | None  # stochastic depth survival probability of this block
 
@@ -85,14 +100,14 @@ class _BlockCtx:
 class _Lowered:
     """What a block lowering hands the shared wrapper."""
 
-    kind: str  # the block template's name
-    args: tuple[tuple[str, int | float | bool | str], ...]
-    options: tuple[tuple[str, int | float | bool | str], ...]
+    kind: BlockKind
+    args: tuple[BlockArg, ...]  # the class's constructor parameters
     branch: str  # last node of the residual branch
     out_channels: int  # channels the block puts out (after a concatenation)
     projection_from: str  # where a projection shortcut starts
     post_activation: bool  # ReLU after the join (original ResNet) or not (pre-activation)
     join: JoinKind | None  # how branch and block input meet; None: the branch is the block
+    out_arg: str  # the constructor parameter holding the branch's output width
 
 
 def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowered:
@@ -102,25 +117,29 @@ def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowe
     cin, w, pre = c.in_channels, c.width, spec.preactivation
     projection_from = x
     for i in range(1, spec.convs + 1):
-        stride, first = (c.stride if i == 1 else 1), i == 1
+        first = i == 1
+        conv = Conv(cin if first else w, w, 3, c.stride if first else 1, 1)
+        bind = {"in_channels": "in_channels" if first else "width", "out_channels": "width"}
+        if first:
+            bind["stride"] = "stride"
         if pre:
-            x = s.add(f"bn{i}", BatchNorm(cin if first else w), x)
+            bn = BatchNorm(conv.in_channels)
+            x = s.add(f"bn{i}", bn, x, bind={"channels": bind["in_channels"]})
             x = s.add(f"relu{i}", ReLU(), x)
             if first:
                 projection_from = x
             elif spec.dropout:
                 x = s.add(f"dropout{i - 1}", Dropout(spec.dropout), x)
-            x = s.add(f"conv{i}", Conv(cin if first else w, w, 3, stride, 1), x)
+            x = s.add(f"conv{i}", conv, x, bind=bind)
         else:
             last = i == spec.convs
-            x = s.conv_bn(i, x, cin if first else w, w, 3, stride, zero_init=last and c.zero_init)
+            x = s.conv_bn(i, x, conv, bind, zero_init=last and c.zero_init)
             if not last:
                 x = s.add(f"relu{i}", ReLU(), x)
                 if spec.dropout:
                     x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
-    args = (("in_channels", cin), ("width", w), ("stride", c.stride))
-    options = (("convs", spec.convs), ("preactivation", pre), ("dropout", spec.dropout))
-    return _Lowered("basic", args, options, x, w, projection_from, not pre, spec.join)
+    args = (BlockArg("in_channels", cin), BlockArg("width", w), BlockArg("stride", c.stride, 1))
+    return _Lowered("basic", args, x, w, projection_from, not pre, spec.join, "width")
 
 
 def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx) -> _Lowered:
@@ -130,29 +149,34 @@ def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx
     cin, out = c.in_channels, c.width * spec.expansion
     mid = int(c.width * spec.base_width / 64) * spec.groups
     s1, s3 = (c.stride, 1) if spec.stride_on == "1x1" else (1, c.stride)
-    plan = [(cin, mid, 1, s1, 1), (mid, mid, 3, s3, spec.groups), (mid, out, 1, 1, 1)]
+    plan: list[tuple[Conv, Bind]] = [
+        (Conv(cin, mid, 1, s1), {"in_channels": "in_channels", "out_channels": "width"}),
+        (Conv(mid, mid, 3, s3, 1, spec.groups), {"in_channels": "width", "out_channels": "width"}),
+        (Conv(mid, out, 1), {"in_channels": "width", "out_channels": "out_channels"}),
+    ]
+    plan[0 if spec.stride_on == "1x1" else 1][1]["stride"] = "stride"
+    plan[1][1]["groups"] = "groups"
     projection_from = x
-    for i, (ci, co, k, stride, groups) in enumerate(plan, start=1):
+    for i, (conv, bind) in enumerate(plan, start=1):
         if spec.preactivation:
-            x = s.add(f"bn{i}", BatchNorm(ci), x)
+            bn = BatchNorm(conv.in_channels)
+            x = s.add(f"bn{i}", bn, x, bind={"channels": bind["in_channels"]})
             x = s.add(f"relu{i}", ReLU(), x)
             projection_from = x if i == 1 else projection_from
-            x = s.add(f"conv{i}", Conv(ci, co, k, stride, k // 2, groups), x)
+            x = s.add(f"conv{i}", conv, x, bind=bind)
         else:
-            x = s.conv_bn(i, x, ci, co, k, stride, groups, zero_init=i == 3 and c.zero_init)
+            x = s.conv_bn(i, x, conv, bind, zero_init=i == 3 and c.zero_init)
             if i < 3:
                 x = s.add(f"relu{i}", ReLU(), x)
     args = (
-        ("in_channels", cin),
-        ("width", mid),
-        ("out_channels", out),
-        ("stride", c.stride),
-        ("groups", spec.groups),
+        BlockArg("in_channels", cin),
+        BlockArg("width", mid),
+        BlockArg("out_channels", out),
+        BlockArg("stride", c.stride, 1),
+        BlockArg("groups", spec.groups, 1),
     )
-    options = (("stride_on", spec.stride_on), ("preactivation", spec.preactivation))
-    return _Lowered(
-        "bottleneck", args, options, x, out, projection_from, not spec.preactivation, spec.join
-    )
+    post = not spec.preactivation
+    return _Lowered("bottleneck", args, x, out, projection_from, post, spec.join, "out_channels")
 
 
 def _lower_dense(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowered:
@@ -161,22 +185,19 @@ def _lower_dense(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowe
     layer's output is concat(x, H(x)): the running concatenation of every earlier map of
     the dense block (x_{l+1} = [x_0, ..., x_l, H(x_l)], the paper's eq. 2)."""
     block_in, cin, k = x, c.in_channels, spec.growth_rate
-    plan = [(cin, k, 3)]
+    plan = [(cin, k, 3, "in_channels", "growth_rate")]
     if spec.bottleneck_layers:
-        plan = [(cin, spec.bottleneck_width * k, 1), (spec.bottleneck_width * k, k, 3)]
-    for i, (ci, co, kernel) in enumerate(plan, start=1):
-        x = s.add(f"bn{i}", BatchNorm(ci), x)
+        mid, mid_arg = spec.bottleneck_width * k, f"{spec.bottleneck_width} * growth_rate"
+        plan = [(cin, mid, 1, "in_channels", mid_arg), (mid, k, 3, mid_arg, "growth_rate")]
+    for i, (ci, co, kernel, ci_arg, co_arg) in enumerate(plan, start=1):
+        x = s.add(f"bn{i}", BatchNorm(ci), x, bind={"channels": ci_arg})
         x = s.add(f"relu{i}", ReLU(), x)
-        x = s.add(f"conv{i}", Conv(ci, co, kernel, 1, kernel // 2), x)
+        bind = {"in_channels": ci_arg, "out_channels": co_arg}
+        x = s.add(f"conv{i}", Conv(ci, co, kernel, 1, kernel // 2), x, bind=bind)
         if spec.dropout:
             x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
-    args = (("in_channels", cin), ("growth_rate", k))
-    options = (
-        ("bottleneck", spec.bottleneck_layers),
-        ("bottleneck_width", spec.bottleneck_width),
-        ("dropout", spec.dropout),
-    )
-    return _Lowered("dense_layer", args, options, x, cin + k, block_in, False, "concat")
+    args = (BlockArg("in_channels", cin), BlockArg("growth_rate", k))
+    return _Lowered("dense_layer", args, x, cin + k, block_in, False, "concat", "growth_rate")
 
 
 def _lower_transition(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowered:
@@ -185,15 +206,20 @@ def _lower_transition(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> 
     pool by the stage's stride (2x2 in the paper). No join: it is the whole block."""
     block_in, cin = x, c.in_channels
     out = max(1, floor(spec.compression * cin))
-    x = s.add("bn1", BatchNorm(cin), x)
+    x = s.add("bn1", BatchNorm(cin), x, bind={"channels": "in_channels"})
     x = s.add("relu1", ReLU(), x)
-    x = s.add("conv1", Conv(cin, out, 1), x)
+    bind = {"in_channels": "in_channels", "out_channels": "out_channels"}
+    x = s.add("conv1", Conv(cin, out, 1), x, bind=bind)
     if spec.dropout:
         x = s.add("dropout1", Dropout(spec.dropout), x)
-    x = s.add("pool", AvgPool(c.stride, c.stride), x)
-    args = (("in_channels", cin), ("out_channels", out), ("stride", c.stride))
-    options = (("dropout", spec.dropout),)
-    return _Lowered("transition", args, options, x, out, block_in, False, None)
+    pool = AvgPool(c.stride, c.stride)
+    x = s.add("pool", pool, x, bind={"kernel": "stride", "stride": "stride"})
+    args = (
+        BlockArg("in_channels", cin),
+        BlockArg("out_channels", out),
+        BlockArg("stride", c.stride, 1),
+    )
+    return _Lowered("transition", args, x, out, block_in, False, None, "out_channels")
 
 
 BLOCK_LOWERINGS: dict[str, Callable[..., _Lowered]] = {
@@ -215,24 +241,22 @@ def _wrap(
     block_in: str,
     low: _Lowered,
     c: _BlockCtx,
+    spec: BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec,
     *,
     stage: int,
     index: int,
-    shortcut: str,
+    shortcut: ShortcutOption,
 ) -> Block:
     """The residual wrapper every block type shares: stochastic depth on the branch, the join
     with the block input (add, highway gate, or concatenation), the ReLU after the join."""
     branch, args, join = low.branch, low.args, None
     if low.join is not None and c.survival is not None:
-        branch = s.add("drop_path", DropPath(c.survival), branch)
-        args += (("survival", c.survival),)
+        branch = s.add("drop_path", DropPath(c.survival), branch, bind={"survival": "survival"})
+        args += (BlockArg("survival", c.survival),)
     if low.join == "gate":
-        gate = s.add(
-            "gate",
-            Conv(c.in_channels, low.out_channels, 1, c.stride, 0, bias=True),
-            low.projection_from,
-            role="gate",
-        )
+        bind = {"in_channels": "in_channels", "out_channels": low.out_arg, "stride": "stride"}
+        gate_conv = Conv(c.in_channels, low.out_channels, 1, c.stride, 0, bias=True)
+        gate = s.add("gate", gate_conv, low.projection_from, role="gate", bind=bind)
         gate = s.add("gate_sigmoid", Sigmoid(), gate, role="gate")
         join = s.add("gate_mix", GateMix(), branch, block_in, gate)
     elif low.join == "add":
@@ -247,14 +271,16 @@ def _wrap(
         stage=stage,
         index=index,
         kind=low.kind,
+        spec=spec,
         args=args,
-        options=low.options,
+        stride=c.stride,
         shortcut=shortcut,
         input=block_in,
         output=out,
         join=join,
-        shortcut_from=block_in,
-        projection_from=low.projection_from,
+        join_kind=low.join,
+        # a projection reads the pre-activated input (He et al. 2016), option A the input
+        shortcut_input=low.projection_from if shortcut in ("B", "C") else block_in,
         loc=s.loc,
     )
 
@@ -265,7 +291,7 @@ def lower(spec: ModelSpec) -> IR:
     smap = spec._source
     locate = (lambda *path: smap.locate(path)) if smap else (lambda *path: None)
 
-    top = _Scope(ir, "", locate("stem"))
+    top = _Scope(ir, "", locate("stem"), "stem")
     x = top.add("input", Input(spec.input.channels, spec.input.size))
     stem, width = spec.stem, spec.stem.width
     if stem.kind == "imagenet":  # paper Table 1, conv1: 7x7, 64, stride 2; 3x3 max pool, stride 2
@@ -283,7 +309,8 @@ def lower(spec: ModelSpec) -> IR:
     done = 0
     pre_activated = False
     for si, stage in enumerate(spec.stages):
-        block_spec, shortcut = spec.stage_block(si), spec.stage_shortcut(si)
+        block_spec = spec.stage_block(si)
+        shortcut = cast(ShortcutOption, spec.stage_shortcut(si))
         stage_path = f"layer{si + 1}"
         stage_loc = locate("stages", si)
         opener = STAGE_OPENERS.get(block_spec.type) if stage.stride > 1 else None
@@ -305,19 +332,18 @@ def lower(spec: ModelSpec) -> IR:
                 in_channels=channels,
                 width=stage.width * spec.width_factor if stage.width else None,
                 stride=stride,
-                residual=shortcut != "none",
                 zero_init=spec.zero_init_residual and shortcut != "none",
                 survival=survival,
             )
-            scope = _Scope(ir, path, stage_loc)
+            scope = _Scope(ir, path, stage_loc, "stage")
             low = lowering(scope, x, block_spec, ctx)
-            block = _wrap(scope, x, low, ctx, stage=si, index=bi, shortcut=shortcut)
+            block = _wrap(scope, x, low, ctx, block_spec, stage=si, index=bi, shortcut=shortcut)
             ir.set_block(block)
             paths.append(path)
             x, channels, pre_activated = block.output, low.out_channels, not low.post_activation
         ir.stages.append(Stage(stage_path, si, tuple(paths), stage_loc))
 
-    head = _Scope(ir, "", locate("head"))
+    head = _Scope(ir, "", locate("head"), "head")
     if pre_activated:  # He et al. 2016: pre-activation nets end with BN-ReLU before the pool
         x = head.add("final_bn", BatchNorm(channels), x)
         x = head.add("final_relu", ReLU(), x)

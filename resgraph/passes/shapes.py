@@ -1,8 +1,9 @@
 """Shape passes.
 
-``infer_shapes`` sets every node's output shape and every edge's shape from the op rules
-(it may run again after a pass adds nodes). ``check_joins`` re-checks that every join's
-inputs agree. Both report a :class:`ShapeError` at the spec line of the node that failed.
+``infer_shapes`` sets every node's output shape and every edge's shape from the op rules;
+the pipeline runs it again, as ``shortcut_shapes``, for the nodes insert_shortcuts added.
+``check_joins`` re-checks that every join's inputs agree. Both report a :class:`ShapeError`
+at the spec line of the node that failed.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 from resgraph.errors import Problem, ShapeError
 from resgraph.ir import IR, Node
 from resgraph.ops import JOINS, ShapeMismatch
-
-MIN_SPATIAL = 1
 
 
 def _fail(ir: IR, node: Node, message: str) -> ShapeError:

@@ -1,34 +1,38 @@
 """Pass: insert the shortcut each block's option asks for (He et al. 2015, sec. 3.3).
 
 Expects: lowered IR with shapes inferred, each join's port 1 wired to the block input.
-Guarantees: per block with a residual join (add or gate) exactly one of four outcomes --
-identity (nothing changes), option-A zero-pad (``downsample``: a parameter-free module),
-projection (``downsample.0`` 1x1 conv with stride, ``downsample.1`` BN), or no shortcut
-(plain network: the join is removed and the branch feeds the join's consumers). Blocks
-without a join, or whose join has no shortcut port (a concatenation), are left alone.
-Shapes of inserted nodes are not set; run ``infer_shapes`` after it.
+Guarantees: per block with a residual join (add or gate) exactly one of four outcomes,
+recorded as ``Block.shortcut_kind`` -- ``identity`` (nothing changes), ``zero-pad`` (option
+A, ``downsample``: a parameter-free module), ``projection`` (``downsample.0`` 1x1 conv with
+stride, ``downsample.1`` BN), or ``none`` (plain network: the join is removed and the branch
+feeds the join's consumers). Blocks without a join, or whose join has no shortcut port (a
+concatenation), are recorded as ``none``. Shapes of inserted nodes are not set; run
+``shortcut_shapes`` after it.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from resgraph.errors import Problem, ShapeError, SpecError
-from resgraph.ir import IR, Block, Node
-from resgraph.ops import RESIDUAL_JOINS, BatchNorm, Conv, GateMix, PadShortcut, fmt_shape
+from resgraph.errors import Problem, ShapeError
+from resgraph.ir import IR, Block, Node, ShortcutKind
+from resgraph.ops import BatchNorm, Conv, Op, PadShortcut, fmt_shape
 
 
 def insert_shortcuts(ir: IR) -> IR:
     for path, block in list(ir.blocks.items()):
-        if block.join is None or not isinstance(ir.node(block.join).op, RESIDUAL_JOINS):
-            continue  # no join, or one without a shortcut port (a concatenation)
+        if not block.residual:  # no join, or one without a shortcut port (a concatenation)
+            ir.blocks[path] = replace(block, shortcut_kind="none")
+            continue
+        assert block.join is not None
         branch = ir.inputs(block.join)[0]
-        out_shape, in_shape = ir.node(branch).shape, ir.node(block.shortcut_from).shape
+        out_shape, in_shape = ir.node(branch).shape, ir.node(block.shortcut_input).shape
         assert out_shape is not None and in_shape is not None  # infer_shapes ran before
-        stride = block.arg("stride")
-        changes = out_shape != in_shape
+        changes = out_shape != ir.node(block.input).shape
+        kind: ShortcutKind = "identity"
         if block.shortcut == "none":
-            ir.blocks[path] = _remove_join(ir, block)
+            block = _remove_join(ir, block)
+            kind = "none"
         elif block.shortcut == "A" and changes:
             if out_shape[0] < in_shape[0]:
                 raise ShapeError(
@@ -39,50 +43,35 @@ def insert_shortcuts(ir: IR) -> IR:
                         f"{block.loc.path} ({path})" if block.loc else path,
                     )
                 )
-            pad = PadShortcut(in_shape[0], out_shape[0], int(stride))
-            _rewire(
-                ir,
-                block,
-                [Node(f"{path}.downsample", pad, path, "shortcut", block.loc)],
-                block.shortcut_from,
-            )
+            pad = PadShortcut(in_shape[0], out_shape[0], block.stride)
+            _rewire(ir, block, [_node(block, "downsample", pad)])
+            kind = "zero-pad"
         elif block.shortcut == "C" or (block.shortcut == "B" and changes):
-            source = ir.node(block.projection_from).shape
-            assert source is not None
-            nodes = [
-                Node(
-                    f"{path}.downsample.0",
-                    Conv(source[0], out_shape[0], 1, int(stride)),
-                    path,
-                    "shortcut",
-                    block.loc,
-                ),
-                Node(f"{path}.downsample.1", BatchNorm(out_shape[0]), path, "shortcut", block.loc),
-            ]
-            _rewire(ir, block, nodes, block.projection_from)
+            conv = Conv(in_shape[0], out_shape[0], 1, block.stride)
+            bn = BatchNorm(out_shape[0])
+            _rewire(
+                ir, block, [_node(block, "downsample.0", conv), _node(block, "downsample.1", bn)]
+            )
+            kind = "projection"
+        ir.blocks[path] = replace(block, shortcut_kind=kind)
     return ir
 
 
-def _rewire(ir: IR, block: Block, chain: list[Node], start: str) -> None:
+def _node(block: Block, name: str, op: Op) -> Node:
+    return Node(f"{block.path}.{name}", op, block.path, "shortcut", "stage", (), block.loc)
+
+
+def _rewire(ir: IR, block: Block, chain: list[Node]) -> None:
     assert block.join is not None
-    ir.disconnect(block.shortcut_from, block.join)
-    x = start
+    ir.disconnect(block.input, block.join)
+    x = block.shortcut_input
     for node in chain:
         x = ir.add(node, x)
     ir.connect(x, block.join, port=1)
 
 
 def _remove_join(ir: IR, block: Block) -> Block:
-    assert block.join is not None
-    join = ir.node(block.join)
-    if isinstance(join.op, GateMix):
-        raise SpecError(
-            Problem(
-                "a gated join needs a shortcut to gate; it cannot go with shortcut 'none'",
-                block.loc,
-                block.loc.path if block.loc else block.path,
-            )
-        )
+    assert block.join is not None and block.join_kind == "add"  # the schema refuses a gate
     branch = ir.inputs(block.join)[0]
     for succ in ir.outputs(block.join):
         port = ir.graph.edges[block.join, succ]["port"]
