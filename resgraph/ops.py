@@ -102,6 +102,7 @@ def literal(value: object) -> str:
 class Input(Op):
     kind: ClassVar[str] = "input"
     arity: ClassVar[int | None] = 0
+    fill: ClassVar[str] = "#f4f4f4"
     channels: int
     size: int
 

@@ -13,7 +13,7 @@ from helpers import ROOT
 from resgraph import load_spec, lower, ops
 from resgraph.cli import main
 from resgraph.render import to_dot
-from resgraph.render.style import OP_STYLES, op_style
+from resgraph.render.style import op_style
 
 R34 = str(ROOT / "specs" / "resnet34.yaml")
 
@@ -76,25 +76,30 @@ def test_an_unwritable_folder_is_one_clear_error(tmp_path, monkeypatch):
     assert result.stderr == f"error: {out}: cannot write: permission denied\n"
 
 
-def _op_kinds() -> set[str]:
-    found, todo = set(), [ops.Op]
+def _op_classes() -> list[type]:
+    found, todo = [], [ops.Op]
     while todo:
         cls = todo.pop()
         todo.extend(cls.__subclasses__())
-        if "kind" in vars(cls):
-            found.add(cls.kind)
+        found.append(cls)
     return found
 
 
-def test_the_style_table_covers_every_op_kind():
+def _op_kinds() -> set[str]:
+    return {c.kind for c in _op_classes() if "kind" in vars(c)}
+
+
+def test_every_op_kind_has_its_own_fill():
+    """Each op states its fill next to the rest of its description; render reads it there."""
     kinds = _op_kinds()
     assert {"conv", "batchnorm", "add", "concat", "input"} <= kinds
-    assert kinds <= set(OP_STYLES), sorted(kinds - set(OP_STYLES))
+    classes = [c for c in _op_classes() if "kind" in vars(c)]
+    assert all(c.fill.startswith("#") or c.fill == "white" for c in classes)
 
 
-def test_the_style_table_is_what_the_op_level_draws(monkeypatch):
+def test_the_op_fill_is_what_the_op_level_draws(monkeypatch):
     ir = lower(load_spec(ROOT / "specs" / "cifar_resnet20.yaml"))
-    monkeypatch.setitem(OP_STYLES, "conv", {"fillcolor": "#123456"})
+    monkeypatch.setattr(ops.Conv, "fill", "#123456")
     source = to_dot(ir, "op")
     convs = [n.name for n in ir.nodes() if n.op.kind == "conv"]
     for line in source.splitlines():
@@ -102,4 +107,5 @@ def test_the_style_table_is_what_the_op_level_draws(monkeypatch):
         if name in convs and " -> " not in line:
             assert 'fillcolor="#123456"' in line, line
     assert source.count("#123456") == len(convs)
-    assert op_style("no such op") == {"fillcolor": "white"}
+    assert op_style(ops.ReLU()) == {"fillcolor": ops.ReLU.fill}
+    assert op_style(ops.Add())["shape"] == "ellipse"

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from resgraph import load_spec, lower
 from resgraph.cli import main
-from resgraph.ir import IR, Block, Node, Stage
+from resgraph.ir import IR, Block, BlockArg, Node, Stage
 from resgraph.ops import (
     Add,
     Concat,
@@ -30,6 +30,7 @@ from resgraph.ops import (
     fmt_shape,
 )
 from resgraph.render import build, default_level, to_dot
+from resgraph.spec.schema import DenseBlockSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -293,25 +294,29 @@ def test_concat_joins_are_drawn_generically() -> None:
     ir = IR(spec)
     ir.add(Node("input", Input(3, 8), shape=(3, 8, 8)))
     ir.add(Node("conv1", Conv(3, 4, 3, 1, 1), shape=(4, 8, 8)), "input")
-    ir.add(Node("layer1.0.conv1", Conv(4, 4, 3, 1, 1), "layer1.0", shape=(4, 8, 8)), "conv1")
+    conv = Node("layer1.0.conv1", Conv(4, 4, 3, 1, 1), "layer1.0", section="stage", shape=(4, 8, 8))
+    ir.add(conv, "conv1")
     # like DenseNet's lowering: the block input on port 0, the new maps on port 1
-    ir.add(Node("layer1.0.cat", Concat(), "layer1.0", shape=(8, 8, 8)), "conv1", "layer1.0.conv1")
-    ir.add(Node("avgpool", GlobalAvgPool(), shape=(8,)), "layer1.0.cat")
-    ir.add(Node("fc", Linear(8, 10), shape=(10,)), "avgpool")
+    cat = Node("layer1.0.cat", Concat(), "layer1.0", section="stage", shape=(8, 8, 8))
+    ir.add(cat, "conv1", "layer1.0.conv1")
+    ir.add(Node("avgpool", GlobalAvgPool(), section="head", shape=(8,)), "layer1.0.cat")
+    ir.add(Node("fc", Linear(8, 10), section="head", shape=(10,)), "avgpool")
     ir.set_block(
         Block(
             "layer1.0",
             0,
             0,
-            "dense",
-            (("stride", 1),),
-            (),
-            "B",
-            "conv1",
-            "layer1.0.cat",
-            "layer1.0.cat",
-            "conv1",
-            "conv1",
+            "dense_layer",
+            spec=DenseBlockSpec(),
+            args=(BlockArg("stride", 1, 1),),
+            stride=1,
+            shortcut="B",
+            input="conv1",
+            output="layer1.0.cat",
+            join="layer1.0.cat",
+            join_kind="concat",
+            shortcut_input="conv1",
+            shortcut_kind="none",
         )
     )
     ir.stages.append(Stage("layer1", 0, ("layer1.0",)))

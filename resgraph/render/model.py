@@ -7,29 +7,21 @@ from dataclasses import dataclass, field
 from html import escape
 
 from resgraph.ir import IR, Block, Node
-from resgraph.ops import Concat, Conv, GateMix, Input, PadShortcut
+from resgraph.ops import Conv, Input
 from resgraph.render.style import GRAY_TEXT
 from resgraph.units import si
 
 
 def shortcut_kind(ir: IR, block: Block) -> str:
-    """What the shortcut pass made of ``block``: identity, projection, zeropad, concat, none
-    (a plain block, its join removed) or nojoin (a block built without one: a transition)."""
+    """The edge kind of ``block``'s shortcut, from the outcome the shortcut pass recorded:
+    identity, projection, zeropad, concat, none (a plain block, its join removed) or nojoin
+    (a block built without one: a transition)."""
+    if block.join_kind == "concat":
+        return "concat"
     if block.join is None:
         return "none" if block.shortcut == "none" else "nojoin"
-    join = ir.node(block.join)
-    if isinstance(join.op, Concat):
-        return "concat"
-    inputs = ir.inputs(block.join)
-    if len(inputs) < 2:
-        return "none"
-    chain, x = [], inputs[1]
-    while ir.node(x).role == "shortcut":
-        chain.append(ir.node(x))
-        x = ir.inputs(x)[0]
-    if not chain:
-        return "identity"
-    return "zeropad" if any(isinstance(n.op, PadShortcut) for n in chain) else "projection"
+    kind = block.shortcut_kind or "identity"
+    return "zeropad" if kind == "zero-pad" else kind
 
 
 @dataclass
@@ -47,14 +39,13 @@ class Model:
     lasts: dict[str, str] = field(default_factory=dict)  # first block of a run -> its last
 
     def __post_init__(self) -> None:
-        ir, in_head = self.ir, False
+        ir = self.ir
         self.nodes = ir.nodes()
         for n in self.nodes:
-            in_head = in_head or bool(n.scope)
             if isinstance(n.op, Input):
                 where = "input"
             else:
-                where = n.scope or ("head" if in_head else "stem")
+                where = n.scope if n.section == "stage" else n.section
             self.section[n.name] = where
             self.members.setdefault(where, []).append(n)
         for stage in ir.stages:
@@ -77,7 +68,7 @@ class Model:
     def _signature(self, path: str) -> tuple[object, ...]:
         b = self.ir.blocks[path]
         ops = tuple((n.name[len(path) :], n.role, n.op) for n in self.members.get(path, []))
-        return (b.kind, b.args, b.options, self.kinds[path], ops)
+        return (b.kind, b.args, b.spec, self.kinds[path], ops)
 
     def rep(self, name: str) -> str:
         """The node that stands for ``name`` once runs are folded (itself if not folded)."""
@@ -118,7 +109,7 @@ def widths(model: Model, path: str) -> str:
 def block_text(model: Model, path: str) -> tuple[str, str]:
     """('basic [64, 64], /2', 'projection shortcut (B)') for a block node or cluster."""
     b = model.ir.blocks[path]
-    stride = dict(b.args).get("stride", 1)
+    stride = b.stride
     what = f"{b.kind} {widths(model, path)}".strip() + (f", /{stride}" if stride != 1 else "")
     kind = model.kinds[path]
     how = {
@@ -134,8 +125,8 @@ def block_text(model: Model, path: str) -> tuple[str, str]:
 
 
 def gated(model: Model, path: str) -> bool:
-    join = model.ir.blocks[path].join
-    return join is not None and isinstance(model.ir.node(join).op, GateMix)
+    block = model.ir.blocks[path]
+    return block.join is not None and block.join_kind == "gate"
 
 
 def run_title(model: Model, first: str) -> tuple[str, str]:

@@ -196,7 +196,7 @@ def _op_node(model: Model, gid: str, n: Node, stats: bool) -> Description:
         cluster: tuple[str, ...] = (model.stage_of[where], where)
     else:
         cluster = () if where == "input" else (where,)
-    style = op_style(n.op.kind)
+    style = op_style(n.op)
     attrs = {"fillcolor": style.pop("fillcolor"), "tooltip": n.name}
     if n.role == "main":
         attrs["group"] = "main"  # dot keeps edges within a group straight: one column

@@ -7,27 +7,19 @@ solid, projection (options B and C) dashed, zero-padding (option A) dotted.
 
 from __future__ import annotations
 
+from resgraph.ops import Op
+
 FONT = "Helvetica"
 SHORTCUT = "#1f5fa8"
 GRAY_TEXT = "#555555"
 
-# Per op kind: the attributes of its node at op level (anything not given: a white box).
-OP_STYLES: dict[str, dict[str, str]] = {
-    "input": {"shape": "ellipse", "style": "filled", "fillcolor": "#f4f4f4"},
-    "conv": {"fillcolor": "#dce8f6"},
-    "batchnorm": {"fillcolor": "#fbf0c9"},
-    "relu": {"fillcolor": "#e0f0da"},
-    "sigmoid": {"fillcolor": "#e0f0da"},
-    "maxpool": {"fillcolor": "#e9e9e9"},
-    "avgpool": {"fillcolor": "#e9e9e9"},
-    "global_avgpool": {"fillcolor": "#e9e9e9"},
-    "linear": {"fillcolor": "#f6dcdc"},
-    "dropout": {"fillcolor": "#eee3f5"},
-    "drop_path": {"fillcolor": "#eee3f5"},
-    "pad_shortcut": {"fillcolor": "#ffffff"},
-    "add": {"shape": "ellipse", "fillcolor": "white"},
-    "gate_mix": {"shape": "ellipse", "fillcolor": "white"},
-    "concat": {"shape": "ellipse", "fillcolor": "white"},
+# Node shapes that differ from the default box, per op kind. Fill colours are the ops' own
+# (``Op.fill`` in resgraph.ops, next to the rest of each op's description).
+OP_SHAPES: dict[str, dict[str, str]] = {
+    "input": {"shape": "ellipse", "style": "filled"},
+    "add": {"shape": "ellipse"},
+    "gate_mix": {"shape": "ellipse"},
+    "concat": {"shape": "ellipse"},
 }
 # An addition without statistics to show is drawn as a small circled '+'.
 ADD_SYMBOL = {
@@ -40,9 +32,9 @@ ADD_SYMBOL = {
 }
 
 
-def op_style(kind: str) -> dict[str, str]:
-    """The node attributes of an op of this kind (a copy: callers add to it)."""
-    return {"fillcolor": "white", **OP_STYLES.get(kind, {})}
+def op_style(op: Op) -> dict[str, str]:
+    """The node attributes of an op (a new dict: callers add to it)."""
+    return {"fillcolor": op.fill, **OP_SHAPES.get(op.kind, {})}
 
 
 # Edge kinds: how each looks, and what the legend calls it.
