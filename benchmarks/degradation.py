@@ -63,8 +63,13 @@ class Net:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--depths", type=int, nargs="+", default=[20, 56],
-                   help="6n+2 depths of the CIFAR networks (default: 20 56)")
+    p.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        default=[20, 56],
+        help="6n+2 depths of the CIFAR networks (default: 20 56)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed and net")
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=32)
@@ -73,17 +78,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-until-error", type=float, default=0.8)
     p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--size", type=int, default=8, help="input size (digits are 8x8)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs at a time, each with one thread per job's share of the cores")
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "degradation",
-                   help="folder of the run folders (existing finished runs are reused)")
-    p.add_argument("--figure", type=Path, default=None,
-                   help=f"the picture (default: {FIGURE.relative_to(ROOT)}; with --smoke, in --out)")
-    p.add_argument("--results", type=Path, default=None,
-                   help=f"the results (default: {RESULTS.relative_to(ROOT)}; with --smoke, in --out)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at a time, each with one thread per job's share of the cores",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "runs" / "degradation",
+        help="folder of the run folders (existing finished runs are reused)",
+    )
+    p.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        help=f"the picture (default: {FIGURE.relative_to(ROOT)}; with --smoke, in --out)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help=f"the results (default: {RESULTS.relative_to(ROOT)}; with --smoke, in --out)",
+    )
     p.add_argument("--plot-only", action="store_true", help="only redraw from finished runs")
-    p.add_argument("--smoke", action="store_true",
-                   help="plain-20 and ResNet-20 for 4 iterations (a check that it all works)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="plain-20 and ResNet-20 for 4 iterations (a check that it all works)",
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.depths, args.seeds, args.iterations, args.eval_every = [20], [0], 4, 2
@@ -140,8 +164,18 @@ def train(net: Net, args: argparse.Namespace, threads: int) -> tuple[Net, float]
     if finished(run, args.iterations):
         return net, 0.0
     spec = write_spec(net, args, args.out / "specs")
-    cmd = [sys.executable, "-m", "resgraph", "train", str(spec), "--device", "cpu",
-           "--out", str(run), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "resgraph",
+        "train",
+        str(spec),
+        "--device",
+        "cpu",
+        "--out",
+        str(run),
+        "-q",
+    ]
     if (run / "last.pt").exists():
         cmd.append("--resume")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -149,8 +183,10 @@ def train(net: Net, args: argparse.Namespace, threads: int) -> tuple[Net, float]
     t0 = time.monotonic()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"error: {net.label} failed ({done.returncode}): "
-                         f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        raise SystemExit(
+            f"error: {net.label} failed ({done.returncode}): "
+            f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+        )
     return net, time.monotonic() - t0
 
 
@@ -159,9 +195,14 @@ def read_rows(run: Path) -> list[dict[str, float]]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if k in
-                 ("iteration", "train_error", "test_error", "lr", "time_s")}
-                for row in csv.DictReader(f)]
+        return [
+            {
+                k: float(v)
+                for k, v in row.items()
+                if k in ("iteration", "train_error", "test_error", "lr", "time_s")
+            }
+            for row in csv.DictReader(f)
+        ]
 
 
 def last_window(rows: list[dict[str, float]], n: int = 3) -> dict[str, float]:
@@ -177,8 +218,7 @@ def plot(nets: list[Net], args: argparse.Namespace) -> None:
     from matplotlib.figure import Figure
 
     depths = sorted({n.depth for n in nets})
-    colours = dict(zip(depths, ["tab:orange", "tab:red", "tab:purple", "tab:brown"],
-                       strict=False))
+    colours = dict(zip(depths, ["tab:orange", "tab:red", "tab:purple", "tab:brown"], strict=False))
     fig = Figure(figsize=(10, 4), dpi=110)
     axes = fig.subplots(1, 2, sharey=True)
     top = 0.0
@@ -191,19 +231,28 @@ def plot(nets: list[Net], args: argparse.Namespace) -> None:
             te = [100 * r["test_error"] for r in rows]
             top = max([top, *tr, *te])
             c = colours[net.depth]
-            ax.plot(its, tr, "--", color=c, lw=1, alpha=0.9,
-                    label=f"{net.label} train" if first else None)
-            ax.plot(its, te, "-", color=c, lw=2.2,
-                    label=f"{net.label} test" if first else None)
+            ax.plot(
+                its,
+                tr,
+                "--",
+                color=c,
+                lw=1,
+                alpha=0.9,
+                label=f"{net.label} train" if first else None,
+            )
+            ax.plot(its, te, "-", color=c, lw=2.2, label=f"{net.label} test" if first else None)
         ax.set_title(f"{LABEL[kind]} networks")
         ax.set_xlabel("iter.")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
     axes[0].set_ylim(0, min(100, max(5.0, top * 1.05)))
-    fig.suptitle(f"digits ({args.size}x{args.size}), batch {args.batch_size}, "
-                 f"warm-up lr {args.warmup_lr:g} then {args.lr:g}: "
-                 "dashed training error, bold test error", fontsize=10)
+    fig.suptitle(
+        f"digits ({args.size}x{args.size}), batch {args.batch_size}, "
+        f"warm-up lr {args.warmup_lr:g} then {args.lr:g}: "
+        "dashed training error, bold test error",
+        fontsize=10,
+    )
     fig.tight_layout()
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.figure.with_name(args.figure.name + ".tmp")
@@ -211,8 +260,9 @@ def plot(nets: list[Net], args: argparse.Namespace) -> None:
     os.replace(tmp, args.figure)
 
 
-def summarise(nets: list[Net], args: argparse.Namespace, wall: dict[str, float],
-              argv: list[str]) -> str:
+def summarise(
+    nets: list[Net], args: argparse.Namespace, wall: dict[str, float], argv: list[str]
+) -> str:
     lines = [
         "# The degradation experiment on digits",
         "",
@@ -235,8 +285,7 @@ def summarise(nets: list[Net], args: argparse.Namespace, wall: dict[str, float],
         "Errors are the mean of the last three evaluations (training error: over the "
         "iterations since the previous evaluation; test error: the 400 test images).",
         "",
-        "| network | seed | training error | test error | warm-up ended near iter. | "
-        "wall time |",
+        "| network | seed | training error | test error | warm-up ended near iter. | wall time |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for net in nets:
@@ -244,16 +293,20 @@ def summarise(nets: list[Net], args: argparse.Namespace, wall: dict[str, float],
         if not rows:
             continue
         w = last_window(rows)
-        ended = next((int(r["iteration"]) for r in rows if r["lr"] > args.warmup_lr * 1.0001),
-                     None)
+        ended = next((int(r["iteration"]) for r in rows if r["lr"] > args.warmup_lr * 1.0001), None)
         secs = rows[-1]["time_s"]
         lines.append(
             f"| {net.label} | {net.seed} | {100 * w['train_error']:.1f}% | "
             f"{100 * w['test_error']:.1f}% | {ended if ended is not None else 'never'} | "
             f"{secs / 60:.1f} min |"
         )
-    lines += ["", f"![degradation](../docs/images/{args.figure.name})" if not args.smoke
-              else f"![degradation]({args.figure.name})", ""]
+    lines += [
+        "",
+        f"![degradation](../docs/images/{args.figure.name})"
+        if not args.smoke
+        else f"![degradation]({args.figure.name})",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -49,18 +49,24 @@ class ExportResult:
     kept: int  # BatchNorms left (not after a convolution)
 
     def line(self) -> str:
-        fused = (f", {self.folded} BatchNorm folded ({self.params_unfused:,} parameters "
-                 f"before)" + (f", {self.kept} kept" if self.kept else "")
-                 if self.folded or self.kept else "")
-        return (f"wrote {self.path} ({self.format}, batch {self.batch}): "
-                f"{self.params:,} parameters{fused}")
+        fused = (
+            f", {self.folded} BatchNorm folded ({self.params_unfused:,} parameters "
+            f"before)" + (f", {self.kept} kept" if self.kept else "")
+            if self.folded or self.kept
+            else ""
+        )
+        return (
+            f"wrote {self.path} ({self.format}, batch {self.batch}): "
+            f"{self.params:,} parameters{fused}"
+        )
 
 
 def output_format(out: Path) -> str:
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise ExportError(f"{out}: unknown format '{out.suffix or '(no extension)'}'; "
-                          f"use {' or '.join(FORMATS)}")
+        raise ExportError(
+            f"{out}: unknown format '{out.suffix or '(no extension)'}'; use {' or '.join(FORMATS)}"
+        )
     return fmt
 
 
@@ -139,8 +145,13 @@ def _example(ir: IR, batch: int | None) -> Any:
 
     spec = ir.spec
     n = EXAMPLE_BATCH if batch is None else batch
-    return torch.randn(n, spec.input.channels, spec.input.size, spec.input.size,
-                       generator=torch.Generator().manual_seed(0))
+    return torch.randn(
+        n,
+        spec.input.channels,
+        spec.input.size,
+        spec.input.size,
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
 def to_onnx_bytes(model: nn.Module, x: Any, dynamic: bool, optimize: bool = True) -> bytes:
@@ -150,8 +161,10 @@ def to_onnx_bytes(model: nn.Module, x: Any, dynamic: bool, optimize: bool = True
 
     missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
     if missing:
-        raise ExportError(f"ONNX export needs the Python packages {', '.join(missing)} "
-                          f"(pip install {' '.join(ONNX_PACKAGES)})")
+        raise ExportError(
+            f"ONNX export needs the Python packages {', '.join(missing)} "
+            f"(pip install {' '.join(ONNX_PACKAGES)})"
+        )
     import warnings
 
     import onnx
@@ -162,8 +175,14 @@ def to_onnx_bytes(model: nn.Module, x: Any, dynamic: bool, optimize: bool = True
         warnings.simplefilter("ignore")
         try:
             program = torch.onnx.export(
-                model, (x,), dynamo=True, input_names=["input"], output_names=["logits"],
-                dynamic_shapes=shapes, optimize=optimize, verbose=False,
+                model,
+                (x,),
+                dynamo=True,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_shapes=shapes,
+                optimize=optimize,
+                verbose=False,
             )
         except Exception as exc:
             raise ExportError(f"the ONNX exporter failed: {_first_line(exc)}") from None
@@ -195,9 +214,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def export_spec(
-    spec: str | os.PathLike[str] | IR, out: str | os.PathLike[str], *,
-    weights: str | os.PathLike[str] | None = None, batch: str | int = "dynamic",
-    fuse: bool = False, optimize: bool = True,
+    spec: str | os.PathLike[str] | IR,
+    out: str | os.PathLike[str],
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    batch: str | int = "dynamic",
+    fuse: bool = False,
+    optimize: bool = True,
 ) -> ExportResult:
     """Export a spec (a path or a lowered IR) to ``out`` (``.onnx`` or ``.pt2``).
 
@@ -223,26 +246,46 @@ def export_spec(
     model, unfused, folded, kept = prepare(ir, Path(weights) if weights else None, fuse)
     x = _example(ir, size)
     with torch.no_grad():
-        data = (to_onnx_bytes(model, x, size is None, optimize) if fmt == "onnx"
-                else to_pt2_bytes(model, x, size is None))
+        data = (
+            to_onnx_bytes(model, x, size is None, optimize)
+            if fmt == "onnx"
+            else to_pt2_bytes(model, x, size is None)
+        )
     try:
         atomic_write_bytes(out, data)
     except OSError as exc:
         raise ExportError(f"{out}: cannot write it: {exc.strerror or exc}") from None
-    return ExportResult(out, fmt, "dynamic" if size is None else str(size), n_params(model),
-                        unfused, folded, kept)
+    return ExportResult(
+        out, fmt, "dynamic" if size is None else str(size), n_params(model), unfused, folded, kept
+    )
 
 
 @click.command("export")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True,
-              help="model.onnx (ONNX) or model.pt2 (torch.export program).")
-@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
-              help="A run's last.pt or a state_dict [default: the spec's initialisation].")
-@click.option("--batch", default="dynamic", show_default=True,
-              help="'dynamic' (a symbolic batch dimension) or a fixed batch size.")
-@click.option("--fuse-bn", is_flag=True,
-              help="Fold each BatchNorm into the convolution before it (eval semantics).")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="model.onnx (ONNX) or model.pt2 (torch.export program).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A run's last.pt or a state_dict [default: the spec's initialisation].",
+)
+@click.option(
+    "--batch",
+    default="dynamic",
+    show_default=True,
+    help="'dynamic' (a symbolic batch dimension) or a fixed batch size.",
+)
+@click.option(
+    "--fuse-bn",
+    is_flag=True,
+    help="Fold each BatchNorm into the convolution before it (eval semantics).",
+)
 def export_cmd(spec: Path, out: Path, weights: Path | None, batch: str, fuse_bn: bool) -> None:
     """Export SPEC's network as ONNX (.onnx) or a torch.export program (.pt2), in eval mode."""
     result = export_spec(spec, out, weights=weights, batch=batch, fuse=fuse_bn)

@@ -163,7 +163,9 @@ def test_cli_export_and_errors(tmp_path: Path) -> None:
         assert r.returncode != 0, args
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (
-            args, r.stderr)
+            args,
+            r.stderr,
+        )
     assert keep.read_text() == "the user's own file"
 
 
