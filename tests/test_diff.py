@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import yaml
-from helpers import ROOT, run_cli
 
+from helpers import ROOT, run_cli
 from resgraph import load_spec, summarize
 from resgraph.diff import diff_specs
 

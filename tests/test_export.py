@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers import ROOT, fill, run_cli
 
 torch = pytest.importorskip("torch")
