@@ -231,9 +231,9 @@ def export_spec(
     from resgraph.ir import IR as IRType
 
     out = Path(out)
+    check_output(out)
     fmt = output_format(out)
     size = parse_batch(str(batch))
-    check_output(out)
     if isinstance(spec, IRType):
         ir = spec
     else:
