@@ -75,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--warmup-lr", type=float, default=0.01)
+    p.add_argument("--no-warmup", action="store_true", help="lr --lr from the first iteration")
     p.add_argument("--warmup-until-error", type=float, default=0.8)
     p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--size", type=int, default=8, help="input size (digits are 8x8)")
@@ -109,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="plain-20 and ResNet-20 for 4 iterations (a check that it all works)",
     )
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = ROOT / "runs" / ("degradation_no_warmup" if args.no_warmup else "degradation")
     if args.smoke:
         args.depths, args.seeds, args.iterations, args.eval_every = [20], [0], 4, 2
         args.batch_size = min(args.batch_size, 16)
@@ -142,7 +145,7 @@ def write_spec(net: Net, args: argparse.Namespace, folder: Path) -> Path:
         "iterations": args.iterations,
         "batch_size": args.batch_size,
         "lr": args.lr,
-        "warmup_lr": args.warmup_lr,
+        "warmup_lr": None if args.no_warmup else args.warmup_lr,
         "warmup_until_error": args.warmup_until_error,
         "eval_every": args.eval_every,
         "augment": False,
@@ -249,8 +252,12 @@ def plot(nets: list[Net], args: argparse.Namespace) -> None:
     axes[0].set_ylim(0, min(100, max(5.0, top * 1.05)))
     fig.suptitle(
         f"digits ({args.size}x{args.size}), batch {args.batch_size}, "
-        f"warm-up lr {args.warmup_lr:g} then {args.lr:g}: "
-        "dashed training error, bold test error",
+        + (
+            f"warm-up lr {args.warmup_lr:g} then {args.lr:g}: "
+            if not args.no_warmup
+            else f"lr {args.lr:g}, no warm-up: "
+        )
+        + "dashed training error, bold test error",
         fontsize=10,
     )
     fig.tight_layout()
@@ -277,8 +284,14 @@ def summarise(
         "",
         f"Recipe: scikit-learn's digits (1,397 training, 400 test images) at {args.size}x"
         f"{args.size}, no augmentation, batch {args.batch_size}, {args.iterations} iterations, "
-        f"SGD momentum 0.9, weight decay 1e-4, warm-up lr {args.warmup_lr:g} until the training "
-        f"error is below {100 * args.warmup_until_error:g}%, then lr {args.lr:g}, divided by "
+        "SGD momentum 0.9, weight decay 1e-4, "
+        + (
+            "no warm-up: "
+            if args.no_warmup
+            else f"warm-up lr {args.warmup_lr:g} until the training error is below "
+            f"{100 * args.warmup_until_error:g}%, then "
+        )
+        + f"lr {args.lr:g}, divided by "
         "10 at 1/2 and 3/4 of the run; test error every "
         f"{args.eval_every} iterations. Seeds: {', '.join(map(str, args.seeds))}.",
         "",
