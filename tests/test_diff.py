@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -113,3 +115,17 @@ def test_cli_json_and_errors(tmp_path: Path) -> None:
     missing = run_cli("diff", a, str(tmp_path / "missing.yaml"))
     lines = missing.stderr.strip().splitlines()
     assert missing.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:")
+
+
+def test_diff_answers_without_torch() -> None:
+    code = (
+        "import sys\n"
+        "from resgraph import load_spec\n"
+        "from resgraph.diff import diff_specs, format_text\n"
+        f"d = diff_specs(load_spec({str(SPECS / 'cifar_resnet20.yaml')!r}), "
+        f"load_spec({str(SPECS / 'cifar_plain20.yaml')!r}))\n"
+        "format_text(d)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
