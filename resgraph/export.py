@@ -165,12 +165,18 @@ def to_onnx_bytes(model: nn.Module, x: Any, dynamic: bool, optimize: bool = True
             f"ONNX export needs the Python packages {', '.join(missing)} "
             f"(pip install {' '.join(ONNX_PACKAGES)})"
         )
+    import logging
     import warnings
 
     import onnx
     import torch
 
     shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
+    # the exporter logs a warning per torchvision op it cannot register when torchvision is
+    # missing, and warns about its own internals: nothing a user of resgraph can act on
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -186,6 +192,8 @@ def to_onnx_bytes(model: nn.Module, x: Any, dynamic: bool, optimize: bool = True
             )
         except Exception as exc:
             raise ExportError(f"the ONNX exporter failed: {_first_line(exc)}") from None
+        finally:
+            quiet.setLevel(level)
     proto = program.model_proto
     try:
         onnx.checker.check_model(proto)
