@@ -130,8 +130,11 @@ def prepare(ir: IR, weights: Path | None, fuse: bool) -> tuple[nn.Module, int, i
     if weights is not None:
         from resgraph.train import checkpoint as ckpt_io
 
-        state, _ = ckpt_io.read_weights(weights)
-        ckpt_io.load_model_state(model, state, str(weights))
+        try:
+            state, _ = ckpt_io.read_weights(weights)
+            ckpt_io.load_model_state(model, state, str(weights))
+        except ResgraphError as exc:  # torch's reasons can run over several lines
+            raise ExportError(_first_line(exc)) from None
     model.eval()
     unfused = n_params(model)
     folded = kept = 0
