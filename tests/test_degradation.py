@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT
 
+from helpers import ROOT
 from resgraph import load_spec, summarize
 
 SCRIPT = ROOT / "benchmarks" / "degradation.py"
@@ -31,9 +31,15 @@ def test_specs_carry_the_recipe(deg, tmp_path: Path) -> None:
     data = yaml.safe_load(path.read_text())
     assert data["input"]["size"] == 8
     assert data["train"] == {
-        "dataset": "digits", "iterations": 40, "batch_size": args.batch_size, "lr": 0.1,
-        "warmup_lr": 0.01, "warmup_until_error": 0.8, "eval_every": args.eval_every,
-        "augment": False, "seed": 3,
+        "dataset": "digits",
+        "iterations": 40,
+        "batch_size": args.batch_size,
+        "lr": 0.1,
+        "warmup_lr": 0.01,
+        "warmup_until_error": 0.8,
+        "eval_every": args.eval_every,
+        "augment": False,
+        "seed": 3,
     }
     spec = load_spec(path)  # a valid spec: the bundled ResNet-56 at 8x8
     assert spec.train.warmup_lr == 0.01
@@ -64,7 +70,9 @@ def test_errors_average_the_last_rows(deg) -> None:
 def test_smoke_run_draws_the_figure(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, str(SCRIPT), "--smoke", "--jobs", "2", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr
     png = tmp_path / "degradation.png"
@@ -79,7 +87,9 @@ def test_smoke_run_draws_the_figure(tmp_path: Path) -> None:
     png.unlink()
     again = subprocess.run(
         [sys.executable, str(SCRIPT), "--smoke", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert again.returncode == 0, again.stderr
     assert "plain-20 seed 0: 0 s" in again.stdout and png.exists()
