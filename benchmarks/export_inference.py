@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: 2-core AMD EPYC, no GPU, shared with other work (load average "
         f"{os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}, "
-        f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads "
+        f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} thread(s) "
         f"each; median of {args.repeats} runs after a warm-up.",
         "",
         "```sh",
