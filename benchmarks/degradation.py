@@ -70,7 +70,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[20, 56],
         help="6n+2 depths of the CIFAR networks (default: 20 56)",
     )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed and net")
+    p.add_argument(
+        "--seed",
+        dest="seed_list",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="one run per seed and net",
+    )
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.1)
@@ -113,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.out is None:
         args.out = ROOT / "runs" / ("degradation_no_warmup" if args.no_warmup else "degradation")
     if args.smoke:
-        args.depths, args.seeds, args.iterations, args.eval_every = [20], [0], 4, 2
+        args.depths, args.seed_list, args.iterations, args.eval_every = [20], [0], 4, 2
         args.batch_size = min(args.batch_size, 16)
     if args.figure is None:
         args.figure = args.out / "degradation.png" if args.smoke else FIGURE
@@ -229,7 +236,7 @@ def plot(nets: list[Net], args: argparse.Namespace) -> None:
         for net in (n for n in nets if n.kind == kind):
             rows = read_rows(args.out / net.name)
             its = [r["iteration"] for r in rows]
-            first = net.seed == min(args.seeds)
+            first = net.seed == min(args.seed_list)
             tr = [100 * r["train_error"] for r in rows]
             te = [100 * r["test_error"] for r in rows]
             top = max([top, *tr, *te])
@@ -293,7 +300,7 @@ def summarise(
         )
         + f"lr {args.lr:g}, divided by "
         "10 at 1/2 and 3/4 of the run; test error every "
-        f"{args.eval_every} iterations. Seeds: {', '.join(map(str, args.seeds))}.",
+        f"{args.eval_every} iterations. Seed(s): {', '.join(map(str, args.seed_list))}.",
         "",
         "Errors are the mean of the last three evaluations (training error: over the "
         "iterations since the previous evaluation; test error: the 400 test images).",
@@ -326,7 +333,7 @@ def summarise(
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    nets = [Net(kind, d, s) for d in args.depths for kind in KINDS for s in args.seeds]
+    nets = [Net(kind, d, s) for d in args.depths for kind in KINDS for s in args.seed_list]
     wall: dict[str, float] = {}
     if not args.plot_only:
         threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))

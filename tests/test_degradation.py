@@ -26,7 +26,7 @@ def deg():
 
 
 def test_specs_carry_the_recipe(deg, tmp_path: Path) -> None:
-    args = deg.parse_args(["--out", str(tmp_path), "--iterations", "40", "--seeds", "3"])
+    args = deg.parse_args(["--out", str(tmp_path), "--iterations", "40", "--seed", "3"])
     path = deg.write_spec(deg.Net("resnet", 56, 3), args, tmp_path)
     data = yaml.safe_load(path.read_text())
     assert data["input"]["size"] == 8
