@@ -30,6 +30,8 @@ COMMANDS = {
     "render": ("resgraph.render:render_cmd", "Draw the network with graphviz."),
     "train": ("resgraph.train.cli:train", "Train a spec with the paper's recipe."),
     "eval": ("resgraph.train.cli:evaluate", "Report the test error of trained weights."),
+    "export": ("resgraph.export:export_cmd", "Export a network as ONNX or a torch.export program."),
+    "diff": ("resgraph.diff:diff_cmd", "Compare two specs stage by stage."),
 }
 
 

@@ -1,0 +1,95 @@
+"""benchmarks/degradation.py: the specs it trains, and a smoke run of the whole script."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import ROOT
+from resgraph import load_spec, summarize
+
+SCRIPT = ROOT / "benchmarks" / "degradation.py"
+
+
+@pytest.fixture(scope="module")
+def deg():
+    spec = importlib.util.spec_from_file_location("degradation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["degradation"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_specs_carry_the_recipe(deg, tmp_path: Path) -> None:
+    args = deg.parse_args(["--out", str(tmp_path), "--iterations", "40", "--seed", "3"])
+    path = deg.write_spec(deg.Net("resnet", 56, 3), args, tmp_path)
+    data = yaml.safe_load(path.read_text())
+    assert data["input"]["size"] == 8
+    assert data["train"] == {
+        "dataset": "digits",
+        "iterations": 40,
+        "batch_size": args.batch_size,
+        "lr": 0.1,
+        "warmup_lr": 0.01,
+        "warmup_until_error": 0.8,
+        "eval_every": args.eval_every,
+        "augment": False,
+        "seed": 3,
+    }
+    spec = load_spec(path)  # a valid spec: the bundled ResNet-56 at 8x8
+    assert spec.train.warmup_lr == 0.01
+    assert summarize(spec).params == summarize(load_spec(ROOT / "specs/cifar_resnet56.yaml")).params
+
+
+def test_plain_net_without_a_bundled_spec(deg, tmp_path: Path) -> None:
+    args = deg.parse_args(["--out", str(tmp_path)])
+    plain = load_spec(deg.write_spec(deg.Net("plain", 110, 0), args, tmp_path))
+    residual = load_spec(deg.write_spec(deg.Net("resnet", 110, 0), args, tmp_path))
+    assert {plain.stage_shortcut(i) for i in range(3)} == {"none"}
+    assert {residual.stage_shortcut(i) for i in range(3)} == {"A"}
+    # a plain net has the residual net's weights: option A shortcuts have none
+    assert summarize(plain).params == summarize(residual).params
+
+
+def test_bad_depth_is_refused(deg) -> None:
+    with pytest.raises(SystemExit):
+        deg.parse_args(["--depths", "21"])
+
+
+def test_errors_average_the_last_rows(deg) -> None:
+    rows = [{"train_error": e, "test_error": 2 * e} for e in (0.9, 0.3, 0.2, 0.1)]
+    w = deg.last_window(rows)
+    assert w["train_error"] == pytest.approx(0.2) and w["test_error"] == pytest.approx(0.4)
+
+
+def test_smoke_run_draws_the_figure(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--jobs", "2", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    png = tmp_path / "degradation.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = (tmp_path / "degradation_RESULTS.md").read_text()
+    assert "| plain-20 | 0 |" in results and "| ResNet-20 | 0 |" in results
+    assert "2-core AMD EPYC, no GPU" in results
+    for net in ("plain20_seed0", "resnet20_seed0"):
+        lines = (tmp_path / net / "metrics.csv").read_text().splitlines()
+        assert len(lines) == 3  # header and the evaluations at iterations 2 and 4
+    # finished runs are reused: a second call trains nothing and redraws the same rows
+    png.unlink()
+    again = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "plain-20 seed 0: 0 s" in again.stdout and png.exists()
