@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 import heapq
 import keyword
-from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -60,10 +59,6 @@ class BlockArg:
     value: ArgValue
     default: ArgValue | None = None  # left out of calls that pass the default
 
-    def __iter__(self) -> Iterator[object]:
-        """``(name, value)``, so ``dict(block.args)`` reads as before (render.py does)."""
-        return iter((self.name, self.value))
-
 
 @dataclass(frozen=True)
 class Block:
@@ -88,12 +83,6 @@ class Block:
     @property
     def preactivation(self) -> bool:
         return bool(getattr(self.spec, "preactivation", False))
-
-    @property
-    def options(self) -> str:
-        """The block spec as JSON. Only for render.py's run folding, which compares it; to
-        be dropped once render reads the typed facts above."""
-        return self.spec.model_dump_json()
 
     @property
     def residual(self) -> bool:
