@@ -12,6 +12,11 @@ mutant is *killed* when the tests fail or time out and *survives* when they pass
     python scripts/mutate.py --sample 80 --seed 1               # a sample over the core
     python scripts/mutate.py --files passes/ --tests tests/test_passes.py
     python scripts/mutate.py --list --files ops.py              # the mutants, not run
+    python scripts/mutate.py --sample 80 --before tests/test_spec.py tests/test_passes.py
+
+``--before FILES`` scores two test sets in one pass: each mutant first meets the smaller
+set (FILES); only its survivors also meet the rest of ``--tests`` (a mutant that the
+smaller set kills, the larger one kills too).
 
 Needs only the standard library and pytest. The score is killed / (killed + survived);
 mutants that do not compile are left out.
@@ -263,7 +268,9 @@ def copy_tree(dest: Path) -> None:
     shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
 
 
-def run_tests(tree: Path, tests: list[str], timeout: float) -> tuple[str, float]:
+def run_tests(
+    tree: Path, tests: list[str], timeout: float, keyword: str | None = None
+) -> tuple[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     t0 = time.monotonic()
@@ -310,16 +317,37 @@ def main(argv: list[str] | None = None) -> int:
         default=list(FAST_TESTS),
         help="test files run against each mutant (default: the fast ones)",
     )
+    parser.add_argument(
+        "--before",
+        nargs="+",
+        default=[],
+        help="also score this smaller set of test files (see above)",
+    )
+    parser.add_argument("-k", dest="keyword", help="pytest -k expression for every run")
     parser.add_argument("--sample", type=int, help="run a random sample of N mutants")
     parser.add_argument("--seed", type=int, default=0, help="the sample's seed (0)")
     parser.add_argument(
         "--timeout", type=float, help="seconds per mutant (default: 3 x the unmutated run + 10)"
+    )
+    parser.add_argument(
+        "--survivors-of",
+        type=Path,
+        metavar="JSON",
+        help="run only the mutants that survived in an earlier --json report",
     )
     parser.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
 
     mutants = collect(CORE, args.files)
+    if args.survivors_of:
+        earlier = json.loads(args.survivors_of.read_text())["results"]
+        wanted = {
+            (r["path"], r["line"], r["col"], r["description"])
+            for r in earlier
+            if r["status"] == "survived"
+        }
+        mutants = [m for m in mutants if (m.path, m.line, m.col, m.description) in wanted]
     if args.sample is not None and args.sample < len(mutants):
         mutants = random.Random(args.seed).sample(mutants, args.sample)
         mutants.sort(key=lambda m: (m.path, m.line, m.col))
@@ -332,11 +360,12 @@ def main(argv: list[str] | None = None) -> int:
         print("no mutants: check --files", file=sys.stderr)
         return 2
 
+    extra = [t for t in args.tests if t not in args.before]
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="resgraph-mutants-") as tmp:
         tree = Path(tmp) / "tree"
         copy_tree(tree)
-        status, baseline = run_tests(tree, args.tests, timeout=3600)
+        status, baseline = run_tests(tree, args.tests, 3600, args.keyword)
         if status != "survived":
             print(f"the tests fail without any mutant ({status}); fix them first", file=sys.stderr)
             return 2
@@ -350,13 +379,33 @@ def main(argv: list[str] | None = None) -> int:
             target = tree / m.path
             original = target.read_text(encoding="utf-8")
             target.write_text(apply(original, m), encoding="utf-8")
+            before = None
             try:
-                status, seconds = run_tests(tree, args.tests, timeout)
+                if args.before:
+                    before, seconds = run_tests(tree, args.before, timeout, args.keyword)
+                    status = before
+                    if before == "survived" and extra:
+                        status, more = run_tests(tree, extra, timeout, args.keyword)
+                        seconds += more
+                else:
+                    status, seconds = run_tests(tree, args.tests, timeout, args.keyword)
             finally:
                 target.write_text(original, encoding="utf-8")
-            results.append({**asdict(m), "status": status, "seconds": round(seconds, 1)})
-            print(f"[{i}/{len(mutants)}] {status:8} {m.where}: {m.description}", flush=True)
+            results.append(
+                {**asdict(m), "status": status, "before": before, "seconds": round(seconds, 1)}
+            )
+            shown = f"{status:8}" + (f" (before: {before})" if before else "")
+            print(f"[{i}/{len(mutants)}] {shown} {m.where}: {m.description}", flush=True)
 
+    if args.before:
+        _report([{**r, "status": r["before"]} for r in results], "before: " + " ".join(args.before))
+    _report(results, "tests: " + " ".join(args.tests))
+    if args.json:
+        args.json.write_text(json.dumps({"results": results}, indent=1) + "\n")
+    return 0
+
+
+def _report(results: list[dict[str, object]], title: str) -> None:
     counts = {
         s: sum(r["status"] == s for r in results)
         for s in ("killed", "timeout", "survived", "error")
@@ -365,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     scored = caught + counts["survived"]
     score = caught / scored if scored else 0.0
     print(
-        f"\nscore {100 * score:.1f}%: {caught} of {scored} mutants caught "
+        f"\n{title}\nscore {100 * score:.1f}%: {caught} of {scored} mutants caught "
         f"({counts['killed']} failed, {counts['timeout']} timed out); "
         f"{counts['error']} errors left out"
     )
@@ -374,11 +423,6 @@ def main(argv: list[str] | None = None) -> int:
         print("survivors:")
         for r in survivors:
             print(f"  {r['path']}:{r['line']}: {r['description']}")
-    if args.json:
-        args.json.write_text(
-            json.dumps({"score": score, "counts": counts, "results": results}, indent=1) + "\n"
-        )
-    return 0
 
 
 if __name__ == "__main__":
