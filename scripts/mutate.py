@@ -31,6 +31,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -360,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no mutants: check --files", file=sys.stderr)
         return 2
 
+    # SIGTERM unwinds like Ctrl-C: the running test process is killed, the copy deleted
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     extra = [t for t in args.tests if t not in args.before]
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="resgraph-mutants-") as tmp:
