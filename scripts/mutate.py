@@ -117,7 +117,7 @@ class Mutant:
 
     @property
     def where(self) -> str:
-        return f"{self.path}:{self.line}"
+        return f"{self.path}:{self.line}:{self.col + 1}"
 
 
 # --- finding mutants ------------------------------------------------------------------------
@@ -425,7 +425,7 @@ def _report(results: list[dict[str, object]], title: str) -> None:
     if survivors:
         print("survivors:")
         for r in survivors:
-            print(f"  {r['path']}:{r['line']}: {r['description']}")
+            print(f"  {r['path']}:{r['line']}:{int(r['col']) + 1}: {r['description']}")
 
 
 if __name__ == "__main__":

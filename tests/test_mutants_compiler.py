@@ -246,3 +246,20 @@ def test_import_weights_count_mismatch_names_the_unpaired_tensor(tmp_path, side:
     assert result.exit_code == 1 and not out.exists()
     assert unpaired in result.output and paired not in result.output, result.output
     assert str(count) in result.output and str(len(state)) in result.output
+
+
+# --- emitted source: loops, not one line per block ------------------------------------------
+
+
+@pytest.mark.parametrize("extra", ["", "stochastic_depth: {final_survival: 0.5}\n"])
+def test_emitted_source_grows_by_far_less_than_a_line_per_block(extra: str) -> None:
+    """Identical blocks become one loop; blocks that differ in one argument only (stochastic
+    depth's survival probability) one loop over the values."""
+    spec = (ROOT / "specs" / "cifar_resnet110.yaml").read_text() + extra
+    deeper = spec.replace("repeats: 18", "repeats: 48")
+    short, long = (
+        resgraph.emit_source(resgraph.lower(resgraph.load_spec(t))) for t in (spec, deeper)
+    )
+    assert short != long
+    calls = [sum("(" in line for line in text.splitlines()) for text in (short, long)]
+    assert calls[1] - calls[0] < 20  # 90 more blocks, no more constructor calls
