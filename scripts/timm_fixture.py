@@ -70,7 +70,12 @@ def record(name: str) -> dict[str, object]:
     macs, _ = count_macs(meta, size)
     del meta
 
-    model = timm.create_model(name, pretrained=False).double().eval()
+    with torch.device("meta"):  # no random init: every saved tensor is filled below
+        model = timm.create_model(name, pretrained=False)
+    model = model.to_empty(device="cpu").double().eval()
+    for module in model.modules():  # buffers that are not saved (blur filters) are computed
+        if hasattr(module, "init_non_persistent_buffers"):
+            module.init_non_persistent_buffers()
     params = {n for n, _ in model.named_parameters()}
     state = model.state_dict()
     entry: dict[str, object] = {
@@ -94,8 +99,10 @@ def record(name: str) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="record these models only (and print them)")
+    parser.add_argument(
+        "--cache", type=Path, help="keep each model's record here and reuse it on the next run"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     names = args.only or timm.list_models(module="resnet")
     data: dict[str, object] = {
         "timm": timm.__version__,
@@ -104,8 +111,15 @@ def main() -> None:
         "models": {},
     }
     for name in names:
-        data["models"][name] = record(name)
-        entry = data["models"][name]
+        cached = args.cache / f"{name}.json" if args.cache else None
+        if cached and cached.exists():
+            entry = json.loads(cached.read_text())
+        else:
+            entry = record(name)
+            if cached:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cached.write_text(json.dumps(entry))
+        data["models"][name] = entry
         spread = max(abs(v) for row in entry["output"] for v in row)
         print(
             f"{name}: {entry['params']:,} params, {entry['macs_224'] / 1e9:.3f} GMACs, "

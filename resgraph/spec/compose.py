@@ -29,7 +29,7 @@ def resolve_base(root: yaml.MappingNode, data: Any, filename: str) -> tuple[yaml
     if _base_entry(root) is None:
         return root, data
     start = [] if filename == "<string>" else [Path(filename).resolve()]
-    merged = _resolve(root, filename, start)
+    merged = _resolve(root, filename, start, 0)
     return merged, construct(merged)
 
 
@@ -49,7 +49,10 @@ def _base_entry(root: yaml.MappingNode) -> tuple[yaml.Node, yaml.Node] | None:
     return None
 
 
-def _resolve(root: yaml.MappingNode, filename: str, chain: list[Path]) -> yaml.MappingNode:
+def _resolve(
+    root: yaml.MappingNode, filename: str, chain: list[Path], depth: int
+) -> yaml.MappingNode:
+    """``root`` merged onto its bases; ``chain``: the files above it, ``depth``: bases followed."""
     entry = _base_entry(root)
     if entry is None:
         return root
@@ -79,7 +82,7 @@ def _resolve(root: yaml.MappingNode, filename: str, chain: list[Path]) -> yaml.M
     if resolved in chain:
         names = " -> ".join(str(p) for p in [*chain, resolved])
         raise at(f"the chain of bases comes back to a spec it started from: {names}")
-    if len(chain) >= MAX_BASE_DEPTH:
+    if depth >= MAX_BASE_DEPTH:
         raise at(f"more than {MAX_BASE_DEPTH} levels of base: the chain is too deep")
 
     from resgraph.spec.loader import _parse, _read  # the loader calls this module
@@ -90,7 +93,7 @@ def _resolve(root: yaml.MappingNode, filename: str, chain: list[Path]) -> yaml.M
         raise at(exc.problems[0].message) from None
     base_root, _ = _parse(text, name)
     _tag(base_root, name)
-    base = _resolve(base_root, name, [*chain, resolved])
+    base = _resolve(base_root, name, [*chain, resolved], depth + 1)
     return _merge(base, own)
 
 
