@@ -102,15 +102,17 @@ def main() -> None:
     parser.add_argument(
         "--cache", type=Path, help="keep each model's record here and reuse it on the next run"
     )
+    parser.add_argument("--reverse", action="store_true", help="record from the last model")
     args = parser.parse_args()
     names = args.only or timm.list_models(module="resnet")
+    order = names[::-1] if args.reverse else names
     data: dict[str, object] = {
         "timm": timm.__version__,
         "torch": torch.__version__.split("+")[0],
         "input": [2, 3, 64, 64],
         "models": {},
     }
-    for name in names:
+    for name in order:
         cached = args.cache / f"{name}.json" if args.cache else None
         if cached and cached.exists():
             entry = json.loads(cached.read_text())
@@ -128,6 +130,7 @@ def main() -> None:
         )
     if args.only:
         return
+    data["models"] = {name: data["models"][name] for name in names}
     text = json.dumps(data, separators=(",", ":")) + "\n"
     with gzip.GzipFile(OUT, "wb", mtime=0) as f:  # mtime 0: the same input gives the same bytes
         f.write(text.encode())

@@ -36,7 +36,13 @@ def _wave(key: str, numel: int) -> torch.Tensor:
     import torch
 
     phase = 2 * math.pi * zlib.crc32(key.encode("utf-8")) / 2**32
-    return torch.sin(torch.arange(numel, dtype=torch.float64) * 0.37 + phase)
+    # sin(0.37 i + phase) for i = 1024 r + c, by angle addition: one multiply-add per element
+    # instead of one sine (large models have hundreds of millions of elements).
+    rows = torch.arange(-(-numel // 1024), dtype=torch.float64) * (0.37 * 1024) + phase
+    cols = torch.arange(1024, dtype=torch.float64) * 0.37
+    wave = torch.outer(torch.sin(rows), torch.cos(cols))
+    wave.addr_(torch.cos(rows), torch.sin(cols))
+    return wave.reshape(-1)[:numel]
 
 
 def last_branch_norms(keys: set[str] | Mapping[str, object]) -> set[str]:

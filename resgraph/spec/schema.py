@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -146,13 +147,12 @@ class ECASpec(StrictModel):
         t = int(abs(math.log2(c) + self.beta) / self.gamma)
         return max(t if t % 2 else t + 1, 3)
 
-    @model_validator(mode="after")
-    def _odd(self) -> ECASpec:
-        if self.kernel_size is not None and self.kernel_size % 2 == 0:
-            raise ValueError(
-                f"kernel_size must be odd (a centred 1-D conv), got {self.kernel_size}"
-            )
-        return self
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, value: int | None) -> int | None:
+        if value is not None and value % 2 == 0:
+            raise ValueError(f"must be odd (a centred 1-D conv), got {value}")
+        return value
 
 
 Attention = Annotated[
@@ -570,7 +570,7 @@ class ModelSpec(_Extensible):
         problems: list[tuple[tuple[str | int, ...], Any, str]] = []
 
         def error(path: tuple[str | int, ...], value: Any, message: str) -> None:
-            if all(p[:2] != (path, message) for p in [(q[0], q[2]) for q in problems]):
+            if all(seen != path for seen, _, _ in problems):  # one problem per place
                 problems.append((path, value, message))
 
         if self.base is not None:
