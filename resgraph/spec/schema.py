@@ -39,7 +39,8 @@ SHORTCUT_HELP = (
     "extra channels where dimensions grow), 'B' 1x1-conv+BN projection only where dimensions "
     "change, 'C' projection on every block, 'D' (He et al. 2019, 'Bag of Tricks', ResNet-D) where "
     "dimensions change a 2x2 average pool with the block's stride (ceil mode, padded cells not "
-    "counted; left out where the stride is 1) then a 1x1 conv + norm, identity elsewhere, "
+    "counted; left out where the stride is 1) then a 1x1 conv + norm (state 'downsample.1' "
+    "and 'downsample.2', also at stride 1), identity elsewhere, "
     "'identity' identity only (a shape change is an error), 'none' no shortcut at all (a plain "
     "network)."
 )
