@@ -67,7 +67,7 @@ def record(name: str) -> dict[str, object]:
         meta = timm.create_model(name, pretrained=False).eval()
     size = meta.pretrained_cfg["input_size"][-1]
     macs_224, conv1d_224 = count_macs(meta, 224)
-    macs, _ = count_macs(meta, size)
+    macs = macs_224 if size == 224 else count_macs(meta, size)[0]
     del meta
 
     with torch.device("meta"):  # no random init: every saved tensor is filled below
