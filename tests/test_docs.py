@@ -19,5 +19,8 @@ def test_readme_spec_table_is_current():
     readme = (ROOT / "README.md").read_text()
     start = readme.index("<!-- spec-table:begin -->") + len("<!-- spec-table:begin -->")
     table = readme[start : readme.index("<!-- spec-table:end -->")].strip()
-    assert table == res.stdout.strip(), "run: python scripts/spec_table.py --update README.md"
+    assert table == res.stdout.strip(), (
+        "README's spec table differs; if this change is intended, regenerate with: "
+        "python scripts/spec_table.py --update README.md"
+    )
     assert table.count("\n") - 1 == len(list((ROOT / "specs").glob("*.yaml")))

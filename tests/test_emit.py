@@ -95,7 +95,10 @@ def test_generated_folder_is_up_to_date(tmp_path):
         if (tmp_path / f"{p.stem}.py").read_text()
         != (ROOT / "generated" / f"{p.stem}.py").read_text()
     ]
-    assert not stale, f"regenerate: resgraph build specs/*.yaml -o generated/ ({stale})"
+    assert not stale, (
+        f"generated/ differs for {stale}; if this change is intended, regenerate with: "
+        "resgraph build specs/*.yaml -o generated/"
+    )
 
 
 @pytest.mark.skipif(

@@ -239,7 +239,8 @@ def test_schema_command_matches_the_committed_schema():
     assert res.returncode == 0
     schema = json.loads(res.stdout)
     assert schema == json.loads((ROOT / "specs" / "schema.json").read_text()), (
-        "specs/schema.json is stale: run `resgraph schema -o specs/schema.json`"
+        "specs/schema.json differs from the schema; if this change is intended, regenerate with: "
+        "resgraph schema -o specs/schema.json"
     )
     assert "description" in schema["properties"]["shortcut"]
 
