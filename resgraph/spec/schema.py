@@ -494,7 +494,9 @@ class ModelSpec(_Extensible):
     zero_init_residual: bool = Field(
         False,
         description="Initialise the last BN of each residual branch to zero, so every block "
-        "starts as the identity (Goyal et al. 2017).",
+        "starts as the identity (Goyal et al. 2017). Pre-activation branches end in a conv and "
+        "dense layers and plain blocks have no residual branch: they are left as they are, and a "
+        "spec in which no block has such a BN is refused.",
     )
     stochastic_depth: StochasticDepthSpec | None = Field(
         None, description="Randomly drop residual branches in training (Huang et al. 2016)."
@@ -574,6 +576,18 @@ class ModelSpec(_Extensible):
                     "gated joins need a shortcut to gate: use shortcut A, B, C or "
                     "identity, or join 'add'",
                 )
+        if self.zero_init_residual and not any(
+            not isinstance(block, DenseBlockSpec)
+            and not block.preactivation
+            and self.stage_shortcut(i) != "none"
+            for i, block in enumerate(map(self.stage_block, range(len(self.stages))))
+        ):
+            error(
+                ("zero_init_residual",),
+                True,
+                "no block has a BN at the end of a residual branch to zero (pre-activation "
+                "branches end in a conv; plain and dense blocks have no residual branch)",
+            )
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, list(errors.values()))
         return self
