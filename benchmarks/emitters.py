@@ -1,4 +1,4 @@
-"""Speed of the emitted models (issue 3's targets), on this machine's CPU.
+"""Speed of the emitted models on this machine's CPU.
 
     python benchmarks/emitters.py [--quick]
 

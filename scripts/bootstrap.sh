@@ -6,7 +6,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-# torch first: the CPU build 2.13.0 lies on this machine's disk; a bare "torch" requirement
+# torch first: the CPU build 2.13.0 installs quickly; a bare "torch" requirement
 # would pull a multi-GB CUDA build.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install -q "torch==2.13.0"

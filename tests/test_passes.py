@@ -19,7 +19,7 @@ from resgraph.passes.lower import lower as lower_only
 from resgraph.passes.verify import verify
 from resgraph.summary import summarize
 
-# REFERENCE.md: exact parameter counts (torchvision and the faithful CIFAR implementation)
+# Exact parameter counts (torchvision and the faithful CIFAR implementation)
 # and multiply-adds (measured, or the paper's Table 1 and sec. 4.2).
 GOLDEN = {
     "resnet18": (11_689_512, 1.81e9),

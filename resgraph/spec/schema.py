@@ -266,7 +266,7 @@ class BasicBlockSpec(_ResidualBlockBase):
         ge=1,
         le=16,
         description="3x3 convolutions the residual branch spans (2 in the paper; more gives "
-        "the 'longer skips' the seeds ask about).",
+        "longer skips).",
     )
     dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="Dropout probability between the convolutions (WRN)."
