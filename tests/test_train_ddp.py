@@ -52,7 +52,7 @@ def test_two_gloo_processes_train_resume_and_agree(tmp_path: Path) -> None:
     args = ["train", spec, "--out", out, "--iterations", "8", "--eval-every", "2"]
     # Both processes get SIGTERM during iteration 4; they agree to stop at the next
     # statistics read (iteration 4), rank 0 checkpoints, both exit 143.
-    stopped = torchrun(args, tmp_path, hooks=["--signal", "SIGTERM@3"])
+    stopped = torchrun(args, tmp_path, hooks=["signal=SIGTERM@3"])
     assert stopped.returncode != 0
     assert "stopped by SIGTERM after iteration 4" in stopped.stdout, stopped.stdout + stopped.stderr
     ck = ckpt_io.load(out / "last.pt")

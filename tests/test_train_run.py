@@ -103,7 +103,7 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     args = ["train", spec, "--checkpoint-every", "4"]
     assert resgraph([*args, "--out", whole], tmp_path).returncode == 0
-    killed = resgraph([*args, "--out", broken], tmp_path, hooks=["--signal", "SIGKILL@6"])
+    killed = resgraph([*args, "--out", broken], tmp_path, hooks=["signal=SIGKILL@6"])
     assert killed.returncode == -signal.SIGKILL
     assert ckpt_io.load(broken / "last.pt")["data"]["iteration"] == 4
     resumed = resgraph([*args, "--out", broken, "--resume"], tmp_path)
@@ -148,7 +148,7 @@ def test_sigterm_in_a_subprocess(tmp_path: Path) -> None:
     result = resgraph(
         ["train", spec, "--out", out, "--iterations", "8"],
         tmp_path,
-        hooks=["--signal", "SIGTERM@2"],
+        hooks=["signal=SIGTERM@2"],
     )
     assert result.returncode == 143, result.stderr
     assert "stopped by SIGTERM after iteration 3" in result.stdout

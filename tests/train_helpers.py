@@ -123,7 +123,7 @@ def resgraph(
     args: list[str], cwd: Path, timeout: float = 240, hooks: list[str] | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """``python -m resgraph ARGS`` in a subprocess, output captured; with ``hooks`` (e.g.
-    ``["--signal", "SIGKILL@6"]``), through tests/train_hooks.py with those callbacks."""
+    ``["signal=SIGKILL@6"]``), through tests/train_hooks.py with those callbacks."""
     entry = [str(HOOKS), *hooks, "--"] if hooks is not None else ["-m", "resgraph"]
     return subprocess.run(
         [sys.executable, *entry, *map(str, args)],

@@ -159,9 +159,11 @@ def override(
         smap = SourceMap("<command line>", None)
         lines = []
         for err in exc.errors():
-            name = str(err["loc"][0]) if err["loc"] else ""
-            flag = next((k for k, v in RECIPE_FLAGS.items() if v == name), name)
-            lines.append(f"--{flag.replace('_', '-')}: {_problem(err, smap).message}")
+            message = _problem(err, smap).message
+            # checks across fields (milestones within the run) have no location
+            name = str(err["loc"][0]) if err["loc"] else message.split()[0]
+            flag = next((k for k, v in RECIPE_FLAGS.items() if v == name), None)
+            lines.append(f"--{flag.replace('_', '-')}: {message}" if flag else message)
         raise TrainError("; ".join(lines)) from None
 
 

@@ -66,9 +66,11 @@ class StopRequest:
     Schedulers (SLURM, Kubernetes) signal every process and torchrun forwards the signal
     too, so one request often arrives twice: the same signal again within
     ``REPEAT_WINDOW_S`` seconds is ignored. Another signal, or the same one later, aborts
-    (KeyboardInterrupt) unless the checkpoint is being written, which always finishes."""
+    (KeyboardInterrupt) unless the checkpoint is being written, which always finishes, or
+    the run has stopped and the process is exiting."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_on_stop: bool = False) -> None:
+        self.keep_on_stop = keep_on_stop
         self.signum: int | None = None
         self.at = 0.0
         self.saving = False
@@ -90,6 +92,12 @@ class StopRequest:
         raise KeyboardInterrupt
 
     def __exit__(self, *exc: object) -> None:
+        if self.signum is not None and self.keep_on_stop:
+            # Stopping: the process is on its way out. Under torchrun the first process to
+            # exit makes torchrun signal the others; that signal is the same request, so
+            # the handler stays and every process ends with its own status (128 + signal).
+            self.saving = True
+            return
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
@@ -101,12 +109,17 @@ def train(opts: cfg.TrainOptions, callbacks: Sequence[Callback] = ()) -> int:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     device = dev.pick_device(opts.device, d.local_rank)
     dev.check_amp(opts.amp, device)
+    if opts.sync_bn and device.type != "cuda":
+        raise TrainError(
+            "--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on "
+            "the CPU); leave it out"
+        )
     free = dev.free_memory(device)  # before anything of this run is on the device
     distributed.init(d, device)
     trainer: Trainer | None = None
     finished = False
     try:
-        with StopRequest() as stop:
+        with StopRequest(keep_on_stop=d.enabled) as stop:
             trainer = Trainer(opts, d, device, stop, callbacks, free_bytes=free)
             code = trainer.run()
             finished = True
