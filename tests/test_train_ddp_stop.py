@@ -25,8 +25,10 @@ def test_stop_waits_for_rank0_checkpoint_and_ranks_drop_the_same_blocks(tmp_path
     log = stopped.stdout + stopped.stderr
     assert "stopped by SIGTERM after iteration 4" in stopped.stdout, log
     assert ckpt_io.load(out / "last.pt")["data"]["iteration"] == 4, log
-    assert "exitcode  : -15" not in log and "exitcode  : 130" not in log, log
-    assert "Traceback" not in log
+    # torchrun lists each failed worker: both ended on their own with 128 + SIGTERM (none
+    # killed by torchrun's SIGTERM, -15, nor aborted by a second signal, 130)
+    assert log.count("exitcode  : 143") == 2, log
+    assert "resgraph/train/" not in log  # no traceback from resgraph (torchrun prints its own)
     rank0, rank1 = (Path(f"{drops}.{r}").read_text().split() for r in (0, 1))
     assert len(rank0) == 4 and rank0 == rank1
     decisions = "".join(rank0)

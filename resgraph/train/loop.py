@@ -480,9 +480,10 @@ class Trainer:
             for callback in self.callbacks:
                 loss = callback.on_loss(self, it, loss)
             self.opt.zero_grad(set_to_none=True)
+            scaled = self.scaler.scale(loss)  # (creates the scale on the first call)
             scale = self.scaler._scale if self.scaler.is_enabled() else None
             before = scale.clone() if scale is not None else None
-            self.scaler.scale(loss).backward()
+            scaled.backward()
         except Exception as exc:
             if compiling:
                 raise dev.compile_error(exc) from None
