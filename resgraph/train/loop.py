@@ -92,11 +92,13 @@ class StopRequest:
         raise KeyboardInterrupt
 
     def __exit__(self, *exc: object) -> None:
-        if self.signum is not None and self.keep_on_stop:
+        if self.signum is not None and self.keep_on_stop and self._old:
             # Stopping: the process is on its way out. Under torchrun the first process to
-            # exit makes torchrun signal the others; that signal is the same request, so
-            # the handler stays and every process ends with its own status (128 + signal).
-            self.saving = True
+            # exit makes torchrun signal the others; that signal is the same request, so it
+            # is ignored (SIG_IGN, which unlike a Python handler lasts through interpreter
+            # shutdown) and every process ends with its own status, 128 + signal.
+            for sig in self._old:
+                signal.signal(sig, signal.SIG_IGN)
             return
         for sig, old in self._old.items():
             signal.signal(sig, old)
