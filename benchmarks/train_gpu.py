@@ -199,14 +199,15 @@ def measure_conventional(spec: str, device, n: int, warm: int, windows: int,  # 
 
 
 def write_cifar_folder(folder: Path, n: int) -> None:
-    """A CIFAR-10 python folder of ``n`` synthetic training images (5 files) and 1,000 test."""
+    """A CIFAR-10 python folder of ``n`` synthetic training images (5 files) and up to
+    1,000 test images."""
     import numpy as np
 
     out = folder / "cifar-10-batches-py"
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for name, count in [(f"data_batch_{i}", n // 5) for i in range(1, 6)] + [("test_batch",
-                                                                              1000)]:
+    files = [(f"data_batch_{i}", n // 5) for i in range(1, 6)]
+    for name, count in [*files, ("test_batch", min(1000, n // 5))]:
         data = rng.integers(0, 256, size=(count, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, size=count)]
         (out / name).write_bytes(pickle.dumps({b"data": data, b"labels": labels}, protocol=2))
