@@ -320,6 +320,14 @@ def test_process_group_is_left_after_a_barrier(monkeypatch: pytest.MonkeyPatch) 
     calls.clear()
     distributed.Dist(rank=0, world=2).close(wait=False)  # after an error
     assert calls == ["destroy"]
+    calls.clear()
+
+    def gone() -> None:
+        raise RuntimeError("Connection reset by peer")
+
+    monkeypatch.setattr(distributed.dist, "barrier", gone)  # another process was killed
+    distributed.Dist(rank=0, world=2).close()
+    assert calls == ["destroy"]
 
 
 def test_pixel_mean_needs_no_float64_copy() -> None:

@@ -68,7 +68,10 @@ class Dist:
         error, when the others may never arrive)."""
         if self.enabled and dist.is_initialized():
             if wait:
-                dist.barrier()
+                try:
+                    dist.barrier()
+                except RuntimeError:  # another process is gone (killed): nothing to wait for
+                    pass
             dist.destroy_process_group()
 
 
