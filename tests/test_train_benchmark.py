@@ -12,10 +12,19 @@ from train_helpers import ROOT, run_env
 
 @pytest.mark.slow
 def test_gpu_benchmark_smoke_mode_runs_every_kind_of_row() -> None:
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_gpu.py"), "--smoke"],
-                          capture_output=True, text=True, timeout=600, env=run_env())
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_gpu.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=run_env(),
+    )
     assert done.returncode == 0, done.stderr
-    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| cifar")]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in done.stdout.splitlines()
+        if line.startswith("| cifar")
+    ]
     labels = [row[1] for row in rows]
     assert labels[0].startswith("conventional") and "fp32 (TF32)" in labels
     assert labels[-1].startswith("epoch (real loop")
