@@ -84,8 +84,9 @@ def _windows(step, warm: int, windows: int, steps: int, sync) -> float:  # type:
     return statistics.median(rates)
 
 
-def measure_row(spec: str, row: str, device_name: str, n: int, warm: int, windows: int,
-                steps: int) -> dict[str, object]:
+def measure_row(
+    spec: str, row: str, device_name: str, n: int, warm: int, windows: int, steps: int
+) -> dict[str, object]:
     """One configuration, in this process: images/s and peak memory less the data set."""
     import torch
     import torch.nn.functional as F
@@ -103,8 +104,9 @@ def measure_row(spec: str, row: str, device_name: str, n: int, warm: int, window
         return measure_conventional(spec, device, n, warm, windows, steps)
     amp, channels_last, mode, ckpt = ROWS[row]
     images = synthetic(n)
-    data = DeviceData(images, device, batch_size=BATCH, seed=0, augment=True,
-                      channels_last=channels_last)
+    data = DeviceData(
+        images, device, batch_size=BATCH, seed=0, augment=True, channels_last=channels_last
+    )
     base = torch.cuda.memory_allocated(device) if cuda else 0  # the data set
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -134,8 +136,14 @@ def measure_row(spec: str, row: str, device_name: str, n: int, warm: int, window
     return {"images_per_s": rate, "peak_bytes": peak}
 
 
-def measure_conventional(spec: str, device, n: int, warm: int, windows: int,  # type: ignore[no-untyped-def]
-                         steps: int) -> dict[str, object]:
+def measure_conventional(
+    spec: str,
+    device,
+    n: int,
+    warm: int,
+    windows: int,  # type: ignore[no-untyped-def]
+    steps: int,
+) -> dict[str, object]:
     """The conventional trainer: torch DataLoader, per-image transforms on the CPU, the
     plain model in fp32, SGD with the same settings."""
     import numpy as np
@@ -159,15 +167,22 @@ def measure_conventional(spec: str, device, n: int, warm: int, windows: int,  # 
             img = torch.from_numpy(images.train_x[i]).float().div(255) - self.mean
             img = F.pad(img, (4, 4, 4, 4))
             dy, dx = random.randint(0, 8), random.randint(0, 8)
-            img = img[:, dy:dy + 32, dx:dx + 32]
+            img = img[:, dy : dy + 32, dx : dx + 32]
             if random.random() < 0.5:
                 img = img.flip(-1)
             return img, int(images.train_y[i])
 
     cuda = device.type == "cuda"
     workers = min(4, os.cpu_count() or 1) if cuda else 0
-    loader = DataLoader(PerImage(), batch_size=BATCH, shuffle=True, drop_last=True,
-                        num_workers=workers, pin_memory=cuda, persistent_workers=workers > 0)
+    loader = DataLoader(
+        PerImage(),
+        batch_size=BATCH,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=cuda,
+        persistent_workers=workers > 0,
+    )
     batches = iter(loader)
 
     def next_batch():  # type: ignore[no-untyped-def]
@@ -194,8 +209,10 @@ def measure_conventional(spec: str, device, n: int, warm: int, windows: int,  # 
         torch.cuda.reset_peak_memory_stats(device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     rate = _windows(step, warm, windows, steps, sync)
-    return {"images_per_s": rate,
-            "peak_bytes": torch.cuda.max_memory_allocated(device) if cuda else None}
+    return {
+        "images_per_s": rate,
+        "peak_bytes": torch.cuda.max_memory_allocated(device) if cuda else None,
+    }
 
 
 def write_cifar_folder(folder: Path, n: int) -> None:
@@ -220,27 +237,47 @@ def epoch_row(spec: str, device: str, n: int, flags: list[str]) -> dict[str, obj
     with tempfile.TemporaryDirectory() as tmp:
         write_cifar_folder(Path(tmp), n)
         iterations = n // BATCH
-        command = [sys.executable, "-m", "resgraph", "train", str(ROOT / "specs" / f"{spec}.yaml"),
-                   "--data-dir", tmp, "--out", str(Path(tmp) / "run"), "--device", device,
-                   "--iterations", str(iterations), "--eval-every", str(iterations), "-q",
-                   *flags]
+        command = [
+            sys.executable,
+            "-m",
+            "resgraph",
+            "train",
+            str(ROOT / "specs" / f"{spec}.yaml"),
+            "--data-dir",
+            tmp,
+            "--out",
+            str(Path(tmp) / "run"),
+            "--device",
+            device,
+            "--iterations",
+            str(iterations),
+            "--eval-every",
+            str(iterations),
+            "-q",
+            *flags,
+        ]
         t = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         wall = time.perf_counter() - t
         if done.returncode:
             return {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
         with open(Path(tmp) / "run" / "metrics.csv", newline="") as f:
             row = list(csv.DictReader(f))[-1]
-    return {"images_per_s": float(row["images_per_s"]), "wall_s": wall,
-            "iterations": iterations}
+    return {"images_per_s": float(row["images_per_s"]), "wall_s": wall, "iterations": iterations}
 
 
 def child(args: argparse.Namespace) -> int:
     spec, row = args.child
     try:
-        result = measure_row(spec, row, args.device, args.images, args.warm, args.windows,
-                             args.steps)
+        result = measure_row(
+            spec, row, args.device, args.images, args.warm, args.windows, args.steps
+        )
     except Exception as exc:  # out of memory, a compile failure: one row says so
         kind = "out of memory" if "out of memory" in str(exc).lower() else type(exc).__name__
         result = {"error": f"{kind}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"}
@@ -249,9 +286,23 @@ def child(args: argparse.Namespace) -> int:
 
 
 def run_child(spec: str, row: str, args: argparse.Namespace) -> dict[str, object]:
-    command = [sys.executable, __file__, "--child", spec, row, "--device", args.device,
-               "--images", str(args.images), "--warm", str(args.warm), "--windows",
-               str(args.windows), "--steps", str(args.steps)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        spec,
+        row,
+        "--device",
+        args.device,
+        "--images",
+        str(args.images),
+        "--warm",
+        str(args.warm),
+        "--windows",
+        str(args.windows),
+        "--steps",
+        str(args.steps),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -289,8 +340,15 @@ def ddp_row(spec: str, args: argparse.Namespace, gpus: int) -> dict[str, object]
     )
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(script)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", str(gpus), f.name]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(gpus),
+        f.name,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
     os.unlink(f.name)
     for line in done.stdout.splitlines():
@@ -311,15 +369,27 @@ def fmt(spec: str, label: str, r: dict[str, object], ref: float | None = None) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--specs", nargs="+", default=["cifar_resnet20", "cifar_resnet56",
-                                                       "cifar_resnet110", "cifar_resnet1202"])
-    parser.add_argument("--rows", nargs="+", default=["fp32", "fp16", "bf16", "bf16+cl",
-                                                      "bf16+cl+compile",
-                                                      "bf16+cl+cudagraphs"])
-    parser.add_argument("--compile-specs", nargs="+", default=None,
-                        help="specs that get the compile rows [default: all]")
-    parser.add_argument("--memory-spec", default="cifar_resnet1202",
-                        help="spec measured with and without activation checkpointing")
+    parser.add_argument(
+        "--specs",
+        nargs="+",
+        default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110", "cifar_resnet1202"],
+    )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=["fp32", "fp16", "bf16", "bf16+cl", "bf16+cl+compile", "bf16+cl+cudagraphs"],
+    )
+    parser.add_argument(
+        "--compile-specs",
+        nargs="+",
+        default=None,
+        help="specs that get the compile rows [default: all]",
+    )
+    parser.add_argument(
+        "--memory-spec",
+        default="cifar_resnet1202",
+        help="spec measured with and without activation checkpointing",
+    )
     parser.add_argument("--baseline-spec", default="cifar_resnet110")
     parser.add_argument("--epoch-spec", default="cifar_resnet110")
     parser.add_argument("--epoch-flags", default="--amp bf16 --channels-last")
@@ -329,8 +399,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--smoke", action="store_true",
-                        help="CPU, ResNet-20, 2 steps on 512 images: checks the code runs")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CPU, ResNet-20, 2 steps on 512 images: checks the code runs",
+    )
     parser.add_argument("--child", nargs=2, metavar=("SPEC", "ROW"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -343,30 +416,41 @@ def main() -> int:
         args.baseline_spec = args.epoch_spec = "cifar_resnet20"
         args.epoch_flags = ""
     elif not torch.cuda.is_available():
-        print(f"no CUDA GPU available (torch {torch.__version__}): nothing to measure "
-              "(--smoke runs the code on the CPU)")
+        print(
+            f"no CUDA GPU available (torch {torch.__version__}): nothing to measure "
+            "(--smoke runs the code on the CPU)"
+        )
         return 0
-    where = (torch.cuda.get_device_name() if args.device == "cuda"
-             else f"CPU, {os.cpu_count()} cores")
-    print(f"{where} | torch {torch.__version__} | batch {BATCH} | median of {args.windows} "
-          f"windows of {args.steps} steps | memory: peak allocated less the data set")
+    where = (
+        torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {os.cpu_count()} cores"
+    )
+    print(
+        f"{where} | torch {torch.__version__} | batch {BATCH} | median of {args.windows} "
+        f"windows of {args.steps} steps | memory: peak allocated less the data set"
+    )
     print("| spec | configuration | images/s | peak memory (MiB) | vs conventional |")
     print("|---|---|---|---|---|")
     base = run_child(args.baseline_spec, "conventional", args)
     ref = float(base["images_per_s"]) if "error" not in base else None  # type: ignore[arg-type]
-    print(fmt(args.baseline_spec, "conventional (DataLoader, per-image transforms)", base, ref),
-          flush=True)
+    print(
+        fmt(args.baseline_spec, "conventional (DataLoader, per-image transforms)", base, ref),
+        flush=True,
+    )
     for spec in args.specs:
         for row in args.rows:
             if ROWS[row][2] and args.compile_specs is not None and spec not in args.compile_specs:
                 continue
             r = run_child(spec, row, args)
-            print(fmt(spec, LABELS.get(row, row), r, ref if spec == args.baseline_spec else None),
-                  flush=True)
+            print(
+                fmt(spec, LABELS.get(row, row), r, ref if spec == args.baseline_spec else None),
+                flush=True,
+            )
     if args.memory_spec:
         for row in ("fp32", "fp32+ckpt"):
-            print(fmt(args.memory_spec, LABELS.get(row, row), run_child(args.memory_spec, row,
-                                                                         args)), flush=True)
+            print(
+                fmt(args.memory_spec, LABELS.get(row, row), run_child(args.memory_spec, row, args)),
+                flush=True,
+            )
     gpus = torch.cuda.device_count() if args.device == "cuda" else 0
     if gpus > 1:
         r = ddp_row(args.baseline_spec, args, gpus)
@@ -376,9 +460,11 @@ def main() -> int:
     if "error" in e:
         print(f"| {args.epoch_spec} | {label} | {e['error']} | | |")
     else:
-        print(f"| {args.epoch_spec} | {label} | {float(e['images_per_s']):,.0f} | | "  # type: ignore[arg-type]
-              f"{e['iterations']} iterations in {float(e['wall_s']):.1f} s wall, start-up "  # type: ignore[arg-type]
-              "included |")
+        print(
+            f"| {args.epoch_spec} | {label} | {float(e['images_per_s']):,.0f} | | "  # type: ignore[arg-type]
+            f"{e['iterations']} iterations in {float(e['wall_s']):.1f} s wall, start-up "  # type: ignore[arg-type]
+            "included |"
+        )
     return 0
 
 

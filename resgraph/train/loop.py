@@ -371,7 +371,7 @@ class Trainer:
         if self.d.is_main:
             self._write(self.dir, "the run folder", self._make_dir)
         if self.ckpt is not None and self.ckpt.get("complete"):
-            self.echo(f"{self.dir} is already complete ({self.start} iterations)")
+            self.echo(f"{self.dir} is already complete ({plural(self.start, 'iteration')})")
             if self.d.is_main and self.history:
                 self._curves()
             return 0
