@@ -73,6 +73,22 @@ def test_tf32_switches() -> None:
         ) = flags
 
 
+def test_deterministic_mode_warns_instead_of_failing_on_global_pooling() -> None:
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+    )
+    try:
+        dev.set_precision(CPU, tf32=None, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic = before[2]
+
+
 def test_nccl_gets_the_device_id(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, dict[str, object]]] = []
     monkeypatch.setattr(
