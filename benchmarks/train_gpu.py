@@ -400,6 +400,13 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--device", default="cuda")
     parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=["baseline", "memory", "epoch"],
+        help="leave out the conventional trainer, the memory rows or the epoch row",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="CPU, ResNet-20, 2 steps on 512 images: checks the code runs",
@@ -430,12 +437,14 @@ def main() -> int:
     )
     print("| spec | configuration | images/s | peak memory (MiB) | vs conventional |")
     print("|---|---|---|---|---|")
-    base = run_child(args.baseline_spec, "conventional", args)
-    ref = float(base["images_per_s"]) if "error" not in base else None  # type: ignore[arg-type]
-    print(
-        fmt(args.baseline_spec, "conventional (DataLoader, per-image transforms)", base, ref),
-        flush=True,
-    )
+    ref = None
+    if "baseline" not in args.skip:
+        base = run_child(args.baseline_spec, "conventional", args)
+        ref = float(base["images_per_s"]) if "error" not in base else None  # type: ignore[arg-type]
+        label = "conventional (DataLoader, per-image transforms)"
+        print(fmt(args.baseline_spec, label, base, ref), flush=True)
+    if "epoch" not in args.skip:
+        epoch(args)
     for spec in args.specs:
         for row in args.rows:
             if ROWS[row][2] and args.compile_specs is not None and spec not in args.compile_specs:
@@ -445,7 +454,7 @@ def main() -> int:
                 fmt(spec, LABELS.get(row, row), r, ref if spec == args.baseline_spec else None),
                 flush=True,
             )
-    if args.memory_spec:
+    if args.memory_spec and "memory" not in args.skip:
         for row in ("fp32", "fp32+ckpt"):
             print(
                 fmt(args.memory_spec, LABELS.get(row, row), run_child(args.memory_spec, row, args)),
@@ -455,17 +464,21 @@ def main() -> int:
     if gpus > 1:
         r = ddp_row(args.baseline_spec, args, gpus)
         print(fmt(args.baseline_spec, f"ddp x{gpus}, fp32 (TF32)", r), flush=True)
+    return 0
+
+
+def epoch(args: argparse.Namespace) -> None:
     e = epoch_row(args.epoch_spec, args.device, args.images, args.epoch_flags.split())
     label = f"epoch (real loop{', ' + args.epoch_flags if args.epoch_flags else ''})"
     if "error" in e:
-        print(f"| {args.epoch_spec} | {label} | {e['error']} | | |")
+        print(f"| {args.epoch_spec} | {label} | {e['error']} | | |", flush=True)
     else:
         print(
             f"| {args.epoch_spec} | {label} | {float(e['images_per_s']):,.0f} | | "  # type: ignore[arg-type]
             f"{e['iterations']} iterations in {float(e['wall_s']):.1f} s wall, start-up "  # type: ignore[arg-type]
-            "included |"
+            "included |",
+            flush=True,
         )
-    return 0
 
 
 if __name__ == "__main__":
