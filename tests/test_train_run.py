@@ -11,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from train_helpers import make_cifar_folder, resgraph, write_tiny_spec
+from train_hooks import NanAt, SignalAfter, with_callbacks
 
 from resgraph.cli import main
 from resgraph.train import checkpoint as ckpt_io
@@ -26,8 +27,8 @@ def one_thread():  # type: ignore[no-untyped-def]
     torch.set_num_threads(before)
 
 
-def invoke(args: list[str], **env: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args], env=env or None)
+def invoke(args: list[str]):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,9 @@ def test_existing_run_is_not_overwritten(finished: tuple[Path, Path, str]) -> No
     assert changed.exit_code == 1 and "lr: the run has 0.1, now 0.05" in changed.output
 
 
-def test_eval_accepts_last_pt_and_plain_state_dict(finished: tuple[Path, Path, str],
-                                                    tmp_path: Path) -> None:
+def test_eval_accepts_last_pt_and_plain_state_dict(
+    finished: tuple[Path, Path, str], tmp_path: Path
+) -> None:
     spec, out, _ = finished
     last = ckpt_io.load(out / "last.pt")["history"][-1]["test_error"]
     result = invoke(["eval", spec, "--weights", out / "last.pt"])
@@ -101,7 +103,7 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     args = ["train", spec, "--checkpoint-every", "4"]
     assert resgraph([*args, "--out", whole], tmp_path).returncode == 0
-    killed = resgraph([*args, "--out", broken], tmp_path, RESGRAPH_TEST_SIGNAL="SIGKILL@6")
+    killed = resgraph([*args, "--out", broken], tmp_path, hooks=["signal=SIGKILL@6"])
     assert killed.returncode == -signal.SIGKILL
     assert ckpt_io.load(broken / "last.pt")["data"]["iteration"] == 4
     resumed = resgraph([*args, "--out", broken, "--resume"], tmp_path)
@@ -111,8 +113,9 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
     assert a["model"].keys() == b["model"].keys()
     for key, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][key]), key
-    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
-                      strict=True):
+    for pa, pb in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
         assert torch.equal(pa["momentum_buffer"], pb["momentum_buffer"])
     keep = ("iteration", "lr", "train_loss", "train_error", "test_loss", "test_error")
     assert [{k: r[k] for k in keep} for r in a["history"]] == [
@@ -121,13 +124,15 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(
-    finished: tuple[Path, Path, str], tmp_path: Path
+    finished: tuple[Path, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SIGINT during iteration 6: a checkpoint at 6, exit 130; --resume then ends with the
     weights of the uninterrupted run."""
     spec, whole, _ = finished
     out = tmp_path / "run"
-    result = invoke(["train", spec, "--out", out], RESGRAPH_TEST_SIGNAL="SIGINT@5")
+    with monkeypatch.context() as m:
+        with_callbacks(m, SignalAfter(signal.SIGINT, 5))
+        result = invoke(["train", spec, "--out", out])
     assert result.exit_code == 130, result.output
     assert "stopped by SIGINT after iteration 6" in result.output and "--resume" in result.output
     ck = ckpt_io.load(out / "last.pt")
@@ -140,17 +145,23 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(
 def test_sigterm_in_a_subprocess(tmp_path: Path) -> None:
     spec = write_tiny_spec(tmp_path)
     out = tmp_path / "run"
-    result = resgraph(["train", spec, "--out", out, "--iterations", "8"], tmp_path,
-                      RESGRAPH_TEST_SIGNAL="SIGTERM@2")
+    result = resgraph(
+        ["train", spec, "--out", out, "--iterations", "8"],
+        tmp_path,
+        hooks=["signal=SIGTERM@2"],
+    )
     assert result.returncode == 143, result.stderr
     assert "stopped by SIGTERM after iteration 3" in result.stdout
     assert ckpt_io.load(out / "last.pt")["data"]["iteration"] == 3
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = write_tiny_spec(tmp_path)
     out = tmp_path / "run"
-    result = invoke(["train", spec, "--out", out], RESGRAPH_TEST_NAN_AT="7")
+    with_callbacks(monkeypatch, NanAt(7))
+    result = invoke(["train", spec, "--out", out])
     assert result.exit_code == 1
     assert "loss became nan between iterations 5 and 8" in result.output, result.output
     assert "last good checkpoint" in result.output and "(iteration 4)" in result.output
@@ -161,10 +172,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
 
 def test_train_on_a_cifar_folder_and_missing_data(tmp_path: Path) -> None:
     spec = tmp_path / "c.yaml"
-    spec.write_text(write_tiny_spec(tmp_path).read_text()
-                    .replace("size: 8", "size: 32").replace("dataset: digits", "dataset: cifar10")
-                    .replace("iterations: 12", "iterations: 2").replace("batch_size: 32",
-                                                                        "batch_size: 20"))
+    spec.write_text(
+        write_tiny_spec(tmp_path)
+        .read_text()
+        .replace("size: 8", "size: 32")
+        .replace("dataset: digits", "dataset: cifar10")
+        .replace("iterations: 12", "iterations: 2")
+        .replace("batch_size: 32", "batch_size: 20")
+    )
     missing = invoke(["train", spec, "--out", tmp_path / "r0", "--data-dir", tmp_path / "none"])
     assert missing.exit_code == 1 and "CIFAR-10 not found" in missing.output
     assert not (tmp_path / "r0").exists()
@@ -186,14 +201,37 @@ def test_cpu_options(tmp_path: Path) -> None:
     """bf16 autocast, channels-last and activation checkpointing run on the CPU; fp16 is
     refused with a message; the generated-source engine trains like the executed graph."""
     spec = write_tiny_spec(tmp_path)
-    result = invoke(["train", spec, "--out", tmp_path / "a", "--iterations", "4", "--amp", "bf16",
-                     "--channels-last", "--checkpoint-activations"])
+    result = invoke(
+        [
+            "train",
+            spec,
+            "--out",
+            tmp_path / "a",
+            "--iterations",
+            "4",
+            "--amp",
+            "bf16",
+            "--channels-last",
+            "--checkpoint-activations",
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert "amp bf16, channels-last, checkpoint-activations" in result.output
     refused = invoke(["train", spec, "--out", tmp_path / "b", "--amp", "fp16"])
     assert refused.exit_code == 1 and "fp16 needs a CUDA GPU" in refused.output
-    generated = invoke(["train", spec, "--out", tmp_path / "g", "--iterations", "4",
-                        "--engine", "generated", "--checkpoint-activations"])
+    generated = invoke(
+        [
+            "train",
+            spec,
+            "--out",
+            tmp_path / "g",
+            "--iterations",
+            "4",
+            "--engine",
+            "generated",
+            "--checkpoint-activations",
+        ]
+    )
     assert generated.exit_code == 0, generated.output
     graph = invoke(["train", spec, "--out", tmp_path / "h", "--iterations", "4"])
     assert graph.exit_code == 0, graph.output

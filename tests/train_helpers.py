@@ -53,8 +53,9 @@ def cifar_batch(n: int, seed: int, *, protocol: int = 2) -> bytes:
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
     labels = [int(v) for v in rng.integers(0, 10, size=n)]
-    return pickle.dumps({b"batch_label": b"fake", b"data": data, b"labels": labels},
-                        protocol=protocol)
+    return pickle.dumps(
+        {b"batch_label": b"fake", b"data": data, b"labels": labels}, protocol=protocol
+    )
 
 
 def make_cifar_folder(data_dir: Path, n: int = 20) -> Path:
@@ -115,11 +116,20 @@ def run_env(**extra: str) -> dict[str, str]:
     return env
 
 
+HOOKS = Path(__file__).resolve().parent / "train_hooks.py"
+
+
 def resgraph(
-    args: list[str], cwd: Path, timeout: float = 240, **env: str
+    args: list[str], cwd: Path, timeout: float = 240, hooks: list[str] | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m resgraph ARGS`` in a subprocess, output captured."""
+    """``python -m resgraph ARGS`` in a subprocess, output captured; with ``hooks`` (e.g.
+    ``["signal=SIGKILL@6"]``), through tests/train_hooks.py with those callbacks."""
+    entry = [str(HOOKS), *hooks, "--"] if hooks is not None else ["-m", "resgraph"]
     return subprocess.run(
-        [sys.executable, "-m", "resgraph", *map(str, args)], cwd=cwd, env=run_env(**env),
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, *entry, *map(str, args)],
+        cwd=cwd,
+        env=run_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

@@ -31,6 +31,14 @@ def mix_seed(*parts: int) -> int:
     return value & 0x7FFFFFFFFFFFFFFF
 
 
+def pixel_mean(x: np.ndarray) -> np.ndarray:
+    """Per-pixel mean of uint8 images in [0, 1] (paper sec. 4.2), as float32. The sums are
+    accumulated in float64 without a float64 copy of the set (numpy casts in small
+    buffers); sums of uint8 values are exact in float64, so the result does not depend on
+    the summation order or the device."""
+    return (x.mean(axis=0, dtype=np.float64) / 255.0).astype(np.float32)
+
+
 def split_validation(
     images: ImageSet, holdout: int
 ) -> tuple[ImageSet, tuple[np.ndarray, np.ndarray] | None]:
@@ -75,10 +83,7 @@ class DeviceData:
         self.validation = None if validation is None else (
             torch.from_numpy(validation[0]).to(device), torch.from_numpy(validation[1]).to(device)
         )
-        # Per-pixel mean of the training images (paper sec. 4.2), in float64 for a result
-        # that does not depend on the device or the summation order.
-        mean = images.train_x.astype(np.float64).mean(axis=0) / 255.0
-        self.mean = torch.from_numpy(mean.astype(np.float32)).to(device)
+        self.mean = torch.from_numpy(pixel_mean(images.train_x)).to(device)
         self.steps_per_epoch = n // batch_size  # the last partial batch of an epoch is dropped
         self.train_size = n
         self._epoch = -1

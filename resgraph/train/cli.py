@@ -15,71 +15,210 @@ DIR = click.Path(file_okay=False, path_type=Path)
 POSITIVE = click.IntRange(min=1)
 
 
+def _milestones(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return []
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"expected iterations like 32000,48000 or 'none', got {value!r}"
+        ) from None
+
+
 def _data_options(f):  # type: ignore[no-untyped-def]
-    f = click.option("--download", is_flag=True,
-                     help="Fetch CIFAR-10 (163 MiB, md5-checked) into --data-dir if missing.")(f)
-    f = click.option("--data-dir", type=DIR, default=Path("data"), show_default=True,
-                     envvar="RESGRAPH_DATA_DIR",
-                     help="Folder holding cifar-10-batches-py/ [env: RESGRAPH_DATA_DIR].")(f)
-    f = click.option("--dataset", type=click.Choice(["cifar10", "digits"]), default=None,
-                     help="Data set [default: the spec's train.dataset, else cifar10]; "
-                     "'digits' is scikit-learn's bundled digits (no download).")(f)
+    f = click.option(
+        "--download",
+        is_flag=True,
+        help="Fetch CIFAR-10 (163 MiB, md5-checked) into --data-dir if missing.",
+    )(f)
+    f = click.option(
+        "--data-dir",
+        type=DIR,
+        default=Path("data"),
+        show_default=True,
+        envvar="RESGRAPH_DATA_DIR",
+        help="Folder holding cifar-10-batches-py/ [env: RESGRAPH_DATA_DIR].",
+    )(f)
+    f = click.option(
+        "--dataset",
+        type=click.Choice(["cifar10", "digits"]),
+        default=None,
+        help="Data set [default: the spec's train.dataset, else cifar10]; "
+        "'digits' is scikit-learn's bundled digits (no download).",
+    )(f)
     return f
 
 
 def _device_options(f):  # type: ignore[no-untyped-def]
-    f = click.option("--engine", type=click.Choice(["graph", "generated"]), default="graph",
-                     show_default=True,
-                     help="Executed fx graph, or the module from generated source.")(f)
-    f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-                     show_default=True, help="auto: CUDA when present, else the CPU.")(f)
+    f = click.option(
+        "--engine",
+        type=click.Choice(["graph", "generated"]),
+        default="graph",
+        show_default=True,
+        help="Executed fx graph, or the module from generated source.",
+    )(f)
+    f = click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help="auto: CUDA when present, else the CPU.",
+    )(f)
     return f
 
 
 @click.command()
 @click.argument("spec", type=SPEC)
 @_data_options
-@click.option("--epochs", type=POSITIVE, default=None,
-              help="Train this many epochs (milestones move proportionally).")
-@click.option("--iterations", type=POSITIVE, default=None,
-              help="Train this many iterations (milestones move proportionally) "
-              "[default: the spec's, 64000].")
-@click.option("--batch-size", type=POSITIVE, default=None,
-              help="Global mini-batch (split over torchrun processes) [default: spec, 128].")
-@click.option("--lr", type=float, default=None, help="Base learning rate [default: spec, 0.1].")
-@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None,
-              help="Seeds weights, data order and augmentation [default: spec, 0].")
-@click.option("--augment/--no-augment", default=None,
-              help="Random crops (and flips on CIFAR) [default: spec, on].")
-@click.option("--eval-every", type=POSITIVE, default=None,
-              help="Iterations between test evaluations [default: one epoch].")
+@click.option(
+    "--epochs",
+    type=POSITIVE,
+    default=None,
+    help="Train this many epochs (milestones move proportionally).",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(1, 10**8),
+    default=None,
+    help="Train this many iterations, 1 to 1e8 (milestones move proportionally) "
+    "[default: the spec's, else the data set's: 64000 for cifar10, 300 for digits].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 65536),
+    default=None,
+    help="Global mini-batch, 1 to 65536 (split over torchrun processes) [default: spec, 128].",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(0, 10, min_open=True),
+    default=None,
+    help="Base learning rate, in (0, 10] [default: spec, 0.1].",
+)
+@click.option(
+    "--momentum",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="SGD momentum, in [0, 1) [default: spec, 0.9].",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="L2 weight decay, in [0, 1] [default: spec, 0.0001].",
+)
+@click.option(
+    "--milestones",
+    type=str,
+    default=None,
+    callback=_milestones,
+    metavar="I,J,...",
+    help="Iterations (increasing, between 1 and the run's length - 1) at which the "
+    "lr is multiplied by the spec's gamma; 'none' for a constant lr [default: spec, "
+    "1/2 and 3/4 of the run].",
+)
+@click.option(
+    "--warmup-lr",
+    type=click.FloatRange(0, 10, min_open=True),
+    default=None,
+    help="Warm-up lr, in (0, 10], used until the training error falls below the "
+    "spec's warmup_until_error [default: spec, none].",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**31 - 1),
+    default=None,
+    help="Seeds weights, data order and augmentation [default: spec, 0].",
+)
+@click.option(
+    "--augment/--no-augment",
+    default=None,
+    help="Random crops (and flips on CIFAR) [default: spec, on].",
+)
+@click.option(
+    "--eval-every",
+    type=POSITIVE,
+    default=None,
+    help="Iterations between test evaluations [default: one epoch].",
+)
 @_device_options
-@click.option("--checkpoint-every", type=POSITIVE, default=None,
-              help="Iterations between checkpoints [default: at each evaluation]; always "
-              "also at the end and on Ctrl-C.")
+@click.option(
+    "--checkpoint-every",
+    type=POSITIVE,
+    default=None,
+    help="Iterations between checkpoints [default: at each evaluation]; always "
+    "also at the end and on Ctrl-C.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
-@click.option("--out", type=DIR, default=None,
-              help="Run folder [default: runs/<spec file stem>]; never silently overwritten.")
-@click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off",
-              show_default=True, help="Mixed precision (fp16 needs CUDA; it uses a GradScaler).")
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the network.")
+@click.option(
+    "--out",
+    type=DIR,
+    default=None,
+    help="Run folder [default: runs/<spec file stem>]; never silently overwritten.",
+)
+@click.option(
+    "--amp",
+    type=click.Choice(["off", "bf16", "fp16"]),
+    default="off",
+    show_default=True,
+    help="Mixed precision (fp16 needs CUDA; it uses a GradScaler).",
+)
+@click.option(
+    "--compile",
+    "compile_",
+    is_flag=True,
+    help="torch.compile the network (evaluation stays uncompiled).",
+)
+@click.option(
+    "--compile-mode",
+    type=click.Choice(["default", "reduce-overhead", "max-autotune"]),
+    default="default",
+    show_default=True,
+    help="torch.compile mode; reduce-overhead uses CUDA graphs (small networks "
+    "at batch 128 are bound by kernel launches). Implies --compile.",
+)
 @click.option("--channels-last", is_flag=True, help="NHWC memory format (faster on tensor cores).")
-@click.option("--checkpoint-activations", is_flag=True,
-              help="Recompute each block's activations in backward: far less memory.")
-@click.option("--deterministic", is_flag=True,
-              help="Deterministic kernels only (slower on GPUs; the CPU is deterministic anyway).")
+@click.option(
+    "--checkpoint-activations",
+    is_flag=True,
+    help="Recompute each block's activations in backward: far less memory.",
+)
+@click.option(
+    "--deterministic",
+    is_flag=True,
+    help="Deterministic kernels only: needed on GPUs for a resumed run to continue "
+    "exactly (slower; the CPU is deterministic anyway).",
+)
+@click.option(
+    "--tf32/--no-tf32",
+    default=None,
+    help="TF32 for fp32 convolutions and matmuls on Ampere and later GPUs "
+    "[default: PyTorch's, TF32 convolutions and fp32 matmuls].",
+)
+@click.option(
+    "--sync-bn",
+    is_flag=True,
+    help="Under torchrun, batch-norm statistics over the global mini-batch "
+    "(default: each process's share).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors.")
 def train(spec: Path, compile_: bool, **kwargs: object) -> None:
     """Train SPEC with the paper's recipe (its train: section; flags override it).
 
     Writes metrics.csv, curves.png, config.yaml and last.pt into the run folder.
-    Ctrl-C saves a checkpoint and exits (130); --resume continues exactly where it stopped.
+    Ctrl-C saves a checkpoint and exits (130); --resume continues where it stopped, with
+    the recipe saved in the checkpoint: bit for bit on the CPU, and on GPUs with
+    --deterministic.
     """
     from resgraph.train.config import TrainOptions
     from resgraph.train.loop import train as run
 
     if kwargs["epochs"] is not None and kwargs["iterations"] is not None:
         raise click.UsageError("give --epochs or --iterations, not both")
+    compile_ = compile_ or kwargs["compile_mode"] != "default"
     code = run(TrainOptions(spec=spec, compile=compile_, **kwargs))  # type: ignore[arg-type]
     if code:
         raise click.exceptions.Exit(code)
@@ -87,19 +226,38 @@ def train(spec: Path, compile_: bool, **kwargs: object) -> None:
 
 @click.command("eval")
 @click.argument("spec", type=SPEC)
-@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="A run's last.pt or a plain state_dict file.")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="A run's last.pt or a plain state_dict file.",
+)
 @_data_options
 @_device_options
-@click.option("--batch-size", type=POSITIVE, default=500, show_default=True,
-              help="Images per forward pass.")
-def evaluate(spec: Path, weights: Path, dataset: str | None, data_dir: Path, download: bool,
-             device: str, engine: str, batch_size: int) -> None:
+@click.option(
+    "--batch-size", type=POSITIVE, default=500, show_default=True, help="Images per forward pass."
+)
+def evaluate(
+    spec: Path,
+    weights: Path,
+    dataset: str | None,
+    data_dir: Path,
+    download: bool,
+    device: str,
+    engine: str,
+    batch_size: int,
+) -> None:
     """Report the test error of trained weights for SPEC."""
     from resgraph.train.evaluate import evaluate_weights
 
     name, result = evaluate_weights(
-        spec, weights, dataset=dataset, data_dir=data_dir, device=device, engine=engine,
-        batch_size=batch_size, download=download,
+        spec,
+        weights,
+        dataset=dataset,
+        data_dir=data_dir,
+        device=device,
+        engine=engine,
+        batch_size=batch_size,
+        download=download,
     )
     click.echo(result.line(name))

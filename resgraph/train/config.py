@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from resgraph.errors import TrainError
-from resgraph.spec.train import TrainSpec
+from resgraph.spec.schema import ModelSpec
+from resgraph.spec.train import DATASET_ITERATIONS, TrainSpec
 
 CHECKPOINT = "last.pt"
 OWN_FILES = {"config.yaml", "metrics.csv", "curves.png", "ddp_check.json", CHECKPOINT}
@@ -25,8 +26,17 @@ SYNC_EVERY = 20  # iterations between reads of the running statistics (progress,
 
 # flag name -> TrainSpec field, for flags that override the recipe
 RECIPE_FLAGS = {
-    "dataset": "dataset", "batch_size": "batch_size", "lr": "lr", "seed": "seed",
-    "augment": "augment", "eval_every": "eval_every", "iterations": "iterations",
+    "dataset": "dataset",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "seed": "seed",
+    "augment": "augment",
+    "eval_every": "eval_every",
+    "iterations": "iterations",
+    "momentum": "momentum",
+    "weight_decay": "weight_decay",
+    "milestones": "milestones",
+    "warmup_lr": "warmup_lr",
 }
 
 
@@ -45,6 +55,10 @@ class TrainOptions:
     seed: int | None = None
     augment: bool | None = None
     eval_every: int | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    milestones: list[int] | None = None
+    warmup_lr: float | None = None
     device: str = "auto"
     engine: str = "graph"
     checkpoint_every: int | None = None
@@ -52,9 +66,12 @@ class TrainOptions:
     out: Path | None = None
     amp: str = "off"
     compile: bool = False
+    compile_mode: str = "default"
     channels_last: bool = False
     checkpoint_activations: bool = False
     deterministic: bool = False
+    sync_bn: bool = False
+    tf32: bool | None = None  # None: PyTorch's defaults
     quiet: bool = False
     cifar_url: str | None = None  # for tests; else $RESGRAPH_CIFAR_URL or the official one
     cifar_md5: str | None = None
@@ -71,6 +88,8 @@ class RunConfig:
     spec: str
     spec_name: str
     spec_sha256: str
+    arch_sha256: str  # the spec without its train: section (resgraph.emit.source.spec_hash)
+    architecture: dict[str, Any]  # ... and that part itself, to name what changed
     train: dict[str, Any]  # the recipe after overrides
     iterations: int
     milestones: list[int]
@@ -83,9 +102,12 @@ class RunConfig:
     engine: str
     amp: str
     compile: bool
+    compile_mode: str
     channels_last: bool
     checkpoint_activations: bool
     deterministic: bool
+    sync_bn: bool
+    tf32: bool | None
     world_size: int
     torch: str
     command: str = field(default_factory=lambda: " ".join(["resgraph", *sys.argv[1:]]))
@@ -94,20 +116,40 @@ class RunConfig:
         return asdict(self)
 
     def recipe(self) -> dict[str, Any]:
-        """What decides the numbers: it must not change when a run is resumed."""
-        return {"train": self.train, "iterations": self.iterations,
-                "milestones": self.milestones, "sync_every": self.sync_every}
+        """What decides the numbers: it must not change when a run is resumed (the run's
+        length and milestones are part of ``train``)."""
+        return {"train": self.train, "sync_every": self.sync_every}
 
 
-def override(train: TrainSpec, opts: TrainOptions) -> TrainSpec:
-    """The spec's recipe with the flags given on the command line, validated again."""
-    updates = {f: getattr(opts, flag) for flag, f in RECIPE_FLAGS.items()
-               if getattr(opts, flag) is not None}
+def override(
+    train: TrainSpec, opts: TrainOptions, saved: dict[str, Any] | None = None
+) -> TrainSpec:
+    """The recipe with the flags given on the command line, validated again: the spec's
+    ``train:`` section, or for a resumed run the recipe saved in its checkpoint (``saved``,
+    a RunConfig as a dict), so ``--resume`` needs no recipe flags. A new run whose length
+    neither the spec nor a flag gives takes its data set's default length."""
+    if saved is not None:
+        train = TrainSpec.model_validate(saved["train"])
+    updates = {
+        f: getattr(opts, flag)
+        for flag, f in RECIPE_FLAGS.items()
+        if getattr(opts, flag) is not None
+    }
+    dataset = updates.get("dataset", train.dataset)
+    if (
+        saved is None
+        and opts.epochs is None
+        and "iterations" not in updates
+        and "iterations" not in train.model_fields_set
+    ):
+        length = DATASET_ITERATIONS[dataset]
+        if length != train.iterations:
+            updates["iterations"] = length
     if not updates:
         return train
     data = train.model_dump(exclude_unset=True)
     data.update(updates)
-    if "iterations" in updates and "milestones" in data:
+    if "iterations" in updates and "milestones" not in updates and "milestones" in data:
         data["milestones"] = train.scaled_milestones(updates["iterations"])
     try:
         return TrainSpec.model_validate(data)
@@ -117,27 +159,41 @@ def override(train: TrainSpec, opts: TrainOptions) -> TrainSpec:
         smap = SourceMap("<command line>", None)
         lines = []
         for err in exc.errors():
-            name = str(err["loc"][0]) if err["loc"] else ""
-            flag = next((k for k, v in RECIPE_FLAGS.items() if v == name), name)
-            lines.append(f"--{flag.replace('_', '-')}: {_problem(err, smap).message}")
+            message = _problem(err, smap).message
+            # checks across fields (milestones within the run) have no location
+            name = str(err["loc"][0]) if err["loc"] else message.split()[0]
+            flag = next((k for k, v in RECIPE_FLAGS.items() if v == name), None)
+            lines.append(f"--{flag.replace('_', '-')}: {message}" if flag else message)
         raise TrainError("; ".join(lines)) from None
 
 
 def resolve(
-    spec_path: Path, spec_name: str, train: TrainSpec, opts: TrainOptions,
-    steps_per_epoch: int, world: int, device: str, torch_version: str,
+    spec_path: Path,
+    spec: ModelSpec,
+    train: TrainSpec,
+    opts: TrainOptions,
+    steps_per_epoch: int,
+    world: int,
+    device: str,
+    torch_version: str,
 ) -> RunConfig:
     """Fill in everything a run needs; ``train`` already holds the overrides except epochs."""
+    from resgraph.emit.source import spec_hash
+    from resgraph.train.evaluate import architecture
+
     iterations = train.iterations if opts.epochs is None else opts.epochs * steps_per_epoch
     milestones = train.scaled_milestones(iterations)
     # Record the milestones in force (scaled with the run's length) in the recipe itself.
-    train = TrainSpec.model_validate({**train.model_dump(exclude_unset=True),
-                                      "iterations": iterations, "milestones": milestones})
+    train = TrainSpec.model_validate(
+        {**train.model_dump(exclude_unset=True), "iterations": iterations, "milestones": milestones}
+    )
     eval_every = train.eval_every or steps_per_epoch
     return RunConfig(
         spec=str(spec_path),
-        spec_name=spec_name,
+        spec_name=spec.name,
         spec_sha256=hashlib.sha256(Path(spec_path).read_bytes()).hexdigest(),
+        arch_sha256=spec_hash(spec),
+        architecture=architecture(spec),
         train=train.model_dump(),
         iterations=iterations,
         milestones=milestones,
@@ -150,9 +206,12 @@ def resolve(
         engine=opts.engine,
         amp=opts.amp,
         compile=opts.compile,
+        compile_mode=opts.compile_mode,
         channels_last=opts.channels_last,
         checkpoint_activations=opts.checkpoint_activations,
         deterministic=opts.deterministic,
+        sync_bn=opts.sync_bn,
+        tf32=opts.tf32,
         world_size=world,
         torch=torch_version,
     )
@@ -162,13 +221,13 @@ def recipe_changes(saved: dict[str, Any], now: RunConfig) -> list[str]:
     """How the recipe asked for now differs from the one a run was started with."""
     old, new = saved, now.recipe()
     changes = []
-    for key in new:
-        if key == "train":
-            for name, value in new["train"].items():
-                if old["train"].get(name) != value:
-                    changes.append(f"{name}: the run has {old['train'].get(name)!r}, now {value!r}")
-        elif old.get(key) != new[key]:
-            changes.append(f"{key}: the run has {old.get(key)!r}, now {new[key]!r}")
+    for name, value in new["train"].items():
+        if old["train"].get(name) != value:
+            changes.append(f"{name}: the run has {old['train'].get(name)!r}, now {value!r}")
+    if old.get("sync_every") != new["sync_every"]:
+        changes.append(
+            f"sync_every: the run has {old.get('sync_every')!r}, now {new['sync_every']!r}"
+        )
     return changes
 
 

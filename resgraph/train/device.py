@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,10 @@ def pick_device(choice: str, local_rank: int = 0) -> torch.device:
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
-            raise TrainError("--device cuda: no CUDA GPU is available (this PyTorch build "
-                             f"is {torch.__version__}); use --device cpu")
+            raise TrainError(
+                "--device cuda: no CUDA GPU is available (this PyTorch build "
+                f"is {torch.__version__}); use --device cpu"
+            )
         if local_rank >= torch.cuda.device_count():
             raise TrainError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs")
         return torch.device("cuda", local_rank)
@@ -42,8 +45,69 @@ def pick_device(choice: str, local_rank: int = 0) -> torch.device:
 def check_amp(amp: str, device: torch.device) -> None:
     if amp == "fp16" and device.type == "cpu":
         raise TrainError("--amp fp16 needs a CUDA GPU; on the CPU use --amp bf16 or --amp off")
-    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise TrainError("--amp bf16: this GPU has no bfloat16 support; use --amp fp16")
+    # Pre-Ampere GPUs emulate bfloat16 (is_bf16_supported() says yes unless asked for native
+    # support): slower than fp32, so refuse it.
+    if (
+        amp == "bf16"
+        and device.type == "cuda"
+        and not torch.cuda.is_bf16_supported(including_emulation=False)
+    ):
+        raise TrainError(
+            "--amp bf16: this GPU has no native bfloat16 (it needs compute "
+            "capability 8.0 or later); use --amp fp16"
+        )
+
+
+def set_precision(device: torch.device, tf32: bool | None, deterministic: bool) -> None:
+    """cuDNN autotuning (off with ``deterministic``) and TF32 for fp32 matmuls and
+    convolutions on Ampere and later: PyTorch's defaults use TF32 for convolutions only;
+    ``tf32`` True or False sets both."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        if tf32 is not None:
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+    if deterministic:
+        # warn_only: PyTorch flags every CUDA adaptive-average-pool backward, which the
+        # networks' global pooling uses; with a 1x1 output each input gets one contribution,
+        # so its atomic adds are deterministic here and that one warning is silenced. Other
+        # kernels without a deterministic version still warn.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        warnings.filterwarnings(
+            "ignore", message="adaptive_avg_pool2d_backward_cuda does not have a deterministic"
+        )
+        torch.backends.cudnn.deterministic = True
+
+
+def seed_step(seed: int, device: torch.device) -> None:
+    """Seed the generators random layers draw from (this process's device only)."""
+    torch.random.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
+def make_optimizer(params: Any, recipe: Any, device: torch.device) -> torch.optim.SGD:
+    """The paper's SGD; on CUDA the fused kernel (one launch, and with fp16 the scaler's
+    inf check stays on the device instead of a host sync per step)."""
+    return torch.optim.SGD(
+        params,
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        fused=True if device.type == "cuda" else None,
+    )
+
+
+def compile_module(module: nn.Module, mode: str) -> nn.Module:
+    """``torch.compile`` (``mode``: default, reduce-overhead = CUDA graphs, max-autotune)."""
+    return torch.compile(module, mode=None if mode == "default" else mode)
+
+
+def compile_error(exc: BaseException) -> TrainError:
+    """One line for a failure of torch.compile (forward or backward graph)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    why = " ".join(lines[:2])[:300]
+    return TrainError(f"--compile failed ({type(exc).__name__}: {why}); run without --compile")
 
 
 def autocast(
@@ -72,7 +136,8 @@ def checkpoint_blocks(model: nn.Module, ir: IR) -> int:
 
 
 def _checkpointed(
-    forward: Callable[..., torch.Tensor], contexts: Callable[[], tuple[Any, Any]],
+    forward: Callable[..., torch.Tensor],
+    contexts: Callable[[], tuple[Any, Any]],
     *args: torch.Tensor,
 ) -> torch.Tensor:
     if not torch.is_grad_enabled():  # evaluation: nothing to save
@@ -96,8 +161,12 @@ class _KeepStats:
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def __enter__(self) -> None:
-        self.saved = [(buf, buf.clone()) for m in self.block.modules()
-                      if isinstance(m, nn.modules.batchnorm._BatchNorm) for buf in m.buffers()]
+        self.saved = [
+            (buf, buf.clone())
+            for m in self.block.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for buf in m.buffers()
+        ]
 
     def __exit__(self, *exc: object) -> None:
         with torch.no_grad():
@@ -109,6 +178,10 @@ class _KeepStats:
 # --- memory -----------------------------------------------------------------------------
 
 
+CUDA_CONTEXT_BYTES = 600 * 2**20  # the CUDA context and kernels, per process (approx.)
+CUDNN_WORKSPACE_BYTES = 256 * 2**20  # cuDNN's convolution workspace with benchmark on (approx.)
+
+
 @dataclass
 class MemoryPlan:
     activations: int
@@ -117,10 +190,11 @@ class MemoryPlan:
     data: int
     free: int | None
     where: str
+    overhead: int = 0  # CUDA context and cuDNN workspace
 
     def need(self, checkpointed: bool) -> int:
         acts = self.activations_checkpointed if checkpointed else self.activations
-        return acts + self.weights + self.data
+        return acts + self.weights + self.data + self.overhead
 
 
 def _elements(n: object) -> int:
@@ -151,24 +225,37 @@ def checkpointed_activation_bytes(ir: IR, batch_size: int) -> int:
 
 
 def memory_plan(
-    ir: IR, model: nn.Module, batch_size: int, amp: str, device: torch.device, data_bytes: int
+    ir: IR,
+    model: nn.Module,
+    batch_size: int,
+    amp: str,
+    device: torch.device,
+    data_bytes: int,
+    free: int | None = None,
 ) -> MemoryPlan:
+    """The memory a run needs, and ``free``: the free memory read before anything of the
+    run was moved to the device (read now when not given)."""
     scale = 2 if amp != "off" else 1  # half-precision activations take half the room
     params = sum(p.numel() * p.element_size() for p in model.parameters())
+    cuda = device.type == "cuda"
     return MemoryPlan(
         activations=activation_bytes(ir, batch_size) // scale,
         activations_checkpointed=checkpointed_activation_bytes(ir, batch_size) // scale,
         weights=3 * params,
         data=data_bytes,
-        free=free_memory(device),
+        free=free if free is not None else free_memory(device),
         where=str(device),
+        overhead=CUDA_CONTEXT_BYTES + CUDNN_WORKSPACE_BYTES if cuda else 0,
     )
 
 
 def free_memory(device: torch.device) -> int | None:
-    """Free bytes on a CUDA device, or the CPU's MemAvailable; None when unknown."""
+    """Free bytes on a CUDA device before this process used it, or the CPU's MemAvailable;
+    None when unknown. Read it before moving anything of the run to the device."""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        # The query itself creates this process's CUDA context; count its room as free, as
+        # the plan counts the context among what the run needs.
+        return torch.cuda.mem_get_info(device)[0] + CUDA_CONTEXT_BYTES
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -189,8 +276,11 @@ def memory_warning(plan: MemoryPlan, batch_size: int, amp: str, checkpointed: bo
         return None
     tips = [f"--batch-size {max(1, batch_size // 2)}"]
     if amp == "off":
-        tips.append(f"--amp bf16 (about {fmt_bytes(need - plan.activations // 2)})"
-                    if not checkpointed else "--amp bf16")
+        tips.append(
+            f"--amp bf16 (about {fmt_bytes(need - plan.activations // 2)})"
+            if not checkpointed
+            else "--amp bf16"
+        )
     if not checkpointed:
         tips.append(f"--checkpoint-activations (about {fmt_bytes(plan.need(True))})")
     return (

@@ -62,8 +62,16 @@ class Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Leave the process group. Call it after everything that uses the group (the DDP
+        module and its reducer) is freed; ``wait``: meet every process first (not after an
+        error, when the others may never arrive)."""
         if self.enabled and dist.is_initialized():
+            if wait:
+                try:
+                    dist.barrier()
+                except RuntimeError:  # another process is gone (killed): nothing to wait for
+                    pass
             dist.destroy_process_group()
 
 
@@ -90,10 +98,13 @@ def init(d: Dist, device: torch.device) -> None:
         if var not in os.environ:
             raise TrainError(f"{var} is not set: start distributed runs with torchrun")
     backend = "nccl" if device.type == "cuda" else "gloo"
+    extra: dict[str, Any] = {}
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, rank=d.rank, world_size=d.world,
-                            timeout=timedelta(minutes=30))
+        extra["device_id"] = device  # binds NCCL to this GPU at once (no guessing later)
+    dist.init_process_group(
+        backend, rank=d.rank, world_size=d.world, timeout=timedelta(minutes=30), **extra
+    )
 
 
 def param_digest(model: torch.nn.Module) -> str:

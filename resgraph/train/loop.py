@@ -1,18 +1,25 @@
-"""The training run: set-up, the loop, evaluations, checkpoints, interruption.
+"""The training run: a :class:`Trainer` built completely in its constructor, then ``run()``.
 
-Test-only hooks (environment variables, read once per run):
-``RESGRAPH_TEST_SIGNAL=SIGKILL@5`` makes the process send itself that signal right after
-iteration 5 (and its checkpoint, if one is due); ``RESGRAPH_TEST_NAN_AT=7`` turns the loss of
-iteration 7 into NaN.
+Callers that need to watch or disturb a run (tests: kill it after iteration N, make a loss
+NaN, slow steps down) pass :class:`Callback` objects; production code reads no test hooks.
+
+Under DDP the run owns the process group's users (the DDP module and its reducer, the
+optimizer, the data on the device): :func:`train` releases them, collects reference cycles,
+waits for every process and only then destroys the process group, so nothing that talks to
+the group is torn down at interpreter exit.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import random
 import signal
 import threading
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -32,19 +39,41 @@ from resgraph.train import device as dev
 from resgraph.train import distributed, plots
 from resgraph.train.batches import DeviceData, mix_seed, split_validation
 from resgraph.train.data import load_images
-from resgraph.train.evaluate import build, evaluate
-from resgraph.train.report import make_reporter
+from resgraph.train.evaluate import build, check_architecture, check_classes, evaluate
+from resgraph.train.report import make_reporter, plural
 from resgraph.train.schedule import Meter, NonFiniteLoss, Schedule
 
-SIGNAL_ENV, NAN_ENV = "RESGRAPH_TEST_SIGNAL", "RESGRAPH_TEST_NAN_AT"
 CURVES_EVERY_S = 600.0
+REPEAT_WINDOW_S = 5.0  # the same signal again within this time is the same request
+SKIPPED_WARN = 50  # fp16: warn when the gradient scaler skips this many steps in a row
+
+
+class Callback:
+    """Hooks into a run. Every method does nothing by default."""
+
+    def on_loss(self, trainer: Trainer, iteration: int, loss: torch.Tensor) -> torch.Tensor:
+        """The loss of ``iteration`` (0-based) before backward; return it or a replacement."""
+        return loss
+
+    def after_iteration(self, trainer: Trainer, iteration: int) -> None:
+        """Called after ``iteration`` (1-based count of finished iterations) and its
+        evaluation and checkpoint, if any were due."""
 
 
 class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints and stops. A second one aborts."""
+    """SIGINT/SIGTERM set a flag; the loop checkpoints and stops.
 
-    def __init__(self) -> None:
+    Schedulers (SLURM, Kubernetes) signal every process and torchrun forwards the signal
+    too, so one request often arrives twice: the same signal again within
+    ``REPEAT_WINDOW_S`` seconds is ignored. Another signal, or the same one later, aborts
+    (KeyboardInterrupt) unless the checkpoint is being written, which always finishes, or
+    the run has stopped and the process is exiting."""
+
+    def __init__(self, keep_on_stop: bool = False) -> None:
+        self.keep_on_stop = keep_on_stop
         self.signum: int | None = None
+        self.at = 0.0
+        self.saving = False
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
@@ -54,47 +83,100 @@ class StopRequest:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
+        now = time.monotonic()
+        if self.signum is None:
+            self.signum, self.at = signum, now
+            return
+        if self.saving or (signum == self.signum and now - self.at < REPEAT_WINDOW_S):
+            return
+        raise KeyboardInterrupt
 
     def __exit__(self, *exc: object) -> None:
+        if self.signum is not None and self.keep_on_stop and self._old:
+            # Stopping: the process is on its way out. Under torchrun the first process to
+            # exit makes torchrun signal the others; that signal is the same request, so it
+            # is ignored (SIG_IGN, which unlike a Python handler lasts through interpreter
+            # shutdown) and every process ends with its own status, 128 + signal.
+            for sig in self._old:
+                signal.signal(sig, signal.SIG_IGN)
+            return
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
 
-def train(opts: cfg.TrainOptions) -> int:
+def train(opts: cfg.TrainOptions, callbacks: Sequence[Callback] = ()) -> int:
     """Run (or resume) training; returns the exit status (0, or 128 + signal when stopped)."""
     d = distributed.from_env()
     if opts.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     device = dev.pick_device(opts.device, d.local_rank)
     dev.check_amp(opts.amp, device)
+    if opts.sync_bn and device.type != "cuda":
+        raise TrainError(
+            "--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on "
+            "the CPU); leave it out"
+        )
+    free = dev.free_memory(device)  # before anything of this run is on the device
     distributed.init(d, device)
+    trainer: Trainer | None = None
+    finished = False
     try:
-        with StopRequest() as stop:
-            return Run(opts, d, device, stop).run()
+        with StopRequest(keep_on_stop=d.enabled) as stop:
+            trainer = Trainer(opts, d, device, stop, callbacks, free_bytes=free)
+            code = trainer.run()
+            finished = True
+            return code
     finally:
-        d.close()
+        if trainer is not None:
+            trainer.release()
+        del trainer
+        gc.collect()  # DistributedDataParallel sits in a reference cycle: free it now
+        d.close(wait=finished)
 
 
-class Run:
-    def __init__(self, opts: cfg.TrainOptions, d: distributed.Dist, device: torch.device,
-                 stop: StopRequest) -> None:
-        self.opts, self.d, self.device, self.stop = opts, d, device, stop
+class Trainer:
+    """Everything a run needs, built in the constructor: spec, data, model, optimizer,
+    schedule, scaler, restored state. ``run()`` writes the run folder and trains."""
+
+    def __init__(
+        self,
+        opts: cfg.TrainOptions,
+        d: distributed.Dist,
+        device: torch.device,
+        stop: StopRequest | None = None,
+        callbacks: Sequence[Callback] = (),
+        free_bytes: int | None = None,
+    ) -> None:
+        self.opts, self.d, self.device = opts, d, device
+        self.stop = stop if stop is not None else StopRequest()
+        self.callbacks = list(callbacks)
+        self.free_bytes = free_bytes
         self.echo = click.echo if d.is_main and not opts.quiet else (lambda *a, **k: None)
         self.spec = load_spec(opts.spec)
         self.ir = lower(self.spec)
-        recipe = cfg.override(self.spec.train, opts)
         self.dir = opts.run_dir
         state = cfg.run_state(self.dir, opts.resume)
         self.ckpt = ckpt_io.load(self.dir / cfg.CHECKPOINT, device) if state == "resume" else None
         if opts.resume and self.ckpt is None:
             self.echo(f"no checkpoint in {self.dir}: starting a new run")
+        if self.ckpt is not None:
+            check_architecture(
+                self.ckpt["config"], self.spec, str(self.dir / cfg.CHECKPOINT), resume=True
+            )
+        recipe = cfg.override(
+            self.spec.train, opts, saved=self.ckpt["config"] if self.ckpt is not None else None
+        )
+        self.recipe = recipe
         self.data = self._data(recipe)
         self.config = cfg.resolve(
-            opts.spec, self.spec.name, recipe, opts, self.data.steps_per_epoch, d.world,
-            str(device), str(torch.__version__),
+            opts.spec,
+            self.spec,
+            recipe,
+            opts,
+            self.data.steps_per_epoch,
+            d.world,
+            str(device),
+            str(torch.__version__),
         )
         if self.ckpt is not None:
             changes = cfg.recipe_changes(self.ckpt["config"], self.config)
@@ -104,11 +186,22 @@ class Run:
                     "resumed run keeps its recipe: drop the flags that change it, or start a "
                     "new run with another --out"
                 )
-        self.recipe = recipe
+        self._model()
+        self._last_saved: int | None = self.start if self.ckpt is not None else None
+        self._it = self._last_read = self.start
+        self.reporter = make_reporter(opts.quiet, d.is_main)
         d.barrier()  # every process has checked the folder before rank 0 writes to it
 
     def _data(self, recipe: Any) -> DeviceData:
         o, inp = self.opts, self.spec.input
+        if recipe.batch_size % self.d.world:
+            message = (
+                f"batch size {recipe.batch_size} does not split evenly over "
+                f"{self.d.world} processes"
+            )
+            if not self.d.is_main:  # every process finds it: rank 0 alone says so
+                raise click.exceptions.Exit(1)
+            raise TrainError(message)
         loader: dict[str, Any] = {"download": o.download, "url": o.cifar_url, "log": self.echo}
         if o.cifar_md5:
             loader["md5"] = o.cifar_md5
@@ -120,48 +213,56 @@ class Run:
                 error = str(exc)
         error = self.d.from_main(error)
         if error:
+            if not self.d.is_main:
+                raise click.exceptions.Exit(1)
             raise TrainError(error)
         if images is None:
             images = load_images(recipe.dataset, o.data_dir, inp.channels, inp.size)
+        unused = check_classes(self.spec.num_classes, images)
+        if unused and self.d.is_main:
+            click.echo(f"warning: {unused}", err=True)
         images, validation = split_validation(images, recipe.validation_split)
         self.images = images
         return DeviceData(
-            images, self.device, batch_size=recipe.batch_size, seed=recipe.seed,
-            augment=recipe.augment, rank=self.d.rank, world=self.d.world,
-            channels_last=o.channels_last, validation=validation,
+            images,
+            self.device,
+            batch_size=recipe.batch_size,
+            seed=recipe.seed,
+            augment=recipe.augment,
+            rank=self.d.rank,
+            world=self.d.world,
+            channels_last=o.channels_last,
+            validation=validation,
         )
-
-    # --- set-up -------------------------------------------------------------------------
 
     def _model(self) -> None:
         o, c, r = self.opts, self.config, self.recipe
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = not o.deterministic
-        if o.deterministic:
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.deterministic = True
+        dev.set_precision(self.device, tf32=o.tf32, deterministic=o.deterministic)
         self.raw = build(self.ir, o.engine, seed=r.seed)
         if self.ckpt is not None:
             ckpt_io.load_model_state(self.raw, self.ckpt["model"], str(self.dir / cfg.CHECKPOINT))
+        if o.sync_bn and self.d.enabled:
+            # Convert before wrapping: batch statistics over the global mini-batch.
+            self.raw = nn.SyncBatchNorm.convert_sync_batchnorm(self.raw)
         self.raw.to(self.device)
         if o.channels_last:
             self.raw.to(memory_format=torch.channels_last)
         if o.checkpoint_activations:
             dev.checkpoint_blocks(self.raw, self.ir)
-        net: nn.Module = self.raw
+        # Compile the inner module, then wrap it (PyTorch's advice for DDP); evaluation
+        # uses self.raw, off the compiled path.
+        net: nn.Module = dev.compile_module(self.raw, o.compile_mode) if o.compile else self.raw
         if self.d.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            net = nn.parallel.DistributedDataParallel(self.raw, device_ids=ids)
-        self.net = torch.compile(net) if o.compile else net
-        self.opt = torch.optim.SGD(self.raw.parameters(), lr=r.lr, momentum=r.momentum,
-                                   weight_decay=r.weight_decay)
+            net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+        self.net = net
+        self.opt = dev.make_optimizer(self.raw.parameters(), r, self.device)
         self.schedule = Schedule(r.lr, c.milestones, r.gamma, r.warmup_lr, r.warmup_until_error)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=o.amp == "fp16")
         self.autocast = dev.autocast(o.amp, self.device)
         self.meter = Meter(self.device)
         self.history: list[dict[str, Any]] = []
         self.elapsed0, self.start = 0.0, 0
-        torch.manual_seed(mix_seed(r.seed, self.d.rank, 3))
         random.seed(mix_seed(r.seed, self.d.rank, 4))
         np.random.seed(mix_seed(r.seed, self.d.rank, 5) % 2**32)
         if self.ckpt is not None:
@@ -181,54 +282,96 @@ class Run:
         if len(rngs) == self.d.world:
             ckpt_io.set_rng_state(rngs[self.d.rank], self.device)
         else:
-            self.echo(f"note: the run had {len(rngs)} processes, now {self.d.world}: random "
-                      "states are re-seeded (only dropout-like layers notice)")
+            self.echo(
+                f"note: the run had {len(rngs)} processes, now {self.d.world}: Python "
+                "and numpy random states are re-seeded (resgraph's own draws do not "
+                "depend on them)"
+            )
+
+    def release(self) -> None:
+        """Drop everything the run holds on the device and in the process group."""
+        for name in ("net", "raw", "opt", "scaler", "data", "meter", "ckpt", "reporter"):
+            self.__dict__.pop(name, None)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _write(self, path: Path, what: str, write: Any) -> None:
+        """Run ``write()``; an OS error (read-only folder, full disk) becomes one line."""
+        try:
+            write()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise TrainError(f"cannot write {what} {path}: {reason}") from None
 
     def _write_config(self) -> None:
         data = self.config.to_dict()
         if self.ckpt is not None:
             data["resumed_at"] = int(self.ckpt["data"]["iteration"])
-        atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
+        path = self.dir / "config.yaml"
+        self._write(
+            path,
+            "the run configuration",
+            lambda: atomic_write_text(path, yaml.safe_dump(data, sort_keys=False)),
+        )
 
     def _header(self) -> None:
         c, r = self.config, self.recipe
         params = sum(p.numel() for p in self.raw.parameters())
         self.echo(f"{self.spec.name} ({params:,} parameters) on {self.images.describe()}")
-        ms = ", ".join(map(str, c.milestones)) or "none"
+        ms = ", ".join(map(str, c.milestones))
+        lr = f"lr {r.lr:g} x{r.gamma:g} at {ms}" if ms else f"lr {r.lr:g} (no milestones)"
+        epochs = c.iterations / c.steps_per_epoch
+        unit = "epoch" if epochs == 1 else "epochs"
         self.echo(
-            f"{c.iterations} iterations ({c.iterations / c.steps_per_epoch:.1f} epochs of "
-            f"{c.steps_per_epoch}), batch {r.batch_size}, lr {r.lr:g} x{r.gamma:g} at {ms}, "
+            f"{plural(c.iterations, 'iteration')} ({epochs:.3g} {unit} of "
+            f"{plural(c.steps_per_epoch, 'iteration')}), batch {r.batch_size}, {lr}, "
             f"momentum {r.momentum:g}, weight decay {r.weight_decay:g}"
-            + (f", warm-up at lr {r.warmup_lr:g} until training error < "
-               f"{100 * r.warmup_until_error:g}%" if r.warmup_lr else "")
+            + (
+                f", warm-up at lr {r.warmup_lr:g} until training error < "
+                f"{100 * r.warmup_until_error:g}%"
+                if r.warmup_lr
+                else ""
+            )
         )
         per_rank = r.batch_size // self.d.world
-        plan = dev.memory_plan(self.ir, self.raw, per_rank, self.opts.amp, self.device,
-                               self.data.nbytes)
+        plan = dev.memory_plan(
+            self.ir,
+            self.raw,
+            per_rank,
+            self.opts.amp,
+            self.device,
+            self.data.nbytes,
+            free=self.free_bytes,
+        )
         mem = f"memory about {dev.fmt_bytes(plan.need(self.opts.checkpoint_activations))}"
         if plan.free is not None:
             mem += f" of {dev.fmt_bytes(plan.free)} free"
         procs = f" x {self.d.world} processes" if self.d.enabled else ""
-        extras = [f"amp {self.opts.amp}"] if self.opts.amp != "off" else []
-        extras += [name for name, on in (("channels-last", self.opts.channels_last),
-                   ("compile", self.opts.compile),
-                   ("checkpoint-activations", self.opts.checkpoint_activations)) if on]
+        o = self.opts
+        extras = [f"amp {o.amp}"] if o.amp != "off" else []
+        extras += [
+            name
+            for name, on in (
+                ("channels-last", o.channels_last),
+                (f"compile {o.compile_mode}", o.compile),
+                ("checkpoint-activations", o.checkpoint_activations),
+                ("sync-bn", o.sync_bn and self.d.enabled),
+            )
+            if on
+        ]
         extra = f" ({', '.join(extras)})" if extras else ""
         self.echo(f"device {self.device}{procs}{extra}, {mem}; run folder {self.dir}")
-        warning = dev.memory_warning(plan, per_rank, self.opts.amp,
-                                     self.opts.checkpoint_activations)
+        warning = dev.memory_warning(plan, per_rank, o.amp, o.checkpoint_activations)
         if warning and self.d.is_main:
             click.echo(warning, err=True)
 
     # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
-        self._model()
         if self.d.is_main:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            ckpt_io.remove_stale_temporaries(self.dir)
+            self._write(self.dir, "the run folder", self._make_dir)
         if self.ckpt is not None and self.ckpt.get("complete"):
-            self.echo(f"{self.dir} is already complete ({self.start} iterations)")
+            self.echo(f"{self.dir} is already complete ({plural(self.start, 'iteration')})")
             if self.d.is_main and self.history:
                 self._curves()
             return 0
@@ -237,14 +380,16 @@ class Run:
         self._header()
         if self.ckpt is not None:
             self.echo(f"resuming at iteration {self.start}")
-        self.reporter = make_reporter(self.opts.quiet, self.d.is_main)
         try:
             return self._loop()
         except NonFiniteLoss as exc:
             self._finish_files()
             last = self._last_saved
-            kept = (f"the last good checkpoint {self.dir / cfg.CHECKPOINT} (iteration {last}) "
-                    "is kept" if last is not None else "no checkpoint had been written yet")
+            kept = (
+                f"the last good checkpoint {self.dir / cfg.CHECKPOINT} (iteration {last}) is kept"
+                if last is not None
+                else "no checkpoint had been written yet"
+            )
             raise TrainError(
                 f"the training loss became {exc} between iterations {self._last_read + 1} and "
                 f"{self._it} (lr {self.schedule.lr(self._it - 1):g}); training stopped and "
@@ -253,13 +398,16 @@ class Run:
         finally:
             self.reporter.close()
 
+    def _make_dir(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ckpt_io.remove_stale_temporaries(self.dir)
+        probe = self.dir / ".resgraph-write-test.tmp"  # a read-only folder fails here, early
+        probe.write_bytes(b"")
+        probe.unlink()
+
     def _loop(self) -> int:
         c = self.config
-        kill = os.environ.get(SIGNAL_ENV, "")
-        kill_sig, _, kill_at = kill.partition("@")
-        nan_at = int(os.environ.get(NAN_ENV, "0") or 0)
-        self._last_saved = self.start if self.ckpt is not None else None
-        self._it = self._last_read = it = self.start
+        it = self.start
         self.session0 = self.mark = time.monotonic()
         self.last_curves = self.mark
         self.reporter.start(c.iterations, it)
@@ -267,7 +415,7 @@ class Run:
         stopping = False
         while it < c.iterations:
             lr = self.schedule.lr(it)
-            self._step(it, lr, nan=it + 1 == nan_at)
+            self._step(it, lr)
             it = self._it = it + 1
             boundary = it % c.sync_every == 0
             eval_due = it % c.eval_every == 0 or it == c.iterations
@@ -277,20 +425,23 @@ class Run:
                 now = time.monotonic()
                 stopping = self.meter.read(self.d.sum, local_stop, self.d.world, now - self.mark)
                 self.mark, self._last_read = now, it
+                self._check_skipped(it)
             stats = None
             if boundary:
                 loss, err, ips = self.meter.take_window()
                 stats = {"loss": loss, "error": err, "lr": lr, "images_per_s": ips}
                 if self.schedule.observe(it, err):
-                    self.reporter.note(f"warm-up over at iteration {it} (training error "
-                                       f"{100 * err:.1f}%): lr {self.schedule.lr(it):g} from now")
+                    self.reporter.note(
+                        f"warm-up over at iteration {it} (training error "
+                        f"{100 * err:.1f}%): lr {self.schedule.lr(it):g} from now"
+                    )
             if eval_due:
                 self._evaluate(it, lr)
             self.reporter.step(it, stats)
             if ckpt_due or stopping:
                 self._save(it, complete=it == c.iterations)
-            if kill_at and int(kill_at) == it:
-                os.kill(os.getpid(), getattr(signal, kill_sig))
+            for callback in self.callbacks:
+                callback.after_iteration(self, it)
             if stopping:
                 break
             if self.d.is_main and time.monotonic() - self.last_curves > CURVES_EVERY_S:
@@ -301,39 +452,61 @@ class Run:
             signum = self.stop.signum or signal.SIGTERM
             name = signal.Signals(signum).name
             if self.d.is_main:  # even with --quiet
-                click.echo(f"stopped by {name} after iteration {it}: checkpoint saved to "
-                           f"{self.dir / cfg.CHECKPOINT}; continue with: resgraph train "
-                           f"{self.opts.spec} --out {self.dir} --resume")
+                click.echo(
+                    f"stopped by {name} after iteration {it}: checkpoint saved to "
+                    f"{self.dir / cfg.CHECKPOINT}; continue with: resgraph train "
+                    f"{self.opts.spec} --out {self.dir} --resume"
+                )
             return 128 + signum
         self._check_replicas()
         last = self.history[-1] if self.history else None
         if last is not None:
-            self.echo(f"done: test error {100 * last['test_error']:.2f}% after {it} iterations "
-                      f"({last['time_s']:.0f} s); results in {self.dir}")
+            self.echo(
+                f"done: test error {100 * last['test_error']:.2f}% after "
+                f"{plural(it, 'iteration')} ({last['time_s']:.0f} s); results in {self.dir}"
+            )
         return 0
 
-    def _step(self, it: int, lr: float, nan: bool) -> None:
+    def _step(self, it: int, lr: float) -> None:
         for group in self.opt.param_groups:
             group["lr"] = lr
         x, y = self.data.train_batch(it)
+        # Random layers (stochastic depth, dropout) draw from (seed, iteration): the same
+        # on every process, so all of them drop the same blocks, and the same after a resume.
+        dev.seed_step(mix_seed(self.recipe.seed, it, 3), self.device)
+        compiling = self.opts.compile and it == self.start
         try:
             with self.autocast():
                 out = self.net(x)
                 loss = F.cross_entropy(out, y)
+            for callback in self.callbacks:
+                loss = callback.on_loss(self, it, loss)
+            self.opt.zero_grad(set_to_none=True)
+            scaled = self.scaler.scale(loss)  # (creates the scale on the first call)
+            scale = self.scaler._scale if self.scaler.is_enabled() else None
+            before = scale.clone() if scale is not None else None
+            scaled.backward()
         except Exception as exc:
-            if self.opts.compile and it == self.start:
-                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-                why = " ".join(lines[:2])[:300]
-                raise TrainError(f"--compile failed ({type(exc).__name__}: {why}); run "
-                                 "without --compile") from None
+            if compiling:
+                raise dev.compile_error(exc) from None
             raise
-        if nan:
-            loss = loss * float("nan")
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
-        self.meter.add(loss.detach(), (out.detach().argmax(1) != y).sum(), len(y))
+        skipped = None
+        if before is not None:  # the scale shrinks exactly when the step was skipped
+            skipped = self.scaler._scale < before  # type: ignore[operator]
+        self.meter.add(loss.detach(), (out.detach().argmax(1) != y).sum(), len(y), skipped)
+
+    def _check_skipped(self, it: int) -> None:
+        streak = self.meter.skip_streak
+        if streak >= SKIPPED_WARN and not self.meter.warned_skips and self.d.is_main:
+            self.meter.warned_skips = True
+            click.echo(
+                f"warning: the fp16 gradient scaler skipped the last {streak} steps in "
+                f"a row (up to iteration {it}): gradients overflow even at a small "
+                "scale; try --amp bf16, --amp off or a lower --lr",
+                err=True,
+            )
 
     def _evaluate(self, it: int, lr: float) -> None:
         t0 = time.monotonic()
@@ -344,13 +517,21 @@ class Run:
             if self.data.validation is not None:
                 val_loss, val_err = evaluate(self.raw, self.data.eval_batches("val"), self.autocast)
             row = {
-                "epoch": round(it / self.config.steps_per_epoch, 4), "iteration": it, "lr": lr,
-                "train_loss": train_loss, "train_error": train_err, "test_loss": test_loss,
-                "test_error": test_err, "val_loss": val_loss, "val_error": val_err,
-                "images_per_s": ips, "time_s": self._elapsed(),
+                "epoch": round(it / self.config.steps_per_epoch, 4),
+                "iteration": it,
+                "lr": lr,
+                "train_loss": train_loss,
+                "train_error": train_err,
+                "test_loss": test_loss,
+                "test_error": test_err,
+                "val_loss": val_loss,
+                "val_error": val_err,
+                "images_per_s": ips,
+                "time_s": self._elapsed(),
             }
             self.history.append(row)
-            plots.write_metrics(self.dir / "metrics.csv", self.history)
+            path = self.dir / "metrics.csv"
+            self._write(path, "the metrics", lambda: plots.write_metrics(path, self.history))
             self.reporter.row(row)
         self.mark += time.monotonic() - t0  # evaluation time is not training time
 
@@ -358,10 +539,14 @@ class Run:
         return self.elapsed0 + time.monotonic() - self.session0
 
     def _save(self, it: int, complete: bool) -> None:
+        """Rank 0 writes the checkpoint; every process waits for the write (and learns
+        whether it failed) before going on, so none exits while rank 0 is still writing."""
         t0 = time.monotonic()
         rngs = self.d.gather(ckpt_io.rng_state(self.device))
+        error = None
         if self.d.is_main:
-            ckpt_io.save_atomic({
+            path = self.dir / cfg.CHECKPOINT
+            state = {
                 "format": ckpt_io.FORMAT,
                 "model": self.raw.state_dict(),
                 "optimizer": self.opt.state_dict(),
@@ -375,13 +560,26 @@ class Run:
                 "elapsed_s": self._elapsed(),
                 "config": self.config.to_dict(),
                 "complete": complete,
-            }, self.dir / cfg.CHECKPOINT)
+            }
+            self.stop.saving = True
+            try:
+                self._write(path, "the checkpoint", lambda: ckpt_io.save_atomic(state, path))
+            except TrainError as exc:
+                error = str(exc)
+            finally:
+                self.stop.saving = False
+        error = self.d.from_main(error)
+        if error:
+            if not self.d.is_main:
+                raise click.exceptions.Exit(1)
+            raise TrainError(error)
         self._last_saved = it
         self.mark += time.monotonic() - t0
 
     def _curves(self) -> None:
         title = f"{self.spec.name} on {self.recipe.dataset}"
-        plots.write_curves(self.dir / "curves.png", self.history, title)
+        path = self.dir / "curves.png"
+        self._write(path, "the curves", lambda: plots.write_curves(path, self.history, title))
         self.last_curves = time.monotonic()
 
     def _finish_files(self) -> None:
@@ -395,12 +593,17 @@ class Run:
         digests = self.d.gather(distributed.param_digest(self.raw))
         same = len(set(digests)) == 1
         if self.d.is_main:
-            import json
-
-            atomic_write_text(self.dir / "ddp_check.json", json.dumps(
-                {"world_size": self.d.world, "param_sha256": digests, "identical": same},
-                indent=2) + "\n")
-            self.echo(f"{self.d.world} processes end with identical parameters: "
-                      f"{'yes' if same else 'NO'}")
+            path = self.dir / "ddp_check.json"
+            text = (
+                json.dumps(
+                    {"world_size": self.d.world, "param_sha256": digests, "identical": same},
+                    indent=2,
+                )
+                + "\n"
+            )
+            self._write(path, "the replica check", lambda: atomic_write_text(path, text))
+            self.echo(
+                f"{self.d.world} processes end with identical parameters: {'yes' if same else 'NO'}"
+            )
         if not same:
             raise TrainError("the processes ended with different parameters (see ddp_check.json)")

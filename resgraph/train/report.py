@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import Any
@@ -18,19 +19,54 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def _stats(s: dict[str, Any]) -> str:
-    return (f"loss {s['loss']:.3f}  err {100 * s['error']:.1f}%  lr {s['lr']:.3g}  "
-            f"{s['images_per_s']:.0f} img/s")
+def plural(n: int, word: str) -> str:
+    """'1 iteration', '2 iterations', '1,000 iterations'."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
-def row_line(row: dict[str, Any], total: int) -> str:
-    val = (f"  val err {100 * row['val_error']:.2f}%" if row.get("val_error") is not None else "")
-    return (
-        f"iter {row['iteration']}/{total} (epoch {row['epoch']:.1f})  lr {row['lr']:.3g}  "
-        f"train loss {row['train_loss']:.3f} err {100 * row['train_error']:.2f}%  "
-        f"test loss {row['test_loss']:.3f} err {100 * row['test_error']:.2f}%{val}  "
-        f"{row['images_per_s']:.0f} img/s  {_duration(row['time_s'])}"
+def fit(parts: list[tuple[str, int]], width: int | None) -> str:
+    """Join ``(text, priority)`` parts with two spaces, dropping the least important parts
+    (highest priority number) until the line fits ``width`` (None: no limit)."""
+    parts = list(parts)
+    while width is not None and len(parts) > 1 and len("  ".join(t for t, _ in parts)) > width:
+        parts.remove(max(parts, key=lambda p: p[1]))
+    line = "  ".join(t for t, _ in parts)
+    return line if width is None or len(line) <= width else line[:width]
+
+
+def _stats(s: dict[str, Any], width: int | None = None) -> str:
+    return fit(
+        [
+            (f"err {100 * s['error']:.1f}%", 0),
+            (f"loss {s['loss']:.3f}", 2),
+            (f"lr {s['lr']:.3g}", 1),
+            (f"{s['images_per_s']:.0f} img/s", 3),
+        ],
+        width,
     )
+
+
+def row_line(row: dict[str, Any], total: int, width: int | None = None, eta: str = "") -> str:
+    """An evaluation's line; on a narrow terminal the test error is the last thing to go."""
+    parts = [
+        (f"iter {row['iteration']}/{total} (epoch {row['epoch']:.1f})", 0),
+        (f"lr {row['lr']:.3g}", 4),
+        (f"train loss {row['train_loss']:.3f}", 6),
+        (f"train err {100 * row['train_error']:.2f}%", 1),
+        (f"test loss {row['test_loss']:.3f}", 5),
+        (f"test err {100 * row['test_error']:.2f}%", 0),
+    ]
+    if row.get("val_error") is not None:
+        parts.append((f"val err {100 * row['val_error']:.2f}%", 2))
+    parts += [(f"{row['images_per_s']:.0f} img/s", 7), (_duration(row["time_s"]), 8)]
+    if eta:
+        parts.append((f"ETA {eta}", 3))
+    return fit(parts, width)
+
+
+def terminal_width() -> int | None:
+    """The terminal's width when stdout is one, else None (log files take any length)."""
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
 class Reporter:
@@ -51,10 +87,16 @@ class Reporter:
     def step(self, iteration: int, stats: dict[str, Any] | None) -> None:
         if stats is None or time.monotonic() - self.last_line < PLAIN_EVERY_S:
             return
-        self.note(f"iter {iteration}/{self.total}  {_stats(stats)}  ETA {self.eta(iteration)}")
+        head = f"iter {iteration}/{self.total}"
+        width = terminal_width()
+        room = None if width is None else max(10, width - len(head) - 2)
+        self.note(f"{head}  {_stats(stats, room)}  ETA {self.eta(iteration)}"[:width])
 
     def row(self, row: dict[str, Any]) -> None:
-        self.note(row_line(row, self.total) + f"  ETA {self.eta(row['iteration'])}")
+        self.note(row_line(row, self.total, self.width(), self.eta(row["iteration"])))
+
+    def width(self) -> int | None:
+        return terminal_width()
 
     def note(self, text: str) -> None:
         click.echo(text)
@@ -90,8 +132,12 @@ class BarReporter(Reporter):
         )
 
         self.progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
         )
         self.task: Any = None
 
@@ -101,8 +147,14 @@ class BarReporter(Reporter):
         self.task = self.progress.add_task("train", total=total, completed=done, stats="")
 
     def step(self, iteration: int, stats: dict[str, Any] | None) -> None:
-        fields = {"stats": _stats(stats)} if stats else {}
+        # Room for the statistics: the width less the label, a 10-column bar, "N/N", the
+        # ETA and the gaps between columns, so nothing else gets cut.
+        fixed = len("train") + 10 + 2 * len(str(self.total)) + 1 + len("ETA 0:00:00") + 5
+        fields = {"stats": _stats(stats, max(0, self.width() - fixed))} if stats else {}
         self.progress.update(self.task, completed=iteration, **fields)
+
+    def width(self) -> int:
+        return int(self.progress.console.width)
 
     def note(self, text: str) -> None:
         self.progress.console.print(text, markup=False, highlight=False)

@@ -15,8 +15,14 @@ class Schedule:
     paper) the lr is ``warmup_lr`` until the training error over a window of iterations
     falls below ``warmup_until_error``; the milestones count from iteration 0 either way."""
 
-    def __init__(self, lr: float, milestones: list[int], gamma: float,
-                 warmup_lr: float | None = None, warmup_until_error: float = 0.8) -> None:
+    def __init__(
+        self,
+        lr: float,
+        milestones: list[int],
+        gamma: float,
+        warmup_lr: float | None = None,
+        warmup_until_error: float = 0.8,
+    ) -> None:
         self.base, self.milestones, self.gamma = lr, list(milestones), gamma
         self.warmup_lr, self.until = warmup_lr, warmup_until_error
         self.warming_up = warmup_lr is not None
@@ -37,8 +43,13 @@ class Schedule:
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"warming_up": self.warming_up, "warmup_ended_at": self.warmup_ended_at,
-                "base": self.base, "milestones": self.milestones, "gamma": self.gamma}
+        return {
+            "warming_up": self.warming_up,
+            "warmup_ended_at": self.warmup_ended_at,
+            "base": self.base,
+            "milestones": self.milestones,
+            "gamma": self.gamma,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.warming_up = bool(state["warming_up"])
@@ -63,16 +74,31 @@ class Meter:
         self.pending_n = 0
         self.window = [0.0, 0.0, 0, 0.0]  # loss sum, wrong, examples, training seconds
         self.period = [0.0, 0.0, 0, 0.0]
+        # fp16: steps the gradient scaler skipped, counted on the device (no sync per step):
+        # the current run of consecutive skips and the total
+        self.streak = torch.zeros((), device=device)
+        self.skipped = torch.zeros((), device=device)
+        self.skip_streak = 0  # the streak as of the last read
+        self.skipped_total = 0
+        self.warned_skips = False
 
-    def add(self, loss: torch.Tensor, wrong: torch.Tensor, n: int) -> None:
+    def add(
+        self, loss: torch.Tensor, wrong: torch.Tensor, n: int, skipped: torch.Tensor | None = None
+    ) -> None:
         self.pending += torch.stack((loss.float() * n, wrong.float()))
         self.pending_n += n
+        if skipped is not None:
+            s = skipped.float()
+            self.streak.mul_(s).add_(s)  # +1 when skipped, back to 0 when not
+            self.skipped.add_(s)
 
     def read(self, total: Any, stop: bool, world: int, seconds: float) -> bool:
         """Fold the pending sums in (``total`` sums a tensor over processes); returns whether
         any process asked to stop; raises NonFiniteLoss when the loss is not finite."""
         flags = torch.cat((self.pending, torch.tensor([float(stop)], device=self.pending.device)))
         loss, wrong, stops = total(flags).tolist()
+        streak, skipped = torch.stack((self.streak, self.skipped)).tolist()
+        self.skip_streak, self.skipped_total = int(streak), int(skipped)
         n = self.pending_n * world
         self.pending.zero_()
         self.pending_n = 0

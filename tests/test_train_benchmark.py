@@ -1,0 +1,33 @@
+"""benchmarks/train_gpu.py runs its rows (each in its own process) on the CPU in smoke mode."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from train_helpers import ROOT, run_env
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_smoke_mode_runs_every_kind_of_row() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_gpu.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=run_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in done.stdout.splitlines()
+        if line.startswith("| cifar")
+    ]
+    labels = [row[1] for row in rows]
+    assert labels[0].startswith("conventional") and labels[-1] == "fp32 (TF32)"
+    assert labels[1].startswith("epoch (real loop")
+    for row in rows:
+        assert re.fullmatch(r"[\d,]+", row[2]) and int(row[2].replace(",", "")) > 0, row
+    assert "4 iterations in" in rows[1][4]  # 512 images, batch 128: one epoch
