@@ -14,7 +14,7 @@ OUT=$(cd "$OUT" && pwd)
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
 elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
 else PY=python3; fi
-export PYTHONPATH=$PWD
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 S="$OUT/summary.txt"
 : > "$S"
 say() { echo "$*" | tee -a "$S"; }
