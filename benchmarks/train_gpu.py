@@ -262,7 +262,12 @@ def epoch_row(spec: str, device: str, n: int, flags: list[str]) -> dict[str, obj
             capture_output=True,
             text=True,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
+                    os.pathsep
+                ),
+            },
         )
         wall = time.perf_counter() - t
         if done.returncode:
