@@ -74,15 +74,6 @@ class SourceMap:
         target = key_node if key and key_node is not None else node
         return self._mark_loc(target.start_mark, format_path(path))
 
-    def value(self, path: Path_) -> yaml.Node | None:
-        node = self.root
-        for part in path:
-            child = _child(node, part)
-            if child is None:
-                return None
-            node = child[1]
-        return node
-
 
 def _child(node: Any, part: str | int) -> tuple[Any, Any] | None:
     if isinstance(node, yaml.MappingNode) and isinstance(part, str):
