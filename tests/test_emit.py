@@ -201,13 +201,6 @@ def test_torch_compile_works_on_both_engines():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="onnx is not installed")
-def test_onnx_export(tmp_path):
-    model = build_model(load_spec(CIFAR20)).eval()
-    torch.onnx.export(model, (torch.randn(1, 3, 32, 32),), str(tmp_path / "m.onnx"))
-    assert (tmp_path / "m.onnx").stat().st_size > 100_000
-
-
 def test_build_cli_writes_atomically_and_leaves_other_files_alone(tmp_path, write_spec):
     out = tmp_path / "out"
     out.mkdir()
