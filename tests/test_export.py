@@ -157,7 +157,7 @@ def test_cli_export_and_errors(tmp_path: Path) -> None:
         (["-o", str(tmp_path / "missing" / "m.onnx")], "does not exist"),
         (["-o", str(tmp_path)], "is a folder"),
         (["-o", str(keep), "--weights", str(other)], "do not fit"),
-        (["-o", str(keep), "--weights", str(afile)], "cannot read"),
+        (["-o", str(keep), "--weights", str(afile)], "not a PyTorch checkpoint"),
         (["-o", str(keep), "--batch", "many"], "--batch"),
     ]
     for args, words in bad:

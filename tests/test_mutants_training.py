@@ -4,12 +4,14 @@ checkpoints so that a failed save keeps the previous one."""
 from __future__ import annotations
 
 import io
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 from train_helpers import write_tiny_spec
+from train_hooks import SignalAfter, with_callbacks
 
 from resgraph.cli import main
 
@@ -26,7 +28,7 @@ def _invoke(*args: object, **env: str):  # type: ignore[no-untyped-def]
 
 
 def test_interrupt_and_resume_with_dropout_and_stochastic_depth_is_bitwise_identical(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Interrupted after iteration 6, resumed: the same weights as a run that was never
     interrupted, although every step draws dropout masks and branch drops from the CPU
@@ -35,7 +37,9 @@ def test_interrupt_and_resume_with_dropout_and_stochastic_depth_is_bitwise_ident
     spec = write_tiny_spec(tmp_path, RANDOM_LAYERS)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     assert _invoke("train", spec, "--out", whole, "-q").exit_code == 0
-    stopped = _invoke("train", spec, "--out", broken, "-q", RESGRAPH_TEST_SIGNAL="SIGINT@5")
+    with monkeypatch.context() as m:
+        with_callbacks(m, SignalAfter(signal.SIGINT, 5))
+        stopped = _invoke("train", spec, "--out", broken, "-q")
     assert stopped.exit_code == 130, stopped.output
     assert _state(broken / "last.pt")["data"]["iteration"] == 6
     torch.manual_seed(12345)  # whatever state the process is in, resume must not depend on it

@@ -26,8 +26,7 @@ PLAIN_STAGE = "{width: 32, repeats: 1, stride: 2}"
     ("block", "shortcut"),
     [
         ("{type: basic, preactivation: true}", "B"),
-        ("{type: bottleneck, preactivation: true}", "B"),
-        ("basic", "none"),
+        ("{type: bottleneck, preactivation: true}", "none"),
     ],
 )
 def test_nothing_to_zero_is_refused_at_the_flag(block: str, shortcut: str) -> None:
@@ -38,7 +37,7 @@ def test_nothing_to_zero_is_refused_at_the_flag(block: str, shortcut: str) -> No
     problem = info.value.problems[0]
     assert problem.loc is not None and problem.loc.line == 6
     assert problem.loc.path == "zero_init_residual"
-    assert problem.message.startswith("no block has a BN at the end of a residual branch")
+    assert problem.message.startswith("no block has a BN at the end of its branch to zero")
 
 
 @pytest.mark.parametrize(
@@ -46,6 +45,8 @@ def test_nothing_to_zero_is_refused_at_the_flag(block: str, shortcut: str) -> No
     [
         ("basic", "B", PLAIN_STAGE),
         ("{type: bottleneck}", "A", PLAIN_STAGE),
+        # a plain counterpart of a residual spec keeps the flag (its blocks are left alone)
+        ("basic", "none", PLAIN_STAGE),
         # one post-activation stage among pre-activation ones still has a BN to zero
         (
             "{type: basic, preactivation: true}",

@@ -494,9 +494,10 @@ class ModelSpec(_Extensible):
     zero_init_residual: bool = Field(
         False,
         description="Initialise the last BN of each residual branch to zero, so every block "
-        "starts as the identity (Goyal et al. 2017). Pre-activation branches end in a conv and "
-        "dense layers and plain blocks have no residual branch: they are left as they are, and a "
-        "spec in which no block has such a BN is refused.",
+        "starts as the identity (Goyal et al. 2017). Pre-activation branches (which end in a "
+        "conv), dense layers and plain blocks (shortcut 'none', whose branch is the whole "
+        "block) are left as they are; a spec whose blocks are all pre-activation or dense is "
+        "refused, since the flag would do nothing.",
     )
     stochastic_depth: StochasticDepthSpec | None = Field(
         None, description="Randomly drop residual branches in training (Huang et al. 2016)."
@@ -576,17 +577,15 @@ class ModelSpec(_Extensible):
                     "gated joins need a shortcut to gate: use shortcut A, B, C or "
                     "identity, or join 'add'",
                 )
-        if self.zero_init_residual and not any(
-            not isinstance(block, DenseBlockSpec)
-            and not block.preactivation
-            and self.stage_shortcut(i) != "none"
-            for i, block in enumerate(map(self.stage_block, range(len(self.stages))))
+        if self.zero_init_residual and all(
+            isinstance(block, DenseBlockSpec) or block.preactivation
+            for block in map(self.stage_block, range(len(self.stages)))
         ):
             error(
                 ("zero_init_residual",),
                 True,
-                "no block has a BN at the end of a residual branch to zero (pre-activation "
-                "branches end in a conv; plain and dense blocks have no residual branch)",
+                "no block has a BN at the end of its branch to zero (pre-activation branches "
+                "end in a conv, dense layers in a concatenation)",
             )
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, list(errors.values()))
