@@ -21,6 +21,7 @@ COMMANDS = {
     "validate": ("resgraph.commands:validate", "Check specs: schema, lowering, shapes, joins."),
     "summary": ("resgraph.commands:summary", "Parameters, MACs and shapes per stage or layer."),
     "schema": ("resgraph.commands:schema", "Print the JSON Schema of the spec language."),
+    "show": ("resgraph.show:show", "Print a spec with its base chain merged in."),
     "lower": ("resgraph.commands:lower_cmd", "Print the IR after a pass (debugging aid)."),
     "build": ("resgraph.emit.commands:build", "Write standalone PyTorch source for specs."),
     "import-weights": (

@@ -67,14 +67,14 @@ def test_unknown_key_inside_a_block_mapping_is_located(write_spec):
 
 def test_all_errors_of_a_file_are_reported_at_once_in_line_order(write_spec):
     text = (
-        CIFAR20.replace("shortcut: A", "shortcut: D")
+        CIFAR20.replace("shortcut: A", "shortcut: E")
         .replace("num_classes: 10", "num_classes: ten")
         .replace("{width: 16, repeats: 1", "{width: 16.5, repeats: 1")
     )
     errors = _errors(text, write_spec)
     assert [e.split(":")[0] for e in errors] == ["3", "6", "8"]
     assert "must be an integer, got 'ten'" in errors[0]
-    assert "expected 'A', 'B', 'C', 'identity' or 'none', got 'D'" in errors[1]
+    assert "expected 'A', 'B', 'C', 'D', 'identity' or 'none', got 'E'" in errors[1]
     assert "stages[0].width: must be an integer, got 16.5" in errors[2]
 
 

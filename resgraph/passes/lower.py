@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from math import floor
 from typing import cast
 
-from resgraph.errors import SourceLoc
+from resgraph.errors import Problem, SourceLoc, SpecError
 from resgraph.ir import (
     IR,
     Block,
@@ -287,9 +287,19 @@ def _wrap(
 
 def lower(spec: ModelSpec) -> IR:
     """Lower a validated spec to an IR whose joins all take an identity shortcut."""
-    ir = IR(spec)
     smap = spec._source
     locate = (lambda *path: smap.locate(path)) if smap else (lambda *path: None)
+    # The timm zoo's options validate but have no lowering rules yet.
+    if pending := spec.options_in_use():
+        raise SpecError(
+            [
+                Problem(
+                    f"{what} validates but is not compiled yet: it cannot be built", locate(*at)
+                )
+                for at, what in pending
+            ]
+        )
+    ir = IR(spec)
 
     top = _Scope(ir, "", locate("stem"), "stem")
     x = top.add("input", Input(spec.input.channels, spec.input.size))

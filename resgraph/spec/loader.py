@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from resgraph.errors import Problem, SourceLoc, SpecError
+from resgraph.spec.compose import resolve_base
 from resgraph.spec.schema import ModelSpec
 
 MAX_SPEC_BYTES = 1 << 20  # 1 MiB: real specs are a few hundred bytes
@@ -53,7 +54,8 @@ class SourceMap:
         self.root = root
 
     def _mark_loc(self, mark: Any, path: str) -> SourceLoc:
-        return SourceLoc(self.filename, mark.line + 1, mark.column + 1, path)
+        # A value merged in from a base spec carries its own file (resgraph.spec.compose).
+        return SourceLoc(getattr(mark, "file", self.filename), mark.line + 1, mark.column + 1, path)
 
     def locate(self, path: Path_, *, key: bool = False) -> SourceLoc:
         """The position of the deepest node along ``path`` (its key's, when ``key``).
@@ -113,7 +115,7 @@ def load_spec(source: str | os.PathLike[str]) -> ModelSpec:
     Raises :class:`SpecError` listing every problem found, each with file, line and column.
     """
     text, filename = _read(source)
-    root, data = _parse(text, filename)
+    root, data = resolve_base(*_parse(text, filename), filename)
     smap = SourceMap(filename, root)
     try:
         spec = ModelSpec.model_validate(data)

@@ -7,9 +7,18 @@ keys and coerces nothing (``strict``): ``width: "64"`` is an error, not 64.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import math
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails
 
 from resgraph.spec.base import StrictModel
@@ -24,12 +33,148 @@ MAX_INPUT_SIZE = 2048
 MAX_CLASSES = 100_000
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.,+()/-]{0,79}$"
 
-ShortcutOption = Literal["A", "B", "C", "identity", "none"]
+ShortcutOption = Literal["A", "B", "C", "D", "identity", "none"]
 SHORTCUT_HELP = (
     "Shortcut connections (He et al. 2015, sec. 3.3): 'A' parameter-free (subsample + zero-pad "
     "extra channels where dimensions grow), 'B' 1x1-conv+BN projection only where dimensions "
-    "change, 'C' projection on every block, 'identity' identity only (a shape change is an "
-    "error), 'none' no shortcut at all (a plain network)."
+    "change, 'C' projection on every block, 'D' (He et al. 2019, 'Bag of Tricks', ResNet-D) where "
+    "dimensions change a 2x2 average pool with the block's stride (ceil mode, padded cells not "
+    "counted; left out where the stride is 1) then a 1x1 conv + norm (state 'downsample.1' "
+    "and 'downsample.2', also at stride 1), identity elsewhere, "
+    "'identity' identity only (a shape change is an error), 'none' no shortcut at all (a plain "
+    "network)."
+)
+
+
+class _Extensible(StrictModel):
+    """A model with fields added after the language's first release (``_ADDED``).
+
+    While such a field holds its default it is left out of the serialised form, so a spec that
+    does not use it dumps (and hashes: generated files record the hash) as it did before the
+    field existed.
+    """
+
+    _ADDED: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _drop_unused_additions(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in self.added_in_use(unused=True):
+                data.pop(name, None)
+        return data
+
+    def added_in_use(self, *, unused: bool = False) -> list[str]:
+        """The added fields that hold a value other than their default (or, with ``unused``,
+        those that hold their default)."""
+        fields = type(self).model_fields
+        return [
+            name
+            for name in self._ADDED
+            if (getattr(self, name) == fields[name].get_default(call_default_factory=True))
+            == unused
+        ]
+
+
+def _type_shorthand(value: Any) -> Any:
+    """Accept ``option: name`` as shorthand for ``option: {type: name}``."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+class AntiAliasSpec(StrictModel):
+    """Anti-aliased downsampling (Zhang 2019, 'Making Convolutional Networks Shift-Invariant
+    Again'): a strided layer runs at stride 1 and a low-pass filter with stride 2 follows."""
+
+    type: Literal["avgpool", "blur"] = Field(
+        description="'avgpool': a 2x2 average pool with stride 2 and no padding (an odd size "
+        "is floored, where a stride-2 3x3 conv would round up); 'blur': a fixed 3x3 binomial "
+        "filter ([1,2,1] x [1,2,1] / 16) applied to each channel with stride 2 after padding "
+        "by 1 with reflection (timm's BlurPool2d: its filter is a buffer 'filt' of shape "
+        "(C, 1, 3, 3) that is not saved in the state_dict). Neither has parameters."
+    )
+
+
+AntiAlias = Annotated[AntiAliasSpec, BeforeValidator(_type_shorthand)]
+
+
+class SESpec(StrictModel):
+    """Squeeze-and-excitation (Hu et al. 2018): global average pool, 1x1 conv to r channels
+    (with bias), ReLU, 1x1 conv back to C channels (with bias), sigmoid; the block's branch is
+    multiplied by it channel-wise. State: 'se.fc1' (r x C x 1 x 1, bias r) and 'se.fc2'
+    (C x r x 1 x 1, bias C)."""
+
+    type: Literal["se"] = "se"
+    ratio: float = Field(
+        1 / 16,
+        gt=0.0,
+        le=1.0,
+        description="Reduction ratio: r is C x ratio rounded to the nearest multiple of "
+        "divisor, halves up, and never below divisor (timm's make_divisible with no round "
+        "limit): 1/16 for SENets, 0.25 for ResNet-RS.",
+    )
+    divisor: int = Field(
+        8, ge=1, le=MAX_WIDTH, description="r is a multiple of it (8 in timm; 1: plain rounding)."
+    )
+
+    def channels(self, c: int) -> int:
+        """r for a C-channel branch."""
+        return max(
+            self.divisor, int(c * self.ratio + self.divisor / 2) // self.divisor * self.divisor
+        )
+
+
+class ECASpec(StrictModel):
+    """Efficient channel attention (Wang et al. 2020, ECA-Net): global average pool, a 1-D conv
+    of odd kernel k across the channels (no bias, padding (k-1)/2), sigmoid; the block's branch
+    is multiplied by it channel-wise. State: 'se.conv.weight' of shape (1, 1, k)."""
+
+    type: Literal["eca"] = "eca"
+    kernel_size: int | None = Field(
+        None,
+        ge=1,
+        le=63,
+        description="k, odd. Left out: t = int(|log2(C) + beta| / gamma), k = t if t is odd "
+        "else t + 1, and at least 3 (the paper's rule; 256 channels give 5, 2048 give 7). "
+        "Pruned networks give it explicitly: timm keeps the unpruned network's kernels. With "
+        "it given, gamma and beta have no effect.",
+    )
+    gamma: float = Field(2.0, gt=0.0, le=64.0, description="gamma of the kernel-size rule.")
+    beta: float = Field(1.0, ge=-64.0, le=64.0, description="beta of the kernel-size rule.")
+
+    def kernel(self, c: int) -> int:
+        """k for a C-channel branch."""
+        if self.kernel_size is not None:
+            return self.kernel_size
+        t = int(abs(math.log2(c) + self.beta) / self.gamma)
+        return max(t if t % 2 else t + 1, 3)
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, value: int | None) -> int | None:
+        if value is not None and value % 2 == 0:
+            raise ValueError(f"must be odd (a centred 1-D conv), got {value}")
+        return value
+
+
+Attention = Annotated[
+    SESpec | ECASpec, Field(discriminator="type"), BeforeValidator(_type_shorthand)
+]
+ATTENTION_HELP = (
+    "Channel attention on the residual branch: 'se' or 'eca', or a mapping with 'type' and "
+    "options. It rescales the branch's output just before the join: after the last norm "
+    "(post-activation blocks, as timm puts it) or after the last conv (pre-activation blocks), "
+    "before stochastic depth and the join. Its module is 'se' in the state_dict for both types."
+)
+ANTI_ALIAS_HELP = (
+    "Anti-aliased downsampling: the block's strided conv (the 3x3, or the first 1x1 where "
+    "stride_on is '1x1'; the first 3x3 of a basic block) runs at stride 1, and the filter "
+    "('avgpool' or 'blur', module 'aa') follows its activation. No effect on a stride-1 block; "
+    "only stride 2 can be anti-aliased. The shortcut is not changed."
+)
+REDUCE_FIRST_HELP = (
+    "Divides the output width of the branch's first conv (floor division): a basic block's "
+    "first 3x3 gets width // reduce_first, a bottleneck's 1x1 reduce gets its 3x3 width // "
+    "reduce_first (SENet-154 uses 2; timm's block_reduce_first). 1 changes nothing."
 )
 
 
@@ -42,8 +187,10 @@ class InputSpec(StrictModel):
     )
 
 
-class StemSpec(StrictModel):
+class StemSpec(_Extensible):
     """The layers before the first stage."""
+
+    _ADDED = ("type", "inner_width", "pool", "anti_alias")
 
     kind: Literal["imagenet", "cifar"] = Field(
         "imagenet",
@@ -56,14 +203,58 @@ class StemSpec(StrictModel):
         description="BN and ReLU after the stem conv. Pre-activation networks set false: "
         "their first block normalises its own input.",
     )
+    type: Literal["single", "deep", "tiered"] = Field(
+        "single",
+        description="'single': one conv as 'kind' says. 'deep' (He et al. 2019, 'Bag of "
+        "Tricks', ResNet-C): the imagenet 7x7/2 conv becomes three 3x3 convs, the first with "
+        "stride 2, of widths inner_width, inner_width, width, with norm and ReLU between them "
+        "(state 'conv1.0', 'conv1.1', 'conv1.3', 'conv1.4', 'conv1.6', then 'bn1' as before). "
+        "'tiered': the same with widths 3 x (inner_width // 4), inner_width, width (timm's "
+        "'deep_tiered', the 't' models). Deep stems need kind 'imagenet'.",
+    )
+    inner_width: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WIDTH,
+        description="Width of the first two convs of a deep or tiered stem (timm's stem_width); "
+        "left out: width // 2. Only for deep and tiered stems.",
+    )
+    pool: Literal["max", "conv"] = Field(
+        "max",
+        description="How an imagenet stem halves the resolution after its conv(s): 'max' the "
+        "3x3/2 max pool (paper Table 1), 'conv' a 3x3/2 conv (width to width, no bias), norm "
+        "and ReLU in its place (ResNet-RS, Bello et al. 2021; state 'maxpool.0' conv, "
+        "'maxpool.1' norm). A cifar stem has no pool: leave it out there.",
+    )
+    anti_alias: AntiAlias | None = Field(
+        None,
+        description="Anti-alias the stem's pool (timm's rule): with pool 'max', 'avgpool' "
+        "replaces the max pool by a 2x2/2 average pool and 'blur' runs the max pool at "
+        "stride 1 and blurs with stride 2 after it ('maxpool.1'); with pool 'conv', the conv "
+        "runs at stride 1 and the filter follows it (state 'maxpool.0' conv, 'maxpool.2' "
+        "norm). Needs a pool (kind 'imagenet').",
+    )
+
+    def conv_widths(self) -> tuple[int, ...]:
+        """Output widths of the stem's convs in order (one for a single stem, three deep)."""
+        if self.type == "single":
+            return (self.width,)
+        inner = self.inner_width if self.inner_width is not None else self.width // 2
+        first = 3 * (inner // 4) if self.type == "tiered" else inner
+        return (first, inner, self.width)
 
 
-class _ResidualBlockBase(StrictModel):
+class _ResidualBlockBase(_Extensible):
+    _ADDED = ("attention", "anti_alias", "reduce_first")
+
     join: Literal["add", "gate"] = Field(
         "add",
         description="How branch F(x) and shortcut x meet: 'add' F(x) + x (ResNet); 'gate' "
         "T(x)*F(x) + (1-T(x))*x with a learned sigmoid gate T (highway networks).",
     )
+    attention: Attention | None = Field(None, description=ATTENTION_HELP)
+    anti_alias: AntiAlias | None = Field(None, description=ANTI_ALIAS_HELP)
+    reduce_first: int = Field(1, ge=1, le=64, description=REDUCE_FIRST_HELP)
 
 
 class BasicBlockSpec(_ResidualBlockBase):
@@ -85,6 +276,10 @@ class BasicBlockSpec(_ResidualBlockBase):
         description="BN-ReLU-conv order inside the branch and nothing after the addition "
         "(He et al. 2016, 'Identity Mappings').",
     )
+
+    def conv_widths(self, width: int) -> tuple[int, ...]:
+        """Output widths of the branch's convs for a stage of this width."""
+        return (width // self.reduce_first,) + (width,) * (self.convs - 1)
 
 
 class BottleneckBlockSpec(_ResidualBlockBase):
@@ -111,6 +306,11 @@ class BottleneckBlockSpec(_ResidualBlockBase):
     preactivation: bool = Field(
         False, description="BN-ReLU-conv order inside the branch (He et al. 2016)."
     )
+
+    def conv_widths(self, width: int) -> tuple[int, ...]:
+        """Output widths of the 1x1, 3x3 and 1x1 convs for a stage of this width."""
+        mid = int(width * self.base_width / 64) * self.groups
+        return (mid // self.reduce_first, mid, width * self.expansion)
 
 
 class DenseBlockSpec(StrictModel):
@@ -163,8 +363,10 @@ BlockSpec = Annotated[
 ]
 
 
-class StageSpec(StrictModel):
+class StageSpec(_Extensible):
     """A run of blocks at one resolution: torchvision's layerN, the paper's convN_x."""
+
+    _ADDED = ("widths",)
 
     width: int | None = Field(
         None,
@@ -172,8 +374,18 @@ class StageSpec(StrictModel):
         le=MAX_WIDTH,
         description="Channels of the stage (a bottleneck's inner width; its output is "
         "width x expansion). Multiplied by the spec's width_factor. Required for basic and "
-        "bottleneck stages; left out for dense stages, whose width follows from the growth "
-        "rate.",
+        "bottleneck stages (unless 'widths' lists them); left out for dense stages, whose "
+        "width follows from the growth rate.",
+    )
+    widths: list[list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]]] | None = Field(
+        None,
+        max_length=MAX_REPEATS,
+        description="Instead of 'width', for pruned networks (e.g. timm's ecaresnet50d_pruned, "
+        "Aflalo et al. 2020): per block, the output width of each conv of its branch, in "
+        "order ([1x1, 3x3, 1x1] for a bottleneck, one per conv for a basic block). One list "
+        "per block; the last width is the block's output and must be the same for the whole "
+        "stage (the blocks add to one another). Taken as written: width_factor, base_width "
+        "and reduce_first do not apply.",
     )
     repeats: int = Field(ge=1, le=MAX_REPEATS, description="Number of blocks (dense layers).")
     stride: int = Field(
@@ -208,8 +420,45 @@ class HeadSpec(StrictModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the classifier.")
 
 
-class ModelSpec(StrictModel):
+class NormSpec(StrictModel):
+    """The normalisation layer used everywhere a network normalises (stem, blocks, shortcut
+    projections)."""
+
+    type: Literal["batch", "group"] = Field(
+        "batch",
+        description="'batch': batch norm (Ioffe & Szegedy 2015). 'group': group norm (Wu & He "
+        "2018) with 'groups' groups, eps 1e-5, a per-channel scale and shift: same state names "
+        "('bn1', 'downsample.1', ...) with 'weight' and 'bias' only, no running statistics, "
+        "and the same output in training and evaluation.",
+    )
+    groups: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WIDTH,
+        description="Groups of a group norm (left out: 32, as in the paper and timm's "
+        "resnet50_gn); it must divide the channels of every layer it normalises. Only for "
+        "'group'.",
+    )
+
+    def group_count(self) -> int:
+        return self.groups if self.groups is not None else 32
+
+
+Norm = Annotated[NormSpec, BeforeValidator(_type_shorthand)]
+
+
+class ModelSpec(_Extensible):
     """One network. Defaults follow He et al. 2015 so paper specs stay short."""
+
+    _ADDED = ("base", "norm", "projection_kernel")
+
+    base: str | None = Field(
+        None,
+        description="Path of another spec file, relative to this one, that this spec "
+        "extends: its keys are merged with this file's, mappings key by key (recursively), "
+        "lists and scalars replaced whole by this file's. Resolved when the file is loaded "
+        "(chains allowed, at most 8 deep; no cycles).",
+    )
 
     name: str = Field(pattern=NAME_PATTERN, description="Human-readable name, e.g. 'ResNet-50'.")
     description: str = Field("", max_length=2000, description="Free text: what the spec is for.")
@@ -222,6 +471,20 @@ class ModelSpec(StrictModel):
         "'type' and options.",
     )
     shortcut: ShortcutOption = Field("B", description=SHORTCUT_HELP)
+    projection_kernel: int = Field(
+        1,
+        ge=1,
+        le=7,
+        description="Kernel of the projection conv of a shortcut that downsamples (option B or "
+        "C at a stride > 1), with padding ((stride - 1) + (kernel - 1)) // 2 (SENet-154: 3). "
+        "A projection at stride 1 stays 1x1 (timm's rule), and option D always projects 1x1 "
+        "after its pool. Odd, 1 or more.",
+    )
+    norm: Norm = Field(
+        default_factory=NormSpec,
+        description="Normalisation layer: 'batch' (default) or 'group', or a mapping with "
+        "'type' and 'groups'.",
+    )
     width_factor: int = Field(
         1,
         ge=1,
@@ -274,33 +537,259 @@ class ModelSpec(StrictModel):
         errors: dict[tuple[tuple[str | int, ...], str], InitErrorDetails] = {}
 
         def error(path: tuple[str | int, ...], value: Any, message: str) -> None:
-            errors.setdefault((path, message), InitErrorDetails(
-                type="value_error", loc=path, input=value, ctx={"error": message}
-            ))
+            errors.setdefault(
+                (path, message),
+                InitErrorDetails(type="value_error", loc=path, input=value, ctx={"error": message}),
+            )
 
         for i, stage in enumerate(self.stages):
             block, shortcut = self.stage_block(i), self.stage_shortcut(i)
             at = ("stages", i, "shortcut") if stage.shortcut else ("shortcut",)
             if isinstance(block, DenseBlockSpec):
                 if stage.width is not None:
-                    error(("stages", i, "width"), stage.width,
-                          "a dense stage has no width: each layer adds growth_rate maps; "
-                          "remove 'width'")
+                    error(
+                        ("stages", i, "width"),
+                        stage.width,
+                        "a dense stage has no width: each layer adds growth_rate maps; "
+                        "remove 'width'",
+                    )
                 if shortcut in ("C", "none"):
-                    error(at, shortcut,
-                          f"dense layers carry their input forward by concatenation: "
-                          f"shortcut '{shortcut}' cannot apply to them")
+                    error(
+                        at,
+                        shortcut,
+                        f"dense layers carry their input forward by concatenation: "
+                        f"shortcut '{shortcut}' cannot apply to them",
+                    )
                 continue
-            if stage.width is None:
-                error(("stages", i), None,
-                      f"required field 'width' is missing (a {block.type} stage needs it)")
+            if stage.width is None and stage.widths is None:
+                error(
+                    ("stages", i),
+                    None,
+                    f"required field 'width' is missing (a {block.type} stage needs it)",
+                )
             if block.join == "gate" and shortcut == "none":
-                error(at, shortcut,
-                      "gated joins need a shortcut to gate: use shortcut A, B, C or "
-                      "identity, or join 'add'")
+                error(
+                    at,
+                    shortcut,
+                    "gated joins need a shortcut to gate: use shortcut A, B, C or "
+                    "identity, or join 'add'",
+                )
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, list(errors.values()))
         return self
+
+    @model_validator(mode="after")
+    def _option_combinations(self) -> ModelSpec:
+        """Checks of the stem, norm, attention, anti-aliasing and per-block width options that
+        need more than one field, each located at the value that makes the combination fail."""
+        problems: list[tuple[tuple[str | int, ...], Any, str]] = []
+
+        def error(path: tuple[str | int, ...], value: Any, message: str) -> None:
+            if all(seen != path for seen, _, _ in problems):  # one problem per place
+                problems.append((path, value, message))
+
+        if self.base is not None:
+            error(
+                ("base",),
+                self.base,
+                "'base' is resolved when a spec file is loaded; load the file with load_spec",
+            )
+        stem = self.stem
+        if stem.kind == "cifar":
+            for name, default in (("type", "single"), ("pool", "max"), ("anti_alias", None)):
+                if getattr(stem, name) != default:
+                    error(
+                        ("stem", name),
+                        getattr(stem, name),
+                        f"a cifar stem is one 3x3 conv without a pool: '{name}' needs kind "
+                        f"'imagenet'",
+                    )
+        if stem.type == "single" and stem.inner_width is not None:
+            error(
+                ("stem", "inner_width"),
+                stem.inner_width,
+                "only deep and tiered stems have inner convs: remove inner_width or set "
+                "type 'deep' or 'tiered'",
+            )
+        elif stem.type != "single" and min(stem.conv_widths()) < 1:
+            at = ("stem", "inner_width") if stem.inner_width is not None else ("stem", "width")
+            error(
+                at,
+                stem.inner_width or stem.width,
+                f"a {stem.type} stem of inner width {stem.conv_widths()[1]} leaves a conv "
+                f"with no channels ({stem.type} widths: {list(stem.conv_widths())})",
+            )
+
+        norm_at = ("norm", "groups")
+        if self.norm.type == "batch" and self.norm.groups is not None:
+            error(norm_at, self.norm.groups, "groups are for group norm: set type 'group'")
+        groups = self.norm.group_count() if self.norm.type == "group" else 1
+        norm_widths: list[tuple[str, int]] = [("stem", w) for w in stem.conv_widths()]
+
+        for kind, shortcut_at in [(self.shortcut, ("shortcut",))] + [
+            (st.shortcut, ("stages", i, "shortcut")) for i, st in enumerate(self.stages)
+        ]:
+            if kind == "D" and self.projection_kernel != 1:
+                error(
+                    ("projection_kernel",),
+                    self.projection_kernel,
+                    f"option D projects with a 1x1 conv after its pool (used at "
+                    f"{_dotted(shortcut_at)}): projection_kernel must be 1",
+                )
+        if self.projection_kernel % 2 == 0:
+            error(
+                ("projection_kernel",),
+                self.projection_kernel,
+                f"must be odd (a centred kernel), got {self.projection_kernel}",
+            )
+
+        for i, stage in enumerate(self.stages):
+            block = self.stage_block(i)
+            block_at = ("stages", i, "block") if stage.block else ("block",)
+            if isinstance(block, DenseBlockSpec):
+                if stage.widths is not None:
+                    error(
+                        ("stages", i, "widths"),
+                        stage.widths,
+                        "a dense stage has no conv widths to list: remove 'widths'",
+                    )
+                continue
+            if stage.widths is not None:
+                widths = self._check_widths(i, block, error)
+            elif stage.width is not None:
+                widths = [block.conv_widths(stage.width * self.width_factor)] * stage.repeats
+            else:
+                continue
+            if block.anti_alias is not None and stage.stride not in (1, 2):
+                error(
+                    ("stages", i, "stride"),
+                    stage.stride,
+                    f"anti-aliasing filters downsample by 2: a stride-{stage.stride} stage "
+                    f"cannot use the block's anti_alias",
+                )
+            for bi, convs in enumerate(widths):
+                where = f"stages[{i}]" + (f" block {bi}" if stage.widths is not None else "")
+                if min(convs) < 1:
+                    error(
+                        block_at + ("reduce_first",) if block.reduce_first > 1 else block_at,
+                        block.reduce_first,
+                        f"{where}: a conv of the branch is left with no channels "
+                        f"(widths {list(convs)})",
+                    )
+                    continue
+                if isinstance(block, BottleneckBlockSpec) and block.groups > 1:
+                    for c in convs[:2]:
+                        if c % block.groups:
+                            error(
+                                (*block_at, "groups"),
+                                block.groups,
+                                f"{where}: the grouped 3x3 conv has {c} input or output "
+                                f"channels, not divisible by {block.groups} groups",
+                            )
+                            break
+                norm_widths += [(where, c) for c in convs]
+                attention = block.attention
+                if isinstance(attention, SESpec) and attention.channels(convs[-1]) > convs[-1]:
+                    error(
+                        (*block_at, "attention"),
+                        attention.ratio,
+                        f"{where}: squeeze-and-excitation would widen its {convs[-1]} "
+                        f"channels to {attention.channels(convs[-1])} (ratio "
+                        f"{attention.ratio:g} rounded to a multiple of {attention.divisor}): "
+                        f"use a smaller divisor",
+                    )
+        if groups > 1:
+            bad = next(((w, c) for w, c in norm_widths if c % groups), None)
+            if bad:
+                error(
+                    norm_at if self.norm.groups is not None else ("norm",),
+                    groups,
+                    f"group norm with {groups} groups needs channel counts divisible by "
+                    f"{groups}: {bad[0]} has a {bad[1]}-channel layer",
+                )
+        if problems:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type="value_error", loc=path, input=value, ctx={"error": message}
+                    )
+                    for path, value, message in problems
+                ],
+            )
+        return self
+
+    def _check_widths(
+        self, i: int, block: BasicBlockSpec | BottleneckBlockSpec, error: Any
+    ) -> list[tuple[int, ...]]:
+        """Structural checks of a stage's per-block widths; the widths if they pass."""
+        stage = self.stages[i]
+        assert stage.widths is not None
+        at = ("stages", i, "widths")
+        if stage.width is not None:
+            error(
+                ("stages", i, "width"),
+                stage.width,
+                "give either 'width' or per-block 'widths', not both",
+            )
+        if self.width_factor != 1:
+            error(
+                ("width_factor",),
+                self.width_factor,
+                f"stages[{i}] lists its conv widths exactly: width_factor cannot scale them",
+            )
+        if len(stage.widths) != stage.repeats:
+            error(
+                at,
+                stage.widths,
+                f"{len(stage.widths)} lists of widths for {stage.repeats} blocks (repeats): "
+                f"give one per block",
+            )
+        convs = block.convs if isinstance(block, BasicBlockSpec) else 3
+        out: list[tuple[int, ...]] = []
+        for bi, widths in enumerate(stage.widths):
+            if len(widths) != convs:
+                error(
+                    (*at, bi),
+                    widths,
+                    f"a {block.type} block has {convs} convs: give {convs} widths, got "
+                    f"{len(widths)}",
+                )
+            elif widths[-1] != stage.widths[0][-1]:
+                error(
+                    (*at, bi, convs - 1),
+                    widths[-1],
+                    f"every block of a stage puts out the same width (they add up): block 0 "
+                    f"has {stage.widths[0][-1]}, block {bi} has {widths[-1]}",
+                )
+            else:
+                out.append(tuple(widths))
+        return out
+
+    def options_in_use(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """(path, name) of every option added with the timm zoo that this spec uses: shortcut
+        'D' and each field of ``_ADDED`` that is not at its default."""
+        used: list[tuple[tuple[str | int, ...], str]] = []
+        parts: list[tuple[tuple[str | int, ...], _Extensible | None]] = [
+            ((), self),
+            (("stem",), self.stem),
+            (("block",), self.block if isinstance(self.block, _Extensible) else None),
+        ]
+        for i, stage in enumerate(self.stages):
+            parts.append((("stages", i), stage))
+            if isinstance(stage.block, _Extensible):
+                parts.append((("stages", i, "block"), stage.block))
+        for path, part in parts:
+            if part is not None:
+                used += [((*path, name), "this option") for name in part.added_in_use()]
+        if self.shortcut == "D":
+            used.append((("shortcut",), "option 'D'"))
+        used += [
+            (("stages", i, "shortcut"), "option 'D'")
+            for i, st in enumerate(self.stages)
+            if st.shortcut == "D"
+        ]
+        return used
 
     def stage_block(self, index: int) -> BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec:
         """The block spec in force for stage ``index``."""
@@ -309,3 +798,7 @@ class ModelSpec(StrictModel):
     def stage_shortcut(self, index: int) -> str:
         """The shortcut option in force for stage ``index``."""
         return self.stages[index].shortcut or self.shortcut
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
