@@ -28,6 +28,12 @@ OP_STYLES: dict[str, dict[str, str]] = {
     "add": {"shape": "ellipse", "fillcolor": "white"},
     "gate_mix": {"shape": "ellipse", "fillcolor": "white"},
     "concat": {"shape": "ellipse", "fillcolor": "white"},
+    # block internals of the timm zoo
+    "global_mean": {"fillcolor": "#e9e9e9"},
+    "mul": {"shape": "ellipse", "fillcolor": "white"},
+    "channel_conv": {"fillcolor": "#dce8f6"},
+    "blurpool": {"fillcolor": "#e9e9e9"},
+    "groupnorm": {"fillcolor": "#fbf0c9"},
 }
 # An addition without statistics to show is drawn as a small circled '+'.
 ADD_SYMBOL = {
