@@ -25,13 +25,8 @@ SYNC_EVERY = 20  # iterations between reads of the running statistics (progress,
 
 # flag name -> TrainSpec field, for flags that override the recipe
 RECIPE_FLAGS = {
-    "dataset": "dataset",
-    "batch_size": "batch_size",
-    "lr": "lr",
-    "seed": "seed",
-    "augment": "augment",
-    "eval_every": "eval_every",
-    "iterations": "iterations",
+    "dataset": "dataset", "batch_size": "batch_size", "lr": "lr", "seed": "seed",
+    "augment": "augment", "eval_every": "eval_every", "iterations": "iterations",
 }
 
 
@@ -100,21 +95,14 @@ class RunConfig:
 
     def recipe(self) -> dict[str, Any]:
         """What decides the numbers: it must not change when a run is resumed."""
-        return {
-            "train": self.train,
-            "iterations": self.iterations,
-            "milestones": self.milestones,
-            "sync_every": self.sync_every,
-        }
+        return {"train": self.train, "iterations": self.iterations,
+                "milestones": self.milestones, "sync_every": self.sync_every}
 
 
 def override(train: TrainSpec, opts: TrainOptions) -> TrainSpec:
     """The spec's recipe with the flags given on the command line, validated again."""
-    updates = {
-        f: getattr(opts, flag)
-        for flag, f in RECIPE_FLAGS.items()
-        if getattr(opts, flag) is not None
-    }
+    updates = {f: getattr(opts, flag) for flag, f in RECIPE_FLAGS.items()
+               if getattr(opts, flag) is not None}
     if not updates:
         return train
     data = train.model_dump(exclude_unset=True)
@@ -136,22 +124,15 @@ def override(train: TrainSpec, opts: TrainOptions) -> TrainSpec:
 
 
 def resolve(
-    spec_path: Path,
-    spec_name: str,
-    train: TrainSpec,
-    opts: TrainOptions,
-    steps_per_epoch: int,
-    world: int,
-    device: str,
-    torch_version: str,
+    spec_path: Path, spec_name: str, train: TrainSpec, opts: TrainOptions,
+    steps_per_epoch: int, world: int, device: str, torch_version: str,
 ) -> RunConfig:
     """Fill in everything a run needs; ``train`` already holds the overrides except epochs."""
     iterations = train.iterations if opts.epochs is None else opts.epochs * steps_per_epoch
     milestones = train.scaled_milestones(iterations)
     # Record the milestones in force (scaled with the run's length) in the recipe itself.
-    train = TrainSpec.model_validate(
-        {**train.model_dump(exclude_unset=True), "iterations": iterations, "milestones": milestones}
-    )
+    train = TrainSpec.model_validate({**train.model_dump(exclude_unset=True),
+                                      "iterations": iterations, "milestones": milestones})
     eval_every = train.eval_every or steps_per_epoch
     return RunConfig(
         spec=str(spec_path),

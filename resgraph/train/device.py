@@ -29,10 +29,8 @@ def pick_device(choice: str, local_rank: int = 0) -> torch.device:
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
-            raise TrainError(
-                "--device cuda: no CUDA GPU is available (this PyTorch build "
-                f"is {torch.__version__}); use --device cpu"
-            )
+            raise TrainError("--device cuda: no CUDA GPU is available (this PyTorch build "
+                             f"is {torch.__version__}); use --device cpu")
         if local_rank >= torch.cuda.device_count():
             raise TrainError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPUs")
         return torch.device("cuda", local_rank)
@@ -74,8 +72,7 @@ def checkpoint_blocks(model: nn.Module, ir: IR) -> int:
 
 
 def _checkpointed(
-    forward: Callable[..., torch.Tensor],
-    contexts: Callable[[], tuple[Any, Any]],
+    forward: Callable[..., torch.Tensor], contexts: Callable[[], tuple[Any, Any]],
     *args: torch.Tensor,
 ) -> torch.Tensor:
     if not torch.is_grad_enabled():  # evaluation: nothing to save
@@ -99,12 +96,8 @@ class _KeepStats:
         self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def __enter__(self) -> None:
-        self.saved = [
-            (buf, buf.clone())
-            for m in self.block.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            for buf in m.buffers()
-        ]
+        self.saved = [(buf, buf.clone()) for m in self.block.modules()
+                      if isinstance(m, nn.modules.batchnorm._BatchNorm) for buf in m.buffers()]
 
     def __exit__(self, *exc: object) -> None:
         with torch.no_grad():
@@ -196,11 +189,8 @@ def memory_warning(plan: MemoryPlan, batch_size: int, amp: str, checkpointed: bo
         return None
     tips = [f"--batch-size {max(1, batch_size // 2)}"]
     if amp == "off":
-        tips.append(
-            f"--amp bf16 (about {fmt_bytes(need - plan.activations // 2)})"
-            if not checkpointed
-            else "--amp bf16"
-        )
+        tips.append(f"--amp bf16 (about {fmt_bytes(need - plan.activations // 2)})"
+                    if not checkpointed else "--amp bf16")
     if not checkpointed:
         tips.append(f"--checkpoint-activations (about {fmt_bytes(plan.need(True))})")
     return (

@@ -92,7 +92,8 @@ def init(d: Dist, device: torch.device) -> None:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, rank=d.rank, world_size=d.world, timeout=timedelta(minutes=30))
+    dist.init_process_group(backend, rank=d.rank, world_size=d.world,
+                            timeout=timedelta(minutes=30))
 
 
 def param_digest(model: torch.nn.Module) -> str:

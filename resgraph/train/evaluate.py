@@ -31,8 +31,7 @@ def build(ir: IR, engine: str, seed: int | None) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     autocast: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> tuple[float, float]:
     """Mean cross-entropy and error (a fraction) of ``model`` in eval mode over ``batches``."""
@@ -43,12 +42,8 @@ def evaluate(
         for x, y in batches:
             with autocast():
                 out = model(x)
-            part = torch.stack(
-                (
-                    F.cross_entropy(out.float(), y, reduction="sum"),
-                    (out.argmax(1) != y).sum().float(),
-                )
-            )
+            part = torch.stack((F.cross_entropy(out.float(), y, reduction="sum"),
+                                (out.argmax(1) != y).sum().float()))
             sums = part if sums is None else sums + part
             n += len(y)
             device = x.device
@@ -69,22 +64,13 @@ class EvalResult:
 
     def line(self, spec_name: str) -> str:
         wrong = round(self.error * self.images)
-        return (
-            f"{spec_name} on the {self.dataset} test set: error {100 * self.error:.2f}% "
-            f"({wrong:,} of {self.images:,} wrong), loss {self.loss:.4f}"
-        )
+        return (f"{spec_name} on the {self.dataset} test set: error {100 * self.error:.2f}% "
+                f"({wrong:,} of {self.images:,} wrong), loss {self.loss:.4f}")
 
 
 def evaluate_weights(
-    spec_path: Path,
-    weights: Path,
-    *,
-    dataset: str | None,
-    data_dir: Path,
-    device: str,
-    engine: str,
-    batch_size: int,
-    download: bool = False,
+    spec_path: Path, weights: Path, *, dataset: str | None, data_dir: Path, device: str,
+    engine: str, batch_size: int, download: bool = False,
 ) -> tuple[str, EvalResult]:
     """Test error of ``weights`` (a run's last.pt or a plain state_dict) for a spec."""
     from resgraph.passes import lower
@@ -103,7 +89,8 @@ def evaluate_weights(
     model = build(ir, engine, seed=0)
     ckpt_io.load_model_state(model, state, str(weights))
     model.to(where)
-    images = load_images(dataset, data_dir, spec.input.channels, spec.input.size, download=download)
+    images = load_images(dataset, data_dir, spec.input.channels, spec.input.size,
+                         download=download)
     data = DeviceData(images, where, batch_size=1, seed=0, augment=False)
     if ckpt is not None and ckpt.get("data_mean") is not None:
         mean = ckpt["data_mean"]

@@ -79,9 +79,8 @@ def train(opts: cfg.TrainOptions) -> int:
 
 
 class Run:
-    def __init__(
-        self, opts: cfg.TrainOptions, d: distributed.Dist, device: torch.device, stop: StopRequest
-    ) -> None:
+    def __init__(self, opts: cfg.TrainOptions, d: distributed.Dist, device: torch.device,
+                 stop: StopRequest) -> None:
         self.opts, self.d, self.device, self.stop = opts, d, device, stop
         self.echo = click.echo if d.is_main and not opts.quiet else (lambda *a, **k: None)
         self.spec = load_spec(opts.spec)
@@ -94,14 +93,8 @@ class Run:
             self.echo(f"no checkpoint in {self.dir}: starting a new run")
         self.data = self._data(recipe)
         self.config = cfg.resolve(
-            opts.spec,
-            self.spec.name,
-            recipe,
-            opts,
-            self.data.steps_per_epoch,
-            d.world,
-            str(device),
-            str(torch.__version__),
+            opts.spec, self.spec.name, recipe, opts, self.data.steps_per_epoch, d.world,
+            str(device), str(torch.__version__),
         )
         if self.ckpt is not None:
             changes = cfg.recipe_changes(self.ckpt["config"], self.config)
@@ -133,15 +126,9 @@ class Run:
         images, validation = split_validation(images, recipe.validation_split)
         self.images = images
         return DeviceData(
-            images,
-            self.device,
-            batch_size=recipe.batch_size,
-            seed=recipe.seed,
-            augment=recipe.augment,
-            rank=self.d.rank,
-            world=self.d.world,
-            channels_last=o.channels_last,
-            validation=validation,
+            images, self.device, batch_size=recipe.batch_size, seed=recipe.seed,
+            augment=recipe.augment, rank=self.d.rank, world=self.d.world,
+            channels_last=o.channels_last, validation=validation,
         )
 
     # --- set-up -------------------------------------------------------------------------
@@ -166,9 +153,8 @@ class Run:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(self.raw, device_ids=ids)
         self.net = torch.compile(net) if o.compile else net
-        self.opt = torch.optim.SGD(
-            self.raw.parameters(), lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay
-        )
+        self.opt = torch.optim.SGD(self.raw.parameters(), lr=r.lr, momentum=r.momentum,
+                                   weight_decay=r.weight_decay)
         self.schedule = Schedule(r.lr, c.milestones, r.gamma, r.warmup_lr, r.warmup_until_error)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=o.amp == "fp16")
         self.autocast = dev.autocast(o.amp, self.device)
@@ -195,10 +181,8 @@ class Run:
         if len(rngs) == self.d.world:
             ckpt_io.set_rng_state(rngs[self.d.rank], self.device)
         else:
-            self.echo(
-                f"note: the run had {len(rngs)} processes, now {self.d.world}: random "
-                "states are re-seeded (only dropout-like layers notice)"
-            )
+            self.echo(f"note: the run had {len(rngs)} processes, now {self.d.world}: random "
+                      "states are re-seeded (only dropout-like layers notice)")
 
     def _write_config(self) -> None:
         data = self.config.to_dict()
@@ -215,36 +199,24 @@ class Run:
             f"{c.iterations} iterations ({c.iterations / c.steps_per_epoch:.1f} epochs of "
             f"{c.steps_per_epoch}), batch {r.batch_size}, lr {r.lr:g} x{r.gamma:g} at {ms}, "
             f"momentum {r.momentum:g}, weight decay {r.weight_decay:g}"
-            + (
-                f", warm-up at lr {r.warmup_lr:g} until training error < "
-                f"{100 * r.warmup_until_error:g}%"
-                if r.warmup_lr
-                else ""
-            )
+            + (f", warm-up at lr {r.warmup_lr:g} until training error < "
+               f"{100 * r.warmup_until_error:g}%" if r.warmup_lr else "")
         )
         per_rank = r.batch_size // self.d.world
-        plan = dev.memory_plan(
-            self.ir, self.raw, per_rank, self.opts.amp, self.device, self.data.nbytes
-        )
+        plan = dev.memory_plan(self.ir, self.raw, per_rank, self.opts.amp, self.device,
+                               self.data.nbytes)
         mem = f"memory about {dev.fmt_bytes(plan.need(self.opts.checkpoint_activations))}"
         if plan.free is not None:
             mem += f" of {dev.fmt_bytes(plan.free)} free"
         procs = f" x {self.d.world} processes" if self.d.enabled else ""
         extras = [f"amp {self.opts.amp}"] if self.opts.amp != "off" else []
-        extras += [
-            name
-            for name, on in (
-                ("channels-last", self.opts.channels_last),
-                ("compile", self.opts.compile),
-                ("checkpoint-activations", self.opts.checkpoint_activations),
-            )
-            if on
-        ]
+        extras += [name for name, on in (("channels-last", self.opts.channels_last),
+                   ("compile", self.opts.compile),
+                   ("checkpoint-activations", self.opts.checkpoint_activations)) if on]
         extra = f" ({', '.join(extras)})" if extras else ""
         self.echo(f"device {self.device}{procs}{extra}, {mem}; run folder {self.dir}")
-        warning = dev.memory_warning(
-            plan, per_rank, self.opts.amp, self.opts.checkpoint_activations
-        )
+        warning = dev.memory_warning(plan, per_rank, self.opts.amp,
+                                     self.opts.checkpoint_activations)
         if warning and self.d.is_main:
             click.echo(warning, err=True)
 
@@ -271,11 +243,8 @@ class Run:
         except NonFiniteLoss as exc:
             self._finish_files()
             last = self._last_saved
-            kept = (
-                f"the last good checkpoint {self.dir / cfg.CHECKPOINT} (iteration {last}) is kept"
-                if last is not None
-                else "no checkpoint had been written yet"
-            )
+            kept = (f"the last good checkpoint {self.dir / cfg.CHECKPOINT} (iteration {last}) "
+                    "is kept" if last is not None else "no checkpoint had been written yet")
             raise TrainError(
                 f"the training loss became {exc} between iterations {self._last_read + 1} and "
                 f"{self._it} (lr {self.schedule.lr(self._it - 1):g}); training stopped and "
@@ -313,10 +282,8 @@ class Run:
                 loss, err, ips = self.meter.take_window()
                 stats = {"loss": loss, "error": err, "lr": lr, "images_per_s": ips}
                 if self.schedule.observe(it, err):
-                    self.reporter.note(
-                        f"warm-up over at iteration {it} (training error "
-                        f"{100 * err:.1f}%): lr {self.schedule.lr(it):g} from now"
-                    )
+                    self.reporter.note(f"warm-up over at iteration {it} (training error "
+                                       f"{100 * err:.1f}%): lr {self.schedule.lr(it):g} from now")
             if eval_due:
                 self._evaluate(it, lr)
             self.reporter.step(it, stats)
@@ -334,19 +301,15 @@ class Run:
             signum = self.stop.signum or signal.SIGTERM
             name = signal.Signals(signum).name
             if self.d.is_main:  # even with --quiet
-                click.echo(
-                    f"stopped by {name} after iteration {it}: checkpoint saved to "
-                    f"{self.dir / cfg.CHECKPOINT}; continue with: resgraph train "
-                    f"{self.opts.spec} --out {self.dir} --resume"
-                )
+                click.echo(f"stopped by {name} after iteration {it}: checkpoint saved to "
+                           f"{self.dir / cfg.CHECKPOINT}; continue with: resgraph train "
+                           f"{self.opts.spec} --out {self.dir} --resume")
             return 128 + signum
         self._check_replicas()
         last = self.history[-1] if self.history else None
         if last is not None:
-            self.echo(
-                f"done: test error {100 * last['test_error']:.2f}% after {it} iterations "
-                f"({last['time_s']:.0f} s); results in {self.dir}"
-            )
+            self.echo(f"done: test error {100 * last['test_error']:.2f}% after {it} iterations "
+                      f"({last['time_s']:.0f} s); results in {self.dir}")
         return 0
 
     def _step(self, it: int, lr: float, nan: bool) -> None:
@@ -361,9 +324,8 @@ class Run:
             if self.opts.compile and it == self.start:
                 lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
                 why = " ".join(lines[:2])[:300]
-                raise TrainError(
-                    f"--compile failed ({type(exc).__name__}: {why}); run without --compile"
-                ) from None
+                raise TrainError(f"--compile failed ({type(exc).__name__}: {why}); run "
+                                 "without --compile") from None
             raise
         if nan:
             loss = loss * float("nan")
@@ -382,17 +344,10 @@ class Run:
             if self.data.validation is not None:
                 val_loss, val_err = evaluate(self.raw, self.data.eval_batches("val"), self.autocast)
             row = {
-                "epoch": round(it / self.config.steps_per_epoch, 4),
-                "iteration": it,
-                "lr": lr,
-                "train_loss": train_loss,
-                "train_error": train_err,
-                "test_loss": test_loss,
-                "test_error": test_err,
-                "val_loss": val_loss,
-                "val_error": val_err,
-                "images_per_s": ips,
-                "time_s": self._elapsed(),
+                "epoch": round(it / self.config.steps_per_epoch, 4), "iteration": it, "lr": lr,
+                "train_loss": train_loss, "train_error": train_err, "test_loss": test_loss,
+                "test_error": test_err, "val_loss": val_loss, "val_error": val_err,
+                "images_per_s": ips, "time_s": self._elapsed(),
             }
             self.history.append(row)
             plots.write_metrics(self.dir / "metrics.csv", self.history)
@@ -406,24 +361,21 @@ class Run:
         t0 = time.monotonic()
         rngs = self.d.gather(ckpt_io.rng_state(self.device))
         if self.d.is_main:
-            ckpt_io.save_atomic(
-                {
-                    "format": ckpt_io.FORMAT,
-                    "model": self.raw.state_dict(),
-                    "optimizer": self.opt.state_dict(),
-                    "scheduler": self.schedule.state_dict(),
-                    "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                    "rng": rngs,
-                    "data": self.data.position(it),
-                    "meter": self.meter.state_dict(),
-                    "history": self.history,
-                    "data_mean": self.data.mean.cpu(),
-                    "elapsed_s": self._elapsed(),
-                    "config": self.config.to_dict(),
-                    "complete": complete,
-                },
-                self.dir / cfg.CHECKPOINT,
-            )
+            ckpt_io.save_atomic({
+                "format": ckpt_io.FORMAT,
+                "model": self.raw.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "rng": rngs,
+                "data": self.data.position(it),
+                "meter": self.meter.state_dict(),
+                "history": self.history,
+                "data_mean": self.data.mean.cpu(),
+                "elapsed_s": self._elapsed(),
+                "config": self.config.to_dict(),
+                "complete": complete,
+            }, self.dir / cfg.CHECKPOINT)
         self._last_saved = it
         self.mark += time.monotonic() - t0
 
@@ -445,16 +397,10 @@ class Run:
         if self.d.is_main:
             import json
 
-            atomic_write_text(
-                self.dir / "ddp_check.json",
-                json.dumps(
-                    {"world_size": self.d.world, "param_sha256": digests, "identical": same},
-                    indent=2,
-                )
-                + "\n",
-            )
-            self.echo(
-                f"{self.d.world} processes end with identical parameters: {'yes' if same else 'NO'}"
-            )
+            atomic_write_text(self.dir / "ddp_check.json", json.dumps(
+                {"world_size": self.d.world, "param_sha256": digests, "identical": same},
+                indent=2) + "\n")
+            self.echo(f"{self.d.world} processes end with identical parameters: "
+                      f"{'yes' if same else 'NO'}")
         if not same:
             raise TrainError("the processes ended with different parameters (see ddp_check.json)")

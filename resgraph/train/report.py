@@ -19,14 +19,12 @@ def _duration(seconds: float) -> str:
 
 
 def _stats(s: dict[str, Any]) -> str:
-    return (
-        f"loss {s['loss']:.3f}  err {100 * s['error']:.1f}%  lr {s['lr']:.3g}  "
-        f"{s['images_per_s']:.0f} img/s"
-    )
+    return (f"loss {s['loss']:.3f}  err {100 * s['error']:.1f}%  lr {s['lr']:.3g}  "
+            f"{s['images_per_s']:.0f} img/s")
 
 
 def row_line(row: dict[str, Any], total: int) -> str:
-    val = f"  val err {100 * row['val_error']:.2f}%" if row.get("val_error") is not None else ""
+    val = (f"  val err {100 * row['val_error']:.2f}%" if row.get("val_error") is not None else "")
     return (
         f"iter {row['iteration']}/{total} (epoch {row['epoch']:.1f})  lr {row['lr']:.3g}  "
         f"train loss {row['train_loss']:.3f} err {100 * row['train_error']:.2f}%  "
@@ -92,12 +90,8 @@ class BarReporter(Reporter):
         )
 
         self.progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TextColumn("ETA"), TimeRemainingColumn(),
         )
         self.task: Any = None
 

@@ -15,14 +15,8 @@ class Schedule:
     paper) the lr is ``warmup_lr`` until the training error over a window of iterations
     falls below ``warmup_until_error``; the milestones count from iteration 0 either way."""
 
-    def __init__(
-        self,
-        lr: float,
-        milestones: list[int],
-        gamma: float,
-        warmup_lr: float | None = None,
-        warmup_until_error: float = 0.8,
-    ) -> None:
+    def __init__(self, lr: float, milestones: list[int], gamma: float,
+                 warmup_lr: float | None = None, warmup_until_error: float = 0.8) -> None:
         self.base, self.milestones, self.gamma = lr, list(milestones), gamma
         self.warmup_lr, self.until = warmup_lr, warmup_until_error
         self.warming_up = warmup_lr is not None
@@ -43,13 +37,8 @@ class Schedule:
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "warming_up": self.warming_up,
-            "warmup_ended_at": self.warmup_ended_at,
-            "base": self.base,
-            "milestones": self.milestones,
-            "gamma": self.gamma,
-        }
+        return {"warming_up": self.warming_up, "warmup_ended_at": self.warmup_ended_at,
+                "base": self.base, "milestones": self.milestones, "gamma": self.gamma}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.warming_up = bool(state["warming_up"])
