@@ -268,7 +268,12 @@ def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[
     doc = (
         _env()
         .get_template(f"blocks/{block.kind}.py.j2")
-        .render(spec=spec, residual=block.residual, plain=block.shortcut == "none")
+        .render(
+            spec=spec,
+            residual=block.residual,
+            plain=block.shortcut == "none",
+            anti_aliased=block.anti_aliased,
+        )
     )
     text = (
         _env()

@@ -175,8 +175,8 @@ def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowe
     x, extra = _attention(s, x, spec, w, "width")
     args = (
         BlockArg("in_channels", cin),
-        *_width_args(names, c.widths),
         BlockArg("width", w),
+        *_width_args(names, c.widths),
         BlockArg("stride", c.stride, 1),
         *extra,
     )
@@ -220,9 +220,9 @@ def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx
     x, extra = _attention(s, x, spec, out, "out_channels")
     args = (
         BlockArg("in_channels", cin),
-        *_width_args(names, c.widths),
         BlockArg("width", mid),
         BlockArg("out_channels", out),
+        *_width_args(names, c.widths),
         BlockArg("stride", c.stride, 1),
         BlockArg("groups", spec.groups, 1),
         *extra,

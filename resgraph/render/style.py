@@ -59,6 +59,7 @@ EDGE_STYLES: dict[str, dict[str, str]] = {
     "zeropad": {"color": SHORTCUT, "style": "dotted", "penwidth": "1.6"},
     "gate": {"color": "#c8641e", "style": "solid", "penwidth": "1.0"},
     "concat": {"color": "#2f8f4f", "style": "solid", "penwidth": "1.0"},
+    "attention": {"color": "#7b4aa8", "style": "solid", "penwidth": "1.0"},
 }
 LEGEND = {
     "identity": "identity shortcut",
@@ -66,6 +67,7 @@ LEGEND = {
     "zeropad": "zero-pad shortcut (A)",
     "gate": "gate path (highway join)",
     "concat": "concatenated input",
+    "attention": "channel attention (SE, ECA)",
     "none": "no shortcut (plain)",
 }
 BLOCK_LEGEND = {"gate": "gated (highway) join", "concat": "concat join"}
