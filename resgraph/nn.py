@@ -67,10 +67,13 @@ def gate_mix(branch: Tensor, carry: Tensor, gate: Tensor) -> Tensor:
 class ChannelConv(nn.Conv1d):
     """ECA's convolution across channels (Wang et al. 2020): a (N, C, 1, 1) map is read as
     N sequences of C values, convolved with one k-tap filter (no bias, padding (k-1)/2), and
-    returned as (N, C, 1, 1). State: ``weight`` of shape (1, 1, k), as nn.Conv1d's."""
+    returned as (N, C, 1, 1). State: ``weight`` of shape (1, 1, k), as nn.Conv1d's. It starts
+    at zero (every gate 1/2), so its initial value does not depend on the order in which a
+    network builds its modules."""
 
     def __init__(self, kernel: int) -> None:
         super().__init__(1, 1, kernel, padding=(kernel - 1) // 2, bias=False)
+        nn.init.zeros_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         y = F.conv1d(x.view(x.shape[0], 1, -1), self.weight, None, 1, self.padding)
