@@ -384,3 +384,15 @@ def test_attention_is_drawn_as_its_own_path():
     op = to_dot(ir, "op")
     assert "channel attention (SE, ECA)" in op and "#7b4aa8" in op
     assert "basic [16, 16] + SE" in to_dot(ir, "block")
+
+
+def test_the_canonical_name_notes_attention_anti_aliasing_and_the_norm(monkeypatch):
+    from resgraph.summary import canonical_name
+
+    monkeypatch.setattr(lowering, "COMPILED_OPTIONS", lowering.COMPILED_OPTIONS | {"norm"})
+    name = canonical_name(ir_of("{type: basic, attention: eca, anti_alias: blur}"))
+    assert name.endswith(", ECA, anti-aliased (blur)")
+    name = canonical_name(
+        ir_of("{type: basic, attention: se}", extra="norm: {type: group, groups: 8}\n")
+    )
+    assert name.endswith(", SE, group norm (8 groups)")
