@@ -23,7 +23,7 @@ from resgraph.ops import Op, Shape
 if TYPE_CHECKING:
     from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
 
-Role = Literal["main", "shortcut", "gate"]
+Role = Literal["main", "shortcut", "gate", "attention"]
 Section = Literal["stem", "stage", "head"]
 BlockKind = Literal["basic", "bottleneck", "dense_layer", "transition"]
 JoinKind = Literal["add", "gate", "concat"]
@@ -40,7 +40,7 @@ class Node:
     name: str
     op: Op
     scope: str = ""  # the block ("layer1.0") or stage ("layer1") it belongs to; "" at top level
-    role: Role = "main"  # main path, shortcut path, or gate path of a block
+    role: Role = "main"  # main path, shortcut path, gate path or channel attention of a block
     section: Section = "stem"  # the part of the network it belongs to
     # op fields a block class takes from its constructor: (field, Python expression over
     # the block's BlockArg names), e.g. (("out_channels", "width"), ("stride", "stride"))
@@ -83,6 +83,12 @@ class Block:
     @property
     def preactivation(self) -> bool:
         return bool(getattr(self.spec, "preactivation", False))
+
+    @property
+    def anti_aliased(self) -> bool:
+        """A low-pass filter (module ``aa``) downsamples after the strided conv: only where
+        the block's stride is 2."""
+        return getattr(self.spec, "anti_alias", None) is not None and self.stride == 2
 
     @property
     def residual(self) -> bool:
@@ -284,6 +290,11 @@ def block_class_names(ir: IR, members: dict[str, list[Node]], helpers: set[str])
         key = block_signature(ir, block, members[path], specs)
         if key not in names:
             base = BLOCK_CLASS_NAMES.get(block.kind) or class_identifier(block.kind)
+            attention = getattr(block.spec, "attention", None)
+            if attention is not None:
+                base = {"se": "SE", "eca": "ECA"}[attention.type] + base
+            if block.anti_aliased:
+                base = "AntiAliased" + base
             if block.preactivation:
                 base = "PreAct" + base
             if block.shortcut == "none":

@@ -13,7 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PadShortcut", "DropPath", "gate_mix"]  # in the order generated files define them
+__all__ = [
+    "PadShortcut",
+    "DropPath",
+    "gate_mix",
+    "ChannelConv",
+    "BlurPool2d",
+]  # in the order generated files define them
 
 
 class PadShortcut(nn.Module):
@@ -56,3 +62,39 @@ class DropPath(nn.Module):
 def gate_mix(branch: Tensor, carry: Tensor, gate: Tensor) -> Tensor:
     """Highway join T*H + (1-T)*x (Srivastava et al. 2015)."""
     return gate * branch + (1 - gate) * carry
+
+
+class ChannelConv(nn.Conv1d):
+    """ECA's convolution across channels (Wang et al. 2020): a (N, C, 1, 1) map is read as
+    N sequences of C values, convolved with one k-tap filter (no bias, padding (k-1)/2), and
+    returned as (N, C, 1, 1). State: ``weight`` of shape (1, 1, k), as nn.Conv1d's. It starts
+    at zero (every gate 1/2), so its initial value does not depend on the order in which a
+    network builds its modules."""
+
+    def __init__(self, kernel: int) -> None:
+        super().__init__(1, 1, kernel, padding=(kernel - 1) // 2, bias=False)
+        nn.init.zeros_(self.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.conv1d(x.view(x.shape[0], 1, -1), self.weight, None, 1, self.padding)
+        return y.view(x.shape)
+
+
+class BlurPool2d(nn.Module):
+    """Anti-aliased downsampling (Zhang 2019): reflection padding by 1, then every channel
+    convolved with the binomial filter [1, 2, 1]^T [1, 2, 1] / 16 at ``stride``. The filter
+    is a buffer ``filt`` of shape (channels, 1, 3, 3) that is not saved in the state_dict."""
+
+    def __init__(self, channels: int, stride: int = 2) -> None:
+        super().__init__()
+        self.channels, self.stride = channels, stride
+        taps = torch.tensor([1.0, 2.0, 1.0]) / 4
+        filt = (taps[:, None] * taps[None, :]).expand(channels, 1, 3, 3).clone()
+        self.register_buffer("filt", filt, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        return F.conv2d(x, self.filt, stride=self.stride, groups=self.channels)
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, stride={self.stride}"

@@ -427,3 +427,128 @@ JOINS = (Add, GateMix, Concat)
 RESIDUAL_JOINS = (Add, GateMix)
 """Joins whose port 1 is a shortcut that the shortcut options may replace. A Concat has
 none: it carries its inputs forward whole."""
+
+
+# -- block internals of the timm zoo: channel attention, anti-aliasing, group norm ----------
+@dataclass(frozen=True)
+class GlobalMean(Op):
+    """Mean over height and width, kept as a C x 1 x 1 map (the 'squeeze' of SE and ECA)."""
+
+    kind: ClassVar[str] = "global_mean"
+    call: ClassVar[str] = "{0}.mean((2, 3), keepdim=True)"
+    fill: ClassVar[str] = "#e9e9e9"
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        return (_map(inputs[0], "global mean")[0], 1, 1)
+
+    def label(self) -> str:
+        return "mean over HxW"
+
+
+@dataclass(frozen=True)
+class Mul(Op):
+    """Channel-wise rescaling: port 0 a C x H x W map, port 1 a C x 1 x 1 gate."""
+
+    kind: ClassVar[str] = "mul"
+    call: ClassVar[str] = "{0} * {1}"
+    arity: ClassVar[int | None] = 2
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        self.check(inputs)
+        return inputs[0]
+
+    def check(self, inputs: list[Shape]) -> None:
+        x, gate = _map(inputs[0], "mul"), _map(inputs[1], "mul")
+        if gate != (x[0], 1, 1):
+            raise ShapeMismatch(
+                f"cannot scale {fmt_shape(x)} by {fmt_shape(gate)}: the gate needs {x[0]}x1x1"
+            )
+
+    def label(self) -> str:
+        return "x"
+
+
+@dataclass(frozen=True)
+class ChannelConv(Op):
+    """ECA's 1-D convolution across the channels of a C x 1 x 1 map (Wang et al. 2020): one
+    k-tap filter, no bias, padding (k-1)/2. Its multiply-adds are not counted (timm's and the
+    ECA paper's convention: they are C x k, negligible)."""
+
+    kind: ClassVar[str] = "channel_conv"
+    ctor: ClassVar[str] = "ChannelConv"
+    ctor_args: ClassVar = (("kernel", None, KEEP),)
+    helper: ClassVar[str | None] = "ChannelConv"
+    fill: ClassVar[str] = "#dce8f6"
+    is_module: ClassVar[bool] = True
+    kernel: int
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "channel conv")
+        if (h, w) != (1, 1):
+            raise ShapeMismatch(f"channel conv needs a Cx1x1 map, got {fmt_shape(inputs[0])}")
+        return inputs[0]
+
+    def params(self) -> int:
+        return self.kernel
+
+    def label(self) -> str:
+        return f"1-D conv k={self.kernel} over channels"
+
+
+@dataclass(frozen=True)
+class BlurPool(Op):
+    """Anti-aliased downsampling (Zhang 2019): reflection padding by 1, then each channel
+    convolved with the fixed binomial filter [1, 2, 1]^T [1, 2, 1] / 16 at ``stride``. The
+    filter is a buffer that is not saved; no parameters."""
+
+    kind: ClassVar[str] = "blurpool"
+    ctor: ClassVar[str] = "BlurPool2d"
+    ctor_args: ClassVar = (("channels", None, KEEP), ("stride", "stride", 2))
+    helper: ClassVar[str | None] = "BlurPool2d"
+    fill: ClassVar[str] = "#e9e9e9"
+    is_module: ClassVar[bool] = True
+    channels: int
+    stride: int = 2
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "blur pool")
+        if c != self.channels:
+            raise ShapeMismatch(f"blur pool expects {self.channels} channels, got {c}")
+        if min(h, w) < 2:
+            raise ShapeMismatch(f"blur pool reflects 1 pixel: it needs 2x2 or more, got {h}x{w}")
+        return (c, _window(h, 3, self.stride, 1), _window(w, 3, self.stride, 1))
+
+    def label(self) -> str:
+        return f"blur pool, /{self.stride}"
+
+
+@dataclass(frozen=True)
+class GroupNorm(Op):
+    """Group norm (Wu & He 2018): ``groups`` groups, eps 1e-5, per-channel scale and shift."""
+
+    kind: ClassVar[str] = "groupnorm"
+    ctor: ClassVar[str] = "nn.GroupNorm"
+    ctor_args: ClassVar = (("groups", None, KEEP), ("channels", None, KEEP))
+    fill: ClassVar[str] = "#fbf0c9"
+    is_module: ClassVar[bool] = True
+    groups: int
+    channels: int
+    zero_init: bool = False  # last norm of a residual branch, zeroed when the spec asks
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, _, _ = _map(inputs[0], "groupnorm")
+        if c != self.channels:
+            raise ShapeMismatch(f"groupnorm expects {self.channels} channels, got {c}")
+        if c % self.groups:
+            raise ShapeMismatch(f"group norm: {self.groups} groups do not divide {c} channels")
+        return inputs[0]
+
+    def params(self) -> int:
+        return 2 * self.channels
+
+    def label(self) -> str:
+        return f"GN, {self.groups} groups"
+
+
+NORMS = (BatchNorm, GroupNorm)
+"""Norm ops: a residual branch's last one may be zero-initialised (``zero_init``)."""

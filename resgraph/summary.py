@@ -202,4 +202,12 @@ def canonical_name(ir: IR) -> str:
         parts.append("dropout " + "/".join(f"{p:g}" for p in sorted(dropouts)))
     if spec.stochastic_depth:
         parts.append(f"stochastic depth p_L={spec.stochastic_depth.final_survival:g}")
+    attention = {b.attention.type for b in residual if b.attention is not None}
+    if attention:  # Hu et al. 2018; Wang et al. 2020
+        parts.append(" / ".join({"se": "SE", "eca": "ECA"}[a] for a in sorted(attention)))
+    filters = {b.anti_alias.type for b in residual if b.anti_alias is not None}
+    if filters:  # Zhang 2019
+        parts.append(f"anti-aliased ({'/'.join(sorted(filters))})")
+    if spec.norm.type == "group":
+        parts.append(f"group norm ({spec.norm.group_count()} groups)")
     return ", ".join(parts)

@@ -163,7 +163,7 @@ def build_module(spec_or_ir: ModelSpec | IR, *, seed: int | None = None) -> nn.M
     root = cls()
     for path, module in modules:
         _attach(root, path, module)
-    zero = [n.name for n in order if isinstance(n.op, ops.BatchNorm) and n.op.zero_init]
+    zero = [n.name for n in order if isinstance(n.op, ops.NORMS) and n.op.zero_init]
     init_weights(root, zero)
     return root
 

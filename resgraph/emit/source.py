@@ -251,7 +251,9 @@ def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[
                 )
             )
             inputs = [inputs[0], "~identity", *inputs[2:]]
-        prefer = "gate" if n.role == "gate" else "out"
+        local = n.name.removeprefix(prefix)
+        # a value computed inside a submodule's namespace (``se.fc1``) is named after it
+        prefer = "gate" if n.role == "gate" else local.split(".")[0] if "." in local else "out"
         if n.name == block.shortcut_input and n.name != block.input:
             prefer = "preact"
         access = _access(n.name.removeprefix(prefix), tree) if n.op.is_module else ""
@@ -260,13 +262,18 @@ def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[
     zero_init = [
         _access(n.name.removeprefix(prefix), tree).removeprefix("self.")
         for n in own
-        if isinstance(n.op, ops.BatchNorm) and n.op.zero_init
+        if isinstance(n.op, ops.NORMS) and n.op.zero_init
     ]
     spec = block.spec
     doc = (
         _env()
         .get_template(f"blocks/{block.kind}.py.j2")
-        .render(spec=spec, residual=block.residual, plain=block.shortcut == "none")
+        .render(
+            spec=spec,
+            residual=block.residual,
+            plain=block.shortcut == "none",
+            anti_aliased=block.anti_aliased,
+        )
     )
     text = (
         _env()

@@ -1,7 +1,8 @@
 """Pass: parameters and multiply-adds of every node, derived from the op definitions.
 
 Expects: shapes inferred. Guarantees: ``Node.params`` and ``Node.macs`` set. MACs count
-the multiply-adds of conv and fc layers for one example, as the paper's FLOPs do.
+the multiply-adds of conv and fc layers for one example, as the paper's FLOPs do; ECA's
+1-D conv across channels is not counted (its parameters are), as in timm and the ECA paper.
 """
 
 from __future__ import annotations

@@ -35,22 +35,42 @@ from resgraph.ops import (
     Add,
     AvgPool,
     BatchNorm,
+    BlurPool,
+    ChannelConv,
     Concat,
     Conv,
     Dropout,
     DropPath,
     GateMix,
     GlobalAvgPool,
+    GlobalMean,
+    GroupNorm,
     Input,
     Linear,
     MaxPool,
+    Mul,
     Op,
     ReLU,
     Sigmoid,
 )
-from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
+from resgraph.spec.schema import (
+    BasicBlockSpec,
+    BottleneckBlockSpec,
+    DenseBlockSpec,
+    ECASpec,
+    ModelSpec,
+    SESpec,
+)
 
 Bind = dict[str, str]  # op field -> expression over the block's constructor parameters
+
+
+def norm_op(spec: ModelSpec, channels: int, zero_init: bool = False) -> BatchNorm | GroupNorm:
+    """The spec's normalisation layer for ``channels`` channels: batch norm, or group norm
+    with the spec's groups (same module names either way)."""
+    if spec.norm.type == "group":
+        return GroupNorm(spec.norm.group_count(), channels, zero_init)
+    return BatchNorm(channels, zero_init)
 
 
 @dataclass
@@ -82,7 +102,13 @@ class _Scope:
         """conv{n} then bn{n}; ``bind`` names the conv's fields taken from the constructor."""
         x = self.add(f"conv{n}", conv, x, bind=bind)
         bn_bind = {"channels": bind["out_channels"]} if "out_channels" in bind else None
-        return self.add(f"bn{n}", BatchNorm(conv.out_channels, zero_init), x, bind=bn_bind)
+        return self.norm(f"bn{n}", conv.out_channels, x, bn_bind, zero_init)
+
+    def norm(
+        self, name: str, channels: int, x: str, bind: Bind | None, zero_init: bool = False
+    ) -> str:
+        """The spec's norm (:func:`norm_op`) on ``channels`` channels."""
+        return self.add(name, norm_op(self.ir.spec, channels, zero_init), x, bind=bind)
 
 
 @dataclass(frozen=True)
@@ -90,7 +116,9 @@ class _BlockCtx:
     """What a block lowering needs beyond its own spec."""
 
     in_channels: int
-    width: int | None  # stage width x width factor; None for dense stages
+    width: int | None  # stage width x width factor; None for dense and per-block-width stages
+    widths: tuple[int, ...]  # output width of each conv of the branch (residual blocks)
+    listed: bool  # the widths were listed per block in the spec (pruned networks)
     stride: int
     zero_init: bool
     survival: float | None  # stochastic depth survival probability of this block
@@ -113,70 +141,157 @@ class _Lowered:
 def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowered:
     """(He et al. 2015, Fig. 2) 3x3 conv-BN-ReLU repeated, the last ReLU after the join; or
     BN-ReLU-conv with nothing after the join when pre-activated (He et al. 2016)."""
-    assert c.width is not None  # the schema requires a width on basic stages
-    cin, w, pre = c.in_channels, c.width, spec.preactivation
+    cin, w, pre = c.in_channels, c.widths[-1], spec.preactivation
+    aa = _anti_aliased(spec, c.stride)
+    names = _width_names(spec, c, spec.convs - 1) + ["width"]
     projection_from = x
     for i in range(1, spec.convs + 1):
         first = i == 1
-        conv = Conv(cin if first else w, w, 3, c.stride if first else 1, 1)
-        bind = {"in_channels": "in_channels" if first else "width", "out_channels": "width"}
-        if first:
+        stride = c.stride if first and not aa else 1
+        conv = Conv(cin if first else c.widths[i - 2], c.widths[i - 1], 3, stride, 1)
+        bind = {"in_channels": "in_channels" if first else names[i - 2]}
+        bind["out_channels"] = names[i - 1]
+        if first and not aa:
             bind["stride"] = "stride"
         if pre:
-            bn = BatchNorm(conv.in_channels)
-            x = s.add(f"bn{i}", bn, x, bind={"channels": bind["in_channels"]})
+            x = s.norm(f"bn{i}", conv.in_channels, x, {"channels": bind["in_channels"]})
             x = s.add(f"relu{i}", ReLU(), x)
             if first:
                 projection_from = x
             elif spec.dropout:
                 x = s.add(f"dropout{i - 1}", Dropout(spec.dropout), x)
             x = s.add(f"conv{i}", conv, x, bind=bind)
+            if first and aa:
+                x = _anti_alias(s, x, spec, conv.out_channels, names[0])
         else:
             last = i == spec.convs
             x = s.conv_bn(i, x, conv, bind, zero_init=last and c.zero_init)
             if not last:
                 x = s.add(f"relu{i}", ReLU(), x)
+                if first and aa:
+                    x = _anti_alias(s, x, spec, conv.out_channels, names[0])
                 if spec.dropout:
                     x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
-    args = (BlockArg("in_channels", cin), BlockArg("width", w), BlockArg("stride", c.stride, 1))
+    x, extra = _attention(s, x, spec, w, "width")
+    args = (
+        BlockArg("in_channels", cin),
+        BlockArg("width", w),
+        *_width_args(names, c.widths),
+        BlockArg("stride", c.stride, 1),
+        *extra,
+    )
     return _Lowered("basic", args, x, w, projection_from, not pre, spec.join, "width")
 
 
 def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx) -> _Lowered:
     """(He et al. 2015, Fig. 5) 1x1 reduce, 3x3, 1x1 expand; the 3x3 may be grouped
     (ResNeXt) and the stride sits on the first 1x1 (paper) or the 3x3 (torchvision)."""
-    assert c.width is not None  # the schema requires a width on bottleneck stages
-    cin, out = c.in_channels, c.width * spec.expansion
-    mid = int(c.width * spec.base_width / 64) * spec.groups
-    s1, s3 = (c.stride, 1) if spec.stride_on == "1x1" else (1, c.stride)
+    cin = c.in_channels
+    first, mid, out = c.widths
+    names = _width_names(spec, c, 1) + ["width"]
+    aa = _anti_aliased(spec, c.stride)
+    strided = 1 if spec.stride_on == "1x1" else 2  # the conv that carries the stride
+    s1, s3 = (c.stride, 1) if strided == 1 else (1, c.stride)
     plan: list[tuple[Conv, Bind]] = [
-        (Conv(cin, mid, 1, s1), {"in_channels": "in_channels", "out_channels": "width"}),
-        (Conv(mid, mid, 3, s3, 1, spec.groups), {"in_channels": "width", "out_channels": "width"}),
+        (Conv(cin, first, 1, 1 if aa else s1), {"in_channels": "in_channels"}),
+        (Conv(first, mid, 3, 1 if aa else s3, 1, spec.groups), {"in_channels": names[0]}),
         (Conv(mid, out, 1), {"in_channels": "width", "out_channels": "out_channels"}),
     ]
-    plan[0 if spec.stride_on == "1x1" else 1][1]["stride"] = "stride"
+    plan[0][1]["out_channels"] = names[0]
+    plan[1][1]["out_channels"] = "width"
+    if not aa:
+        plan[strided - 1][1]["stride"] = "stride"
     plan[1][1]["groups"] = "groups"
     projection_from = x
     for i, (conv, bind) in enumerate(plan, start=1):
         if spec.preactivation:
-            bn = BatchNorm(conv.in_channels)
-            x = s.add(f"bn{i}", bn, x, bind={"channels": bind["in_channels"]})
+            x = s.norm(f"bn{i}", conv.in_channels, x, {"channels": bind["in_channels"]})
             x = s.add(f"relu{i}", ReLU(), x)
             projection_from = x if i == 1 else projection_from
             x = s.add(f"conv{i}", conv, x, bind=bind)
+            if aa and i == strided:
+                x = _anti_alias(s, x, spec, conv.out_channels, bind["out_channels"])
         else:
             x = s.conv_bn(i, x, conv, bind, zero_init=i == 3 and c.zero_init)
             if i < 3:
                 x = s.add(f"relu{i}", ReLU(), x)
+                if aa and i == strided:
+                    x = _anti_alias(s, x, spec, conv.out_channels, bind["out_channels"])
+    x, extra = _attention(s, x, spec, out, "out_channels")
     args = (
         BlockArg("in_channels", cin),
         BlockArg("width", mid),
         BlockArg("out_channels", out),
+        *_width_args(names, c.widths),
         BlockArg("stride", c.stride, 1),
         BlockArg("groups", spec.groups, 1),
+        *extra,
     )
     post = not spec.preactivation
     return _Lowered("bottleneck", args, x, out, projection_from, post, spec.join, "out_channels")
+
+
+def _width_names(spec: BasicBlockSpec | BottleneckBlockSpec, c: _BlockCtx, n: int) -> list[str]:
+    """The constructor expressions of the output widths of the branch's first ``n`` convs:
+    ``width`` (the stage width; a bottleneck's 3x3 width), ``width // r`` for the first conv
+    under reduce_first r, or ``width1``, ``width2``, ... for widths listed per block (their
+    own constructor parameters)."""
+    if c.listed:
+        return [f"width{i}" for i in range(1, n + 1)]
+    first = "width" if spec.reduce_first == 1 else f"width // {spec.reduce_first}"
+    return [first] + ["width"] * (n - 1)
+
+
+def _width_args(names: list[str], widths: tuple[int, ...]) -> list[BlockArg]:
+    """The ``width1``, ``width2``, ... parameters of a block with listed widths."""
+    return [
+        BlockArg(name, value)
+        for name, value in zip(names, widths, strict=False)
+        if name.startswith("width") and name[5:].isdigit()
+    ]
+
+
+def _anti_aliased(spec: BasicBlockSpec | BottleneckBlockSpec, stride: int) -> bool:
+    """The block's strided conv runs at stride 1 and a low-pass filter downsamples after it:
+    only where the block's stride is 2 (Zhang 2019; timm's rule)."""
+    return spec.anti_alias is not None and stride == 2
+
+
+def _anti_alias(
+    s: _Scope, x: str, spec: BasicBlockSpec | BottleneckBlockSpec, channels: int, expr: str
+) -> str:
+    """Module ``aa``: a 2x2 average pool or a blur pool with the block's stride (2)."""
+    assert spec.anti_alias is not None
+    if spec.anti_alias.type == "avgpool":
+        return s.add("aa", AvgPool(2, 2), x, bind={"stride": "stride"})
+    return s.add("aa", BlurPool(channels, 2), x, bind={"channels": expr, "stride": "stride"})
+
+
+def _attention(
+    s: _Scope, x: str, spec: BasicBlockSpec | BottleneckBlockSpec, channels: int, expr: str
+) -> tuple[str, tuple[BlockArg, ...]]:
+    """Channel attention on the branch's output ``x`` (``channels`` wide, the constructor's
+    ``expr``), module ``se`` for both types; the extra constructor parameter it takes."""
+    att = spec.attention
+    if att is None:
+        return x, ()
+    gate = s.add("se.pool", GlobalMean(), x, role="attention")
+    if isinstance(att, SESpec):  # Hu et al. 2018: C -> r -> C, ReLU between, sigmoid
+        r = att.channels(channels)
+        bind = {"in_channels": expr, "out_channels": "se_width"}
+        gate = s.add("se.fc1", Conv(channels, r, 1, bias=True), gate, role="attention", bind=bind)
+        gate = s.add("se.relu", ReLU(), gate, role="attention")
+        bind = {"in_channels": "se_width", "out_channels": expr}
+        gate = s.add("se.fc2", Conv(r, channels, 1, bias=True), gate, role="attention", bind=bind)
+        arg = BlockArg("se_width", r)
+    else:  # Wang et al. 2020: one k-tap conv across the channels
+        assert isinstance(att, ECASpec)
+        k = att.kernel(channels)
+        bind = {"kernel": "eca_kernel"}
+        gate = s.add("se.conv", ChannelConv(k), gate, role="attention", bind=bind)
+        arg = BlockArg("eca_kernel", k)
+    gate = s.add("se.gate", Sigmoid(), gate, role="attention")
+    return s.add("scale", Mul(), x, gate), (arg,)
 
 
 def _lower_dense(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowered:
@@ -190,7 +305,7 @@ def _lower_dense(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowe
         mid, mid_arg = spec.bottleneck_width * k, f"{spec.bottleneck_width} * growth_rate"
         plan = [(cin, mid, 1, "in_channels", mid_arg), (mid, k, 3, mid_arg, "growth_rate")]
     for i, (ci, co, kernel, ci_arg, co_arg) in enumerate(plan, start=1):
-        x = s.add(f"bn{i}", BatchNorm(ci), x, bind={"channels": ci_arg})
+        x = s.norm(f"bn{i}", ci, x, {"channels": ci_arg})
         x = s.add(f"relu{i}", ReLU(), x)
         bind = {"in_channels": ci_arg, "out_channels": co_arg}
         x = s.add(f"conv{i}", Conv(ci, co, kernel, 1, kernel // 2), x, bind=bind)
@@ -206,7 +321,7 @@ def _lower_transition(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> 
     pool by the stage's stride (2x2 in the paper). No join: it is the whole block."""
     block_in, cin = x, c.in_channels
     out = max(1, floor(spec.compression * cin))
-    x = s.add("bn1", BatchNorm(cin), x, bind={"channels": "in_channels"})
+    x = s.norm("bn1", cin, x, {"channels": "in_channels"})
     x = s.add("relu1", ReLU(), x)
     bind = {"in_channels": "in_channels", "out_channels": "out_channels"}
     x = s.add("conv1", Conv(cin, out, 1), x, bind=bind)
@@ -285,12 +400,20 @@ def _wrap(
     )
 
 
+# Zoo options the lowering compiles: block options wherever a block is given, per-block widths.
+COMPILED_OPTIONS = frozenset({"attention", "anti_alias", "reduce_first", "widths"})
+
+
+def _compiled(at: tuple[str | int, ...]) -> bool:
+    return at[-1] in COMPILED_OPTIONS and at[0] != "stem"
+
+
 def lower(spec: ModelSpec) -> IR:
     """Lower a validated spec to an IR whose joins all take an identity shortcut."""
     smap = spec._source
     locate = (lambda *path: smap.locate(path)) if smap else (lambda *path: None)
-    # The timm zoo's options validate but have no lowering rules yet.
-    if pending := spec.options_in_use():
+    # The timm zoo's options validate; those without lowering rules yet are refused.
+    if pending := [(at, what) for at, what in spec.options_in_use() if not _compiled(at)]:
         raise SpecError(
             [
                 Problem(
@@ -338,9 +461,20 @@ def lower(spec: ModelSpec) -> IR:
                 if spec.stochastic_depth and shortcut != "none":
                     # Huang et al. 2016, eq. 4: p_l = 1 - l/L (1 - p_L), l = 1..L
                     survival = 1 - done / total * (1 - spec.stochastic_depth.final_survival)
+            width = stage.width * spec.width_factor if stage.width else None
+            listed = counted and stage.widths is not None
+            if isinstance(block_spec, DenseBlockSpec):
+                widths: tuple[int, ...] = ()
+            elif listed:
+                widths = tuple(stage.widths[bi])  # type: ignore[index]
+            else:
+                assert width is not None  # the schema requires a width or widths
+                widths = block_spec.conv_widths(width)
             ctx = _BlockCtx(
                 in_channels=channels,
-                width=stage.width * spec.width_factor if stage.width else None,
+                width=width,
+                widths=widths,
+                listed=listed,
                 stride=stride,
                 zero_init=spec.zero_init_residual and shortcut != "none",
                 survival=survival,
@@ -355,7 +489,7 @@ def lower(spec: ModelSpec) -> IR:
 
     head = _Scope(ir, "", locate("head"), "head")
     if pre_activated:  # He et al. 2016: pre-activation nets end with BN-ReLU before the pool
-        x = head.add("final_bn", BatchNorm(channels), x)
+        x = head.norm("final_bn", channels, x, None)
         x = head.add("final_relu", ReLU(), x)
     x = head.add("avgpool", GlobalAvgPool(), x)
     if spec.head.dropout:

@@ -110,7 +110,13 @@ def block_text(model: Model, path: str) -> tuple[str, str]:
     """('basic [64, 64], /2', 'projection shortcut (B)') for a block node or cluster."""
     b = model.ir.blocks[path]
     stride = b.stride
-    what = f"{b.kind} {widths(model, path)}".strip() + (f", /{stride}" if stride != 1 else "")
+    what = f"{b.kind} {widths(model, path)}".strip()
+    attention = getattr(b.spec, "attention", None)
+    if attention is not None:
+        what += f" + {attention.type.upper()}"
+    what += f", /{stride}" if stride != 1 else ""
+    if b.anti_aliased:
+        what += f" ({b.spec.anti_alias.type} anti-aliased)"  # type: ignore[union-attr]
     kind = model.kinds[path]
     how = {
         "identity": "identity shortcut",

@@ -296,8 +296,8 @@ def _section_node(model: Model, where: str, stats: bool) -> Description:
 
 def _node_kind(model: Model, n: Node) -> str:
     """Edge kind of the path an off-main-path node lies on."""
-    if n.role == "gate":
-        return "gate"
+    if n.role in ("gate", "attention"):
+        return n.role
     if n.scope in model.kinds and model.kinds[n.scope] in ("projection", "zeropad"):
         return model.kinds[n.scope]
     return "zeropad" if isinstance(n.op, PadShortcut) else "projection"

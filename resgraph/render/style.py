@@ -20,6 +20,7 @@ OP_SHAPES: dict[str, dict[str, str]] = {
     "add": {"shape": "ellipse"},
     "gate_mix": {"shape": "ellipse"},
     "concat": {"shape": "ellipse"},
+    "mul": {"shape": "ellipse"},
 }
 # An addition without statistics to show is drawn as a small circled '+'.
 ADD_SYMBOL = {
@@ -45,6 +46,7 @@ EDGE_STYLES: dict[str, dict[str, str]] = {
     "zeropad": {"color": SHORTCUT, "style": "dotted", "penwidth": "1.6"},
     "gate": {"color": "#c8641e", "style": "solid", "penwidth": "1.0"},
     "concat": {"color": "#2f8f4f", "style": "solid", "penwidth": "1.0"},
+    "attention": {"color": "#7b4aa8", "style": "solid", "penwidth": "1.0"},
 }
 LEGEND = {
     "identity": "identity shortcut",
@@ -52,6 +54,7 @@ LEGEND = {
     "zeropad": "zero-pad shortcut (A)",
     "gate": "gate path (highway join)",
     "concat": "concatenated input",
+    "attention": "channel attention (SE, ECA)",
     "none": "no shortcut (plain)",
 }
 BLOCK_LEGEND = {"gate": "gated (highway) join", "concat": "concat join"}
