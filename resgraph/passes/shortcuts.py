@@ -8,9 +8,9 @@ A, ``downsample``: a parameter-free module), ``projection`` (options B and C:
 it downsamples, ``downsample.1`` BN), ``avg-projection`` (option D: ``downsample.0`` a 2x2
 average pool with the stride, ceil mode, padding not counted, or an identity at stride 1,
 ``downsample.1`` 1x1 conv, ``downsample.2`` BN), or ``none`` (plain network: the join is
-removed and the branch feeds the join's consumers). Blocks without a join, or whose join has no shortcut port (a
-concatenation), are recorded as ``none``. Shapes of inserted nodes are not set; run
-``shortcut_shapes`` after it.
+removed and the branch feeds the join's consumers). Blocks without a join, or whose join
+has no shortcut port (a concatenation), are recorded as ``none``. Shapes of inserted nodes
+are not set; run ``shortcut_shapes`` after it.
 """
 
 from __future__ import annotations

@@ -7,29 +7,24 @@ from dataclasses import dataclass, field
 from html import escape
 
 from resgraph.ir import IR, Block, Node
-from resgraph.ops import Concat, Conv, GateMix, Input, PadShortcut
+from resgraph.ops import Conv, GateMix, Input
 from resgraph.render.style import GRAY_TEXT
 from resgraph.units import si
 
+# Block.shortcut_kind (what insert_shortcuts made) -> how a picture draws it
+_DRAWN_AS = {"zero-pad": "zeropad", "avg-projection": "projection"}
+
 
 def shortcut_kind(ir: IR, block: Block) -> str:
-    """What the shortcut pass made of ``block``: identity, projection, zeropad, concat, none
-    (a plain block, its join removed) or nojoin (a block built without one: a transition)."""
+    """How ``block``'s shortcut is drawn: identity, projection (options B, C and D),
+    zeropad, concat, none (a plain block, its join removed) or nojoin (a block built without
+    one: a transition). Read from the block's recorded shortcut kind."""
     if block.join is None:
         return "none" if block.shortcut == "none" else "nojoin"
-    join = ir.node(block.join)
-    if isinstance(join.op, Concat):
+    if block.join_kind == "concat":
         return "concat"
-    inputs = ir.inputs(block.join)
-    if len(inputs) < 2:
-        return "none"
-    chain, x = [], inputs[1]
-    while ir.node(x).role == "shortcut":
-        chain.append(ir.node(x))
-        x = ir.inputs(x)[0]
-    if not chain:
-        return "identity"
-    return "zeropad" if any(isinstance(n.op, PadShortcut) for n in chain) else "projection"
+    kind = block.shortcut_kind or "identity"
+    return _DRAWN_AS.get(kind, kind)
 
 
 @dataclass

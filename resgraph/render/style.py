@@ -2,7 +2,7 @@
 
 Ops are styled by their ``kind`` (``Op.kind``) through :func:`op_style`, the one place that
 says how an op is drawn. Shortcut lines follow Figure 3 of He et al. (2015): identity
-solid, projection (options B and C) dashed, zero-padding (option A) dotted.
+solid, projection (options B, C and D) dashed, zero-padding (option A) dotted.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ OP_STYLES: dict[str, dict[str, str]] = {
     "conv": {"fillcolor": "#dce8f6"},
     "batchnorm": {"fillcolor": "#fbf0c9"},
     "relu": {"fillcolor": "#e0f0da"},
+    "relu_module": {"fillcolor": "#e0f0da"},
+    "identity": {"fillcolor": "#e9e9e9"},
     "sigmoid": {"fillcolor": "#e0f0da"},
     "maxpool": {"fillcolor": "#e9e9e9"},
     "avgpool": {"fillcolor": "#e9e9e9"},
@@ -56,7 +58,7 @@ EDGE_STYLES: dict[str, dict[str, str]] = {
 }
 LEGEND = {
     "identity": "identity shortcut",
-    "projection": "projection shortcut (B, C)",
+    "projection": "projection shortcut (B, C, D)",
     "zeropad": "zero-pad shortcut (A)",
     "gate": "gate path (highway join)",
     "concat": "concatenated input",
