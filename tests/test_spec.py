@@ -223,14 +223,14 @@ def test_validate_cli_exit_codes_and_no_traceback(write_spec):
 
 def test_validate_prints_one_error_line_per_problem(write_spec):
     bad = write_spec(
-        CIFAR20.replace("shortcut: A", "shortcut: D").replace("num_classes: 10", "num_classes: x"),
+        CIFAR20.replace("shortcut: A", "shortcut: E").replace("num_classes: 10", "num_classes: x"),
         "bad.yaml",
     )
     res = run_cli("validate", str(bad))
     assert res.returncode == 1
     assert res.stderr.splitlines() == [
         f"error: {bad}:3:14: num_classes: must be an integer, got 'x'",
-        f"error: {bad}:6:11: shortcut: expected 'A', 'B', 'C', 'identity' or 'none', got 'D'",
+        f"error: {bad}:6:11: shortcut: expected 'A', 'B', 'C', 'D', 'identity' or 'none', got 'E'",
     ]
 
 
