@@ -134,9 +134,10 @@ def _build(engine: str, ir, state: dict[str, torch.Tensor]) -> torch.nn.Module:
     that are not saved (a blur filter): those need a real build."""
     with torch.device("meta"):
         model = build_model(ir, engine)
-    if any(True for name, _ in model.named_buffers() if name not in model.state_dict()):
-        model = build_model(ir, engine).double()
     keys = model.state_dict().keys()
+    if any(name not in keys for name, _ in model.named_buffers()):
+        model = build_model(ir, engine).double()
+        keys = model.state_dict().keys()
     assert list(keys) == list(state), f"{engine}: state_dict keys differ from timm's"
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
