@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from resgraph import load_spec, lower
 from resgraph.cli import main
-from resgraph.ir import IR, Block, Node, Stage
+from resgraph.ir import IR, Block, BlockArg, Node, Stage
 from resgraph.ops import (
     Add,
     Concat,
@@ -30,6 +30,7 @@ from resgraph.ops import (
     fmt_shape,
 )
 from resgraph.render import build, default_level, to_dot
+from resgraph.spec.schema import DenseBlockSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -239,7 +240,7 @@ def test_projection_shortcuts_are_dashed() -> None:
     assert not dot.styled("dotted")
     identity = [e for e in dot.edges if e[1].endswith(".add") and e[2].get("style") == "solid"]
     assert len(identity) == len(ir.blocks) - 3
-    assert "projection shortcut (B, C)" in dot.title and "zero-pad" not in dot.title
+    assert "projection shortcut (B, C, D)" in dot.title and "zero-pad" not in dot.title
     assert 'STYLE="dashed" COLOR="#1f5fa8"' in dot.legend  # a sample of the dashed line
 
 
@@ -300,18 +301,20 @@ def test_concat_joins_are_drawn_generically() -> None:
     ir.add(Node("fc", Linear(8, 10), shape=(10,)), "avgpool")
     ir.set_block(
         Block(
-            "layer1.0",
-            0,
-            0,
-            "dense",
-            (("stride", 1),),
-            (),
-            "B",
-            "conv1",
-            "layer1.0.cat",
-            "layer1.0.cat",
-            "conv1",
-            "conv1",
+            path="layer1.0",
+            stage=0,
+            index=0,
+            kind="dense_layer",
+            spec=DenseBlockSpec(),
+            args=(BlockArg("in_channels", 4), BlockArg("growth_rate", 4)),
+            stride=1,
+            shortcut="B",
+            input="conv1",
+            output="layer1.0.cat",
+            join="layer1.0.cat",
+            join_kind="concat",
+            shortcut_input="conv1",
+            shortcut_kind="none",
         )
     )
     ir.stages.append(Stage("layer1", 0, ("layer1.0",)))
