@@ -230,3 +230,13 @@ def test_summary_names_and_counts_the_new_options():
     assert summary.canonical_name.startswith("ResNet-11,")
     stem_params = 3 * 8 * 9 + 2 * 8 + 8 * 8 * 9 + 2 * 8 + 8 * 16 * 9 + 2 * 16
     assert summary.stages[0].params == stem_params
+
+
+def test_shortcut_d_of_a_pre_activated_block_reads_the_pre_activated_input():
+    """As options B and C do (He et al. 2016): the projection sees BN-ReLU of the input."""
+    text = NET.replace("SIZE", "32").replace("STEM", "width: 16").replace("SHORTCUT", "D")
+    text = text.replace("EXTRA\n", "").replace("3x3}", "3x3, preactivation: true}")
+    ir = lower(load_spec(text))
+    block = ir.blocks["layer2.0"]
+    assert block.shortcut_input == "layer2.0.relu1"
+    assert ir.inputs("layer2.0.downsample.0") == ["layer2.0.relu1"]
