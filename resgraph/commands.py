@@ -56,7 +56,10 @@ def summary(spec: Path, as_json: bool, per_layer: bool, batch_size: int | None) 
         click.echo(json.dumps(info.to_json(per_layer=per_layer), indent=2))
         return
     click.echo(f"{info.name}: {info.canonical_name}")
-    click.echo(f"input {info.input}; MACs = multiply-adds per example; FLOPs = 2 x MACs\n")
+    click.echo(
+        f"input {info.input}; MACs = multiply-adds per example of the conv and fc layers "
+        "(pools, norms, activations, filters and joins not counted); FLOPs = 2 x MACs\n"
+    )
     if per_layer:
         rows = [(r.name, r.op, r.output, f"{r.params:,}", si(r.macs)) for r in info.layers]
         header = ("layer", "op", "output", "params", "MACs")

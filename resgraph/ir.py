@@ -28,10 +28,11 @@ Section = Literal["stem", "stage", "head"]
 BlockKind = Literal["basic", "bottleneck", "dense_layer", "transition"]
 JoinKind = Literal["add", "gate", "concat"]
 # What insert_shortcuts made of a block's shortcut: nothing to do (identity), option A's
-# parameter-free zero-pad, a 1x1 projection (options B and C), or none (no shortcut: a plain
-# block whose join was removed, or a block built without a residual join).
-ShortcutKind = Literal["identity", "zero-pad", "projection", "none"]
-ShortcutOption = Literal["A", "B", "C", "identity", "none"]
+# parameter-free zero-pad, a projection conv (options B and C), an average pool then a 1x1
+# projection (option D), or none (no shortcut: a plain block whose join was removed, or a
+# block built without a residual join).
+ShortcutKind = Literal["identity", "zero-pad", "projection", "avg-projection", "none"]
+ShortcutOption = Literal["A", "B", "C", "D", "identity", "none"]
 ArgValue = int | float
 
 

@@ -244,11 +244,40 @@ class MaxPool(_Pool):
 
 @dataclass(frozen=True)
 class AvgPool(_Pool):
+    """``ceil_mode``: a last window that starts inside the input but runs past it is kept
+    (the output size rounds up); ``count_include_pad``: padded zeros count in the mean. Both
+    as torch's ``nn.AvgPool2d`` (option D's pool sets ceil_mode and not count_include_pad)."""
+
     kind: ClassVar[str] = "avgpool"
     ctor: ClassVar[str] = "nn.AvgPool2d"
+    ctor_args: ClassVar = (
+        *_Pool.ctor_args,
+        ("ceil_mode", "ceil_mode", False),
+        ("count_include_pad", "count_include_pad", True),
+    )
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        if not self.ceil_mode:
+            return super().infer(inputs)
+        c, h, w = _map(inputs[0], self.label())
+        return (c, *(self._ceil_window(s) for s in (h, w)))
+
+    def _ceil_window(self, size: int) -> int:
+        """torch's rule: round up, but drop a last window that would start in the padding."""
+        span = size + 2 * self.padding - self.kernel
+        if span < 0:
+            raise ShapeMismatch(f"{self.label()} leaves no pixels of a {size}x{size} input")
+        out = -(-span // self.stride) + 1
+        if (out - 1) * self.stride >= size + self.padding:
+            out -= 1
+        return out
 
     def label(self) -> str:
-        return f"{self.kernel}x{self.kernel} avg pool, /{self.stride}"
+        return f"{self.kernel}x{self.kernel} avg pool, /{self.stride}" + (
+            ", ceil" if self.ceil_mode else ""
+        )
 
 
 @dataclass(frozen=True)
@@ -552,3 +581,31 @@ class GroupNorm(Op):
 
 NORMS = (BatchNorm, GroupNorm)
 """Norm ops: a residual branch's last one may be zero-initialised (``zero_init``)."""
+
+
+# --- ops added with timm's ResNet zoo: stems and shortcut D ----------------------------------
+
+
+@dataclass(frozen=True)
+class Identity(Op):
+    """A module that returns its input: option D's pool where the stride is 1, kept so the
+    projection's state sits at ``downsample.1`` and ``downsample.2`` as timm's does."""
+
+    kind: ClassVar[str] = "identity"
+    ctor: ClassVar[str] = "nn.Identity"
+    is_module: ClassVar[bool] = True
+    fill: ClassVar[str] = "#e9e9e9"
+
+    def label(self) -> str:
+        return "identity"
+
+
+@dataclass(frozen=True)
+class ReLUModule(ReLU):
+    """ReLU as a module: a member of an ``nn.Sequential`` that holds state at the indices
+    around it (a deep stem's ``conv1.2``), so the indices match timm's."""
+
+    kind: ClassVar[str] = "relu_module"
+    ctor: ClassVar[str] = "nn.ReLU"
+    call: ClassVar[str] = ""
+    is_module: ClassVar[bool] = True

@@ -137,8 +137,12 @@ def _describe_stage(ir: IR, name: str) -> str:
 
 
 def depth(ir: IR) -> int:
-    """Weight layers on the main path (convs and fc), the way the paper names its nets."""
-    return sum(1 for n in ir.nodes() if n.role == "main" and isinstance(n.op, (Conv, Linear)))
+    """Weight layers on the main path (convs and fc), the way the paper names its nets: the
+    stem counts as one, however many convs it has (He et al. 2019 call a ResNet-50 with a
+    three-conv stem ResNet-50-C)."""
+    weights = [n for n in ir.nodes() if n.role == "main" and isinstance(n.op, (Conv, Linear))]
+    stem = sum(1 for n in weights if n.section == "stem")
+    return len(weights) - max(stem - 1, 0)
 
 
 def canonical_name(ir: IR) -> str:
@@ -176,6 +180,8 @@ def canonical_name(ir: IR) -> str:
     parts = [family]
     if spec.stem.kind == "cifar":
         parts[0] += " (CIFAR)"
+    if spec.stem.type != "single":
+        parts.append(f"{spec.stem.type} stem")
     if residual and dense:
         parts.append("with dense stages")
     layouts = {b.stride_on for b in residual if isinstance(b, BottleneckBlockSpec)}
@@ -188,6 +194,7 @@ def canonical_name(ir: IR) -> str:
             "A": "option A",
             "B": "option B",
             "C": "option C",
+            "D": "option D",
             "identity": "identity",
             "none": "no",
         }

@@ -111,7 +111,7 @@ def test_check_output_and_output_error(tmp_path):
 def test_build_lists_every_failing_spec_as_error_lines(tmp_path):
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text(CIFAR20.replace("num_classes: 10", "num_classes: 0"))
-    b.write_text(CIFAR20.replace("shortcut: A", "shortcut: D"))
+    b.write_text(CIFAR20.replace("shortcut: A", "shortcut: E"))
     result = invoke("build", a, b, "-o", tmp_path / "out")
     assert result.exit_code == 1
     lines = result.stderr.splitlines()

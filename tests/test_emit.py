@@ -10,6 +10,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,18 +87,29 @@ def test_real_shapes_equal_the_inferred_ones_at_every_node(path):
         assert shape == ir.node(name).shape, name
 
 
-def test_generated_folder_is_up_to_date(tmp_path):
-    res = run_cli("build", *[f"specs/{p.name}" for p in SPECS], "-o", str(tmp_path))
+def _buildable(folder: Path) -> list[Path]:
+    """The specs of a folder (every one compiles)."""
+    return sorted(folder.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("folder", ["", "timm"], ids=["specs", "specs/timm"])
+def test_generated_folder_is_up_to_date(tmp_path, folder):
+    """generated/ mirrors specs/: one file per spec that compiles, in the same subfolder, and
+    nothing else."""
+    specs = _buildable(ROOT / "specs" / folder)
+    res = run_cli("build", *[str(p.relative_to(ROOT)) for p in specs], "-o", str(tmp_path))
     assert res.returncode == 0, res.stderr
+    committed = ROOT / "generated" / folder
+    assert sorted(p.stem for p in committed.glob("*.py")) == [p.stem for p in specs]
     stale = [
         p.stem
-        for p in SPECS
-        if (tmp_path / f"{p.stem}.py").read_text()
-        != (ROOT / "generated" / f"{p.stem}.py").read_text()
+        for p in specs
+        if (tmp_path / f"{p.stem}.py").read_text() != (committed / f"{p.stem}.py").read_text()
     ]
+    where = f"specs/{folder}/".replace("//", "/")
     assert not stale, (
-        f"generated/ differs for {stale}; if this change is intended, regenerate with: "
-        "resgraph build specs/*.yaml -o generated/"
+        f"generated/{folder} differs for {stale}; if this change is intended, regenerate "
+        f"with: resgraph build {where}*.yaml -o generated/{folder}"
     )
 
 
@@ -126,6 +138,20 @@ def test_generated_source_is_deterministic_and_does_not_grow_with_depth():
     deep = (ROOT / "generated" / "cifar_resnet1202.py").read_text().count("\n")
     shallow = (ROOT / "generated" / "cifar_resnet20.py").read_text().count("\n")
     assert deep == shallow
+
+
+@pytest.mark.parametrize(
+    ("deep", "shallow"),
+    [
+        ("resnet200d", "resnet50d"),
+        ("resnet152", "resnet50"),
+        ("resnext101_32x8d", "resnext50_32x4d"),
+    ],
+)
+def test_a_deep_zoo_model_is_no_longer_than_its_50_layer_sibling(deep, shallow):
+    folder = ROOT / "generated" / "timm"
+    lines = {name: (folder / f"{name}.py").read_text().count("\n") for name in (deep, shallow)}
+    assert lines[deep] <= lines[shallow], lines
 
 
 def test_generated_file_stands_alone_and_pickles(tmp_path):

@@ -240,7 +240,7 @@ def test_projection_shortcuts_are_dashed() -> None:
     assert not dot.styled("dotted")
     identity = [e for e in dot.edges if e[1].endswith(".add") and e[2].get("style") == "solid"]
     assert len(identity) == len(ir.blocks) - 3
-    assert "projection shortcut (B, C)" in dot.title and "zero-pad" not in dot.title
+    assert "projection shortcut (B, C, D)" in dot.title and "zero-pad" not in dot.title
     assert 'STYLE="dashed" COLOR="#1f5fa8"' in dot.legend  # a sample of the dashed line
 
 
@@ -303,12 +303,12 @@ def test_concat_joins_are_drawn_generically() -> None:
     ir.add(Node("fc", Linear(8, 10), section="head", shape=(10,)), "avgpool")
     ir.set_block(
         Block(
-            "layer1.0",
-            0,
-            0,
-            "dense_layer",
+            path="layer1.0",
+            stage=0,
+            index=0,
+            kind="dense_layer",
             spec=DenseBlockSpec(),
-            args=(BlockArg("stride", 1, 1),),
+            args=(BlockArg("in_channels", 4), BlockArg("growth_rate", 4)),
             stride=1,
             shortcut="B",
             input="conv1",

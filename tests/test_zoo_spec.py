@@ -11,9 +11,8 @@ import math
 
 import pytest
 
-from helpers import ROOT, SPECS, run_cli
+from helpers import ROOT, SPECS
 from resgraph import SpecError, load_spec
-from resgraph.passes import lower
 from resgraph.spec.schema import BasicBlockSpec, ECASpec, SESpec
 
 FIXTURE = ROOT / "tests" / "data" / "timm_reference.json.gz"
@@ -274,35 +273,6 @@ def test_grouped_per_block_widths_must_divide(write_spec):
         "5:51: block.groups: stages[0] block 0: the grouped 3x3 conv has 5 input or output "
         "channels, not divisible by 2 groups"
     ]
-
-
-# --- not compiled yet ---------------------------------------------------------------------------
-
-
-def test_the_compiler_refuses_every_new_option_at_its_place(write_spec):
-    text = (
-        NET.replace("width: 32}", "width: 32, type: deep}")
-        .replace("shortcut: B", "shortcut: D")
-        .replace("stride_on: 3x3}", "stride_on: 3x3, attention: se}")
-    )
-    path = write_spec(text)
-    with pytest.raises(SpecError) as info:
-        lower(load_spec(path))
-    assert str(info.value).splitlines() == [
-        f"{path}:4:41: stem.type: this option validates but is not compiled yet: it cannot be "
-        "built",
-        f"{path}:6:11: shortcut: option 'D' validates but is not compiled yet: it cannot be built",
-    ]
-    assert lower(load_spec(NET)).spec.name == "Test net"  # without them it compiles
-
-
-def test_validate_cli_reports_an_uncompiled_option_in_one_located_line(write_spec):
-    path = write_spec(NET + "norm: group\n".replace("group", "{type: group, groups: 8}"))
-    result = run_cli("validate", str(path))
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == (
-        f"{path}:10:7: norm: this option validates but is not compiled yet: it cannot be built"
-    )
 
 
 # --- the 81 timm specs against timm -------------------------------------------------------------

@@ -386,11 +386,11 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
             items.append(node)
     tree = _tree(entries)
     steps = []
-    for item in items:
+    for item in _fold_sequentials(ir, items, tree):
         if isinstance(item, Node):
             access = _access(item.name, tree) if item.op.is_module else ""
             steps.append(_op_step(ir, item, access, "x", ir.inputs(item.name)))
-        else:
+        else:  # a stage, or another nn.Sequential run whole
             path, first, last = item
             text: Callable[[list[str]], str] = lambda a, p=path: f"self.{p}({a[0]})"  # noqa: E731
             steps.append(_Step(last, [first], text, "x", True, True))
@@ -419,6 +419,35 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
             zero_init=[(name, bns) for name, (_, bns) in classes.items() if bns],
         )
     )
+
+
+def _fold_sequentials(
+    ir: IR, items: list[Node | tuple[str, str, str]], tree: dict[str, object]
+) -> list[Node | tuple[str, str, str]]:
+    """Replace the nodes of a top-level ``nn.Sequential`` (a deep stem's ``conv1``) by one
+    call ``(path, input, last node)`` where they run one after another, each on the previous
+    one's output, in the order of its indices; anything else stays node by node."""
+    out: list[Node | tuple[str, str, str]] = []
+    i = 0
+    while i < len(items):
+        item = items[i]
+        head = item.name.split(".")[0] if isinstance(item, Node) else ""
+        children = tree.get(head)
+        if isinstance(children, dict) and _sequential(children) and "." in item.name:
+            run = items[i : i + len(children)]
+            names = [f"{head}.{k}" for k in children]
+            if [n.name if isinstance(n, Node) else "" for n in run] == names and all(
+                ir.inputs(b.name) == [a.name]
+                for a, b in zip(run, run[1:], strict=False)
+                if isinstance(a, Node) and isinstance(b, Node)
+            ):
+                assert isinstance(item, Node)
+                out.append((head, ir.inputs(item.name)[0], names[-1]))
+                i += len(children)
+                continue
+        out.append(item)
+        i += 1
+    return out
 
 
 def spec_hash(spec: ModelSpec) -> str:

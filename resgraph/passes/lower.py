@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from math import floor
 from typing import cast
 
-from resgraph.errors import Problem, SourceLoc, SpecError
+from resgraph.errors import SourceLoc
 from resgraph.ir import (
     IR,
     Block,
@@ -51,6 +51,7 @@ from resgraph.ops import (
     Mul,
     Op,
     ReLU,
+    ReLUModule,
     Sigmoid,
 )
 from resgraph.spec.schema import (
@@ -395,47 +396,61 @@ def _wrap(
         join=join,
         join_kind=low.join,
         # a projection reads the pre-activated input (He et al. 2016), option A the input
-        shortcut_input=low.projection_from if shortcut in ("B", "C") else block_in,
+        shortcut_input=low.projection_from if shortcut in ("B", "C", "D") else block_in,
         loc=s.loc,
     )
 
 
-# Zoo options the lowering compiles: block options wherever a block is given, per-block widths.
-COMPILED_OPTIONS = frozenset({"attention", "anti_alias", "reduce_first", "widths"})
+def _lower_stem(s: _Scope, x: str, spec: ModelSpec) -> str:
+    """The layers before the first stage, as one conv (paper Table 1 or sec. 4.2) or three
+    (He et al. 2019's ResNet-C, timm's state names), then the pool that halves the input."""
+    stem, cin, width = spec.stem, spec.input.channels, spec.stem.width
+    if stem.type != "single":  # three 3x3 convs, stride 2 on the first: Sequential 'conv1'
+        *inner, _ = stem.conv_widths()
+        for i, w in enumerate(inner):
+            x = s.add(f"conv1.{3 * i}", Conv(cin, w, 3, 2 if i == 0 else 1, 1), x)
+            x = s.norm(f"conv1.{3 * i + 1}", w, x, None)
+            x = s.add(f"conv1.{3 * i + 2}", ReLUModule(), x)
+            cin = w
+        x = s.add("conv1.6", Conv(cin, width, 3, 1, 1), x)
+    elif stem.kind == "imagenet":  # paper Table 1, conv1: 7x7, 64, stride 2
+        x = s.add("conv1", Conv(cin, width, 7, 2, 3), x)
+    else:  # paper sec. 4.2: the first layer is a 3x3 convolution
+        x = s.add("conv1", Conv(cin, width, 3, 1, 1), x)
+    if stem.activation:
+        x = s.norm("bn1", width, x, None)
+        x = s.add("relu", ReLU(), x)
+    if stem.kind != "imagenet":
+        return x
+    aa = stem.anti_alias.type if stem.anti_alias else None
+    if stem.pool == "conv":  # ResNet-RS (Bello et al. 2021): a 3x3/2 conv replaces the max pool
+        x = s.add("maxpool.0", Conv(width, width, 3, 1 if aa else 2, 1), x)
+        at = 1
+        if aa:  # Zhang 2019: the conv at stride 1, the filter downsamples after it
+            x = s.add("maxpool.1", AvgPool(2, 2) if aa == "avgpool" else BlurPool(width, 2), x)
+            at = 2
+        x = s.norm(f"maxpool.{at}", width, x, None)
+        return s.add(f"maxpool.{at + 1}", ReLUModule(), x)
+    if aa == "avgpool":  # timm's rule: a 2x2/2 average pool replaces the max pool
+        return s.add("maxpool", AvgPool(2, 2), x)
+    if aa == "blur":  # the max pool at stride 1, then the blur filter downsamples
+        x = s.add("maxpool.0", MaxPool(3, 1, 1), x)
+        return s.add("maxpool.1", BlurPool(width, 2), x)
+    return s.add("maxpool", MaxPool(3, 2, 1), x)
 
 
-def _compiled(at: tuple[str | int, ...]) -> bool:
-    return at[-1] in COMPILED_OPTIONS and at[0] != "stem"
 
 
 def lower(spec: ModelSpec) -> IR:
     """Lower a validated spec to an IR whose joins all take an identity shortcut."""
     smap = spec._source
     locate = (lambda *path: smap.locate(path)) if smap else (lambda *path: None)
-    # The timm zoo's options validate; those without lowering rules yet are refused.
-    if pending := [(at, what) for at, what in spec.options_in_use() if not _compiled(at)]:
-        raise SpecError(
-            [
-                Problem(
-                    f"{what} validates but is not compiled yet: it cannot be built", locate(*at)
-                )
-                for at, what in pending
-            ]
-        )
     ir = IR(spec)
 
     top = _Scope(ir, "", locate("stem"), "stem")
     x = top.add("input", Input(spec.input.channels, spec.input.size))
-    stem, width = spec.stem, spec.stem.width
-    if stem.kind == "imagenet":  # paper Table 1, conv1: 7x7, 64, stride 2; 3x3 max pool, stride 2
-        x = top.add("conv1", Conv(spec.input.channels, width, 7, 2, 3), x)
-    else:  # paper sec. 4.2: the first layer is a 3x3 convolution
-        x = top.add("conv1", Conv(spec.input.channels, width, 3, 1, 1), x)
-    if stem.activation:
-        x = top.add("bn1", BatchNorm(width), x)
-        x = top.add("relu", ReLU(), x)
-    if stem.kind == "imagenet":
-        x = top.add("maxpool", MaxPool(3, 2, 1), x)
+    x = _lower_stem(top, x, spec)
+    width = spec.stem.width
 
     channels = width
     total = sum(st.repeats for st in spec.stages)

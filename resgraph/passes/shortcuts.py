@@ -1,13 +1,16 @@
 """Pass: insert the shortcut each block's option asks for (He et al. 2015, sec. 3.3).
 
 Expects: lowered IR with shapes inferred, each join's port 1 wired to the block input.
-Guarantees: per block with a residual join (add or gate) exactly one of four outcomes,
+Guarantees: per block with a residual join (add or gate) exactly one of five outcomes,
 recorded as ``Block.shortcut_kind`` -- ``identity`` (nothing changes), ``zero-pad`` (option
-A, ``downsample``: a parameter-free module), ``projection`` (``downsample.0`` 1x1 conv with
-stride, ``downsample.1`` BN), or ``none`` (plain network: the join is removed and the branch
-feeds the join's consumers). Blocks without a join, or whose join has no shortcut port (a
-concatenation), are recorded as ``none``. Shapes of inserted nodes are not set; run
-``shortcut_shapes`` after it.
+A, ``downsample``: a parameter-free module), ``projection`` (options B and C:
+``downsample.0`` conv with the block's stride, 1x1 or the spec's ``projection_kernel`` where
+it downsamples, ``downsample.1`` BN), ``avg-projection`` (option D: ``downsample.0`` a 2x2
+average pool with the stride, ceil mode, padding not counted, or an identity at stride 1,
+``downsample.1`` 1x1 conv, ``downsample.2`` BN), or ``none`` (plain network: the join is
+removed and the branch feeds the join's consumers). Blocks without a join, or whose join
+has no shortcut port (a concatenation), are recorded as ``none``. Shapes of inserted nodes
+are not set; run ``shortcut_shapes`` after it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from dataclasses import replace
 
 from resgraph.errors import Problem, ShapeError
 from resgraph.ir import IR, Block, Node, ShortcutKind
-from resgraph.ops import BatchNorm, Conv, Op, PadShortcut, fmt_shape
+from resgraph.ops import AvgPool, Conv, Identity, Op, PadShortcut, fmt_shape
+from resgraph.passes.lower import norm_op
 
 
 def insert_shortcuts(ir: IR) -> IR:
@@ -47,12 +51,22 @@ def insert_shortcuts(ir: IR) -> IR:
             _rewire(ir, block, [_node(block, "downsample", pad)])
             kind = "zero-pad"
         elif block.shortcut == "C" or (block.shortcut == "B" and changes):
-            conv = Conv(in_shape[0], out_shape[0], 1, block.stride)
-            bn = BatchNorm(out_shape[0])
+            # timm's rule: the spec's kernel where the projection downsamples, 1x1 elsewhere
+            k = ir.spec.projection_kernel if block.stride > 1 else 1
+            pad = ((block.stride - 1) + (k - 1)) // 2
+            conv = Conv(in_shape[0], out_shape[0], k, block.stride, pad)
+            bn = norm_op(ir.spec, out_shape[0])
             _rewire(
                 ir, block, [_node(block, "downsample.0", conv), _node(block, "downsample.1", bn)]
             )
             kind = "projection"
+        elif block.shortcut == "D" and changes:  # He et al. 2019, ResNet-D
+            pool: Op = Identity()
+            if block.stride > 1:
+                pool = AvgPool(2, block.stride, ceil_mode=True, count_include_pad=False)
+            chain = [pool, Conv(in_shape[0], out_shape[0], 1), norm_op(ir.spec, out_shape[0])]
+            _rewire(ir, block, [_node(block, f"downsample.{i}", op) for i, op in enumerate(chain)])
+            kind = "avg-projection"
         ir.blocks[path] = replace(block, shortcut_kind=kind)
     return ir
 

@@ -96,7 +96,7 @@ HELP = f"""Draw the network of SPEC with graphviz and print the path of the pict
     (4,208 ops, 600 blocks, 5 block nodes once folded) per folded block.
 
     \b
-    Shortcuts follow the paper's Figure 3: identity solid, projection (B, C) dashed,
+    Shortcuts follow the paper's Figure 3: identity solid, projection (B, C, D) dashed,
     zero-padding (A) dotted; at block level the node's border shows it. Gate paths of
     highway joins are orange, concatenated inputs green. A legend says so in the picture.
     """

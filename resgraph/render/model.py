@@ -11,17 +11,20 @@ from resgraph.ops import Conv, Input
 from resgraph.render.style import GRAY_TEXT
 from resgraph.units import si
 
+# Block.shortcut_kind (what insert_shortcuts made) -> how a picture draws it
+_DRAWN_AS = {"zero-pad": "zeropad", "avg-projection": "projection"}
+
 
 def shortcut_kind(ir: IR, block: Block) -> str:
-    """The edge kind of ``block``'s shortcut, from the outcome the shortcut pass recorded:
-    identity, projection, zeropad, concat, none (a plain block, its join removed) or nojoin
-    (a block built without one: a transition)."""
-    if block.join_kind == "concat":
-        return "concat"
+    """How ``block``'s shortcut is drawn: identity, projection (options B, C and D),
+    zeropad, concat, none (a plain block, its join removed) or nojoin (a block built without
+    one: a transition). Read from the block's recorded shortcut kind."""
     if block.join is None:
         return "none" if block.shortcut == "none" else "nojoin"
+    if block.join_kind == "concat":
+        return "concat"
     kind = block.shortcut_kind or "identity"
-    return "zeropad" if kind == "zero-pad" else kind
+    return _DRAWN_AS.get(kind, kind)
 
 
 @dataclass

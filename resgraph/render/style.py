@@ -2,7 +2,7 @@
 
 Ops are styled by their ``kind`` (``Op.kind``) through :func:`op_style`, the one place that
 says how an op is drawn. Shortcut lines follow Figure 3 of He et al. (2015): identity
-solid, projection (options B and C) dashed, zero-padding (option A) dotted.
+solid, projection (options B, C and D) dashed, zero-padding (option A) dotted.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ EDGE_STYLES: dict[str, dict[str, str]] = {
 }
 LEGEND = {
     "identity": "identity shortcut",
-    "projection": "projection shortcut (B, C)",
+    "projection": "projection shortcut (B, C, D)",
     "zeropad": "zero-pad shortcut (A)",
     "gate": "gate path (highway join)",
     "concat": "concatenated input",

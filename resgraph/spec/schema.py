@@ -779,31 +779,6 @@ class ModelSpec(_Extensible):
                 out.append(tuple(widths))
         return out
 
-    def options_in_use(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """(path, name) of every option added with the timm zoo that this spec uses: shortcut
-        'D' and each field of ``_ADDED`` that is not at its default."""
-        used: list[tuple[tuple[str | int, ...], str]] = []
-        parts: list[tuple[tuple[str | int, ...], _Extensible | None]] = [
-            ((), self),
-            (("stem",), self.stem),
-            (("block",), self.block if isinstance(self.block, _Extensible) else None),
-        ]
-        for i, stage in enumerate(self.stages):
-            parts.append((("stages", i), stage))
-            if isinstance(stage.block, _Extensible):
-                parts.append((("stages", i, "block"), stage.block))
-        for path, part in parts:
-            if part is not None:
-                used += [((*path, name), "this option") for name in part.added_in_use()]
-        if self.shortcut == "D":
-            used.append((("shortcut",), "option 'D'"))
-        used += [
-            (("stages", i, "shortcut"), "option 'D'")
-            for i, st in enumerate(self.stages)
-            if st.shortcut == "D"
-        ]
-        return used
-
     def stage_block(self, index: int) -> BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec:
         """The block spec in force for stage ``index``."""
         return self.stages[index].block or self.block

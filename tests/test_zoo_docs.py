@@ -1,0 +1,34 @@
+"""The zoo's table (docs/zoo_table.md) is current, and the README points at it and says how
+the timm fixture is made."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from helpers import ROOT
+
+
+def test_zoo_table_is_current(tmp_path):
+    out = tmp_path / "zoo_table.md"
+    subprocess.run(
+        [sys.executable, "scripts/spec_table.py", "--zoo", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    committed = (ROOT / "docs" / "zoo_table.md").read_text()
+    assert out.read_text() == committed, "run: python scripts/spec_table.py --zoo docs/zoo_table.md"
+    rows = [line for line in committed.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == sorted(
+        p.stem for p in (ROOT / "specs" / "timm").glob("*.yaml")
+    )
+    resnet50d = next(r for r in rows if r.startswith("| `resnet50d` |"))
+    assert "| 25,576,264 |" in resnet50d  # timm's count
+
+
+def test_readme_links_the_zoo_and_says_how_the_fixture_is_made():
+    readme = (ROOT / "README.md").read_text()
+    assert "(docs/zoo_table.md)" in readme
+    assert "scripts/timm_fixture.py" in readme and "throwaway environment" in readme
