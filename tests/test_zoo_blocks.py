@@ -15,7 +15,6 @@ from torch import nn
 from resgraph import load_spec, lower, ops
 from resgraph.emit.graph_module import build_module
 from resgraph.emit.source import build_generated, emit_source
-from resgraph.errors import SpecError
 from resgraph.render import to_dot
 
 lowering = importlib.import_module("resgraph.passes.lower")
@@ -240,15 +239,17 @@ def test_blur_pool_reflects_then_filters_with_stride_2():
             assert out[0, 0, oi, oj].item() == pytest.approx(want / 16, rel=1e-12)
 
 
-def test_the_stems_anti_aliasing_is_still_refused():
+def test_the_stems_blur_runs_the_max_pool_at_stride_1_then_filters():
     text = (
         spec_text("{type: basic, anti_alias: blur}", extra="")
         .replace("stem: {kind: cifar, width: 16}", "stem: {width: 16, anti_alias: blur}")
         .replace("size: 16", "size: 64")
     )
-    with pytest.raises(SpecError, match="stem.anti_alias: this option validates but is not"):
-        lower(load_spec(text))
-    lower(load_spec(text.replace(", anti_alias: blur}\nzero", "}\nzero")))  # blocks compile
+    ir = lower(load_spec(text))
+    assert ir.node("maxpool.0").op == ops.MaxPool(3, 1, 1)
+    assert ir.node("maxpool.1").op == ops.BlurPool(16, 2)
+    assert ir.inputs("maxpool.1") == ["maxpool.0"]
+    assert ir.node("maxpool.1").shape == (16, 16, 16)  # 64 -> /2 conv1 -> /2 blur
 
 
 # --- norm choice ---------------------------------------------------------------------------------
@@ -265,7 +266,6 @@ def test_norm_factory_follows_the_spec():
 
 def test_group_norm_replaces_every_block_norm(monkeypatch):
     # the stem's and the projections' norms take the same factory; allow the option here
-    monkeypatch.setattr(lowering, "COMPILED_OPTIONS", lowering.COMPILED_OPTIONS | {"norm"})
     ir = ir_of(
         "{type: bottleneck, stride_on: 3x3, reduce_first: 2}",
         extra="norm: {type: group, groups: 4}\n",
@@ -389,7 +389,6 @@ def test_attention_is_drawn_as_its_own_path():
 def test_the_canonical_name_notes_attention_anti_aliasing_and_the_norm(monkeypatch):
     from resgraph.summary import canonical_name
 
-    monkeypatch.setattr(lowering, "COMPILED_OPTIONS", lowering.COMPILED_OPTIONS | {"norm"})
     name = canonical_name(ir_of("{type: basic, attention: eca, anti_alias: blur}"))
     assert name.endswith(", ECA, anti-aliased (blur)")
     name = canonical_name(

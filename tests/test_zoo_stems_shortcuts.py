@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from resgraph import SpecError, load_spec, lower
+from resgraph import load_spec, lower
 from resgraph.emit import build_model
 from resgraph.emit.source import emit_source
 from resgraph.ops import AvgPool, BatchNorm, Conv, Identity, MaxPool, ReLUModule
@@ -101,11 +101,6 @@ def test_anti_aliased_max_pool_becomes_a_2x2_average_pool():
     ir = lower(_spec("width: 16, anti_alias: avgpool", size=34))
     assert ir.node("maxpool").op == AvgPool(2, 2)
     assert ir.node("maxpool").shape == (16, 8, 8)  # 34 -> 17 -> floor(17 / 2)
-
-
-def test_stem_blur_is_refused_until_the_blur_filter_lowers():
-    with pytest.raises(SpecError, match="stem.anti_alias: this option validates but is not"):
-        lower(_spec("width: 16, anti_alias: blur"))
 
 
 # --- shortcut D -----------------------------------------------------------------------------
