@@ -47,11 +47,15 @@ def main() -> None:
     has_dot = shutil.which("dot") is not None
     cli = Path(sys.executable).with_name("resgraph")
 
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"graphviz {graphviz.version() if has_dot else 'not installed'}; "
-          f"median of {args.repeat} runs, seconds\n")
-    print("| spec | ops | blocks | default level | nodes drawn | lower | DOT | dot -Tsvg "
-          "| CLI end to end |")
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"graphviz {graphviz.version() if has_dot else 'not installed'}; "
+        f"median of {args.repeat} runs, seconds\n"
+    )
+    print(
+        "| spec | ops | blocks | default level | nodes drawn | lower | DOT | dot -Tsvg "
+        "| CLI end to end |"
+    )
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for path in specs:
@@ -61,14 +65,20 @@ def main() -> None:
             source = graph.source.encode("utf-8")
             t_layout, cli_time = float("nan"), float("nan")
             if has_dot:
-                t_layout, _ = median_time(lambda s=source: graphviz.pipe("dot", "svg", s),
-                                          args.repeat)
+                t_layout, _ = median_time(
+                    lambda s=source: graphviz.pipe("dot", "svg", s), args.repeat
+                )
                 start = time.perf_counter()
-                subprocess.run([str(cli), "render", str(path), "-o", f"{tmp}/{path.stem}.svg"],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    [str(cli), "render", str(path), "-o", f"{tmp}/{path.stem}.svg"],
+                    check=True,
+                    capture_output=True,
+                )
                 cli_time = time.perf_counter() - start
-            print(f"| {path.stem} | {len(ir.graph)} | {len(ir.blocks)} | {level} | {shown} | "
-                  f"{t_lower:.3f} | {t_dot:.3f} | {t_layout:.3f} | {cli_time:.2f} |")
+            print(
+                f"| {path.stem} | {len(ir.graph)} | {len(ir.blocks)} | {level} | {shown} | "
+                f"{t_lower:.3f} | {t_dot:.3f} | {t_layout:.3f} | {cli_time:.2f} |"
+            )
 
 
 if __name__ == "__main__":

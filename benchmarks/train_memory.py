@@ -25,8 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT = ["cifar_resnet110:128:plain", "cifar_resnet110:128:ckpt",
-           "cifar_resnet110:128:plain:bf16", "cifar_resnet110:128:ckpt:bf16"]
+DEFAULT = [
+    "cifar_resnet110:128:plain",
+    "cifar_resnet110:128:ckpt",
+    "cifar_resnet110:128:plain:bf16",
+    "cifar_resnet110:128:ckpt:bf16",
+]
 
 
 def rss_now() -> int:
@@ -61,14 +65,14 @@ def child(spec: str, batch: int, ckpt: bool, amp: str, steps: int) -> dict[str, 
         opt.step()
     seconds = (time.perf_counter() - t) / steps
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"before": before, "peak": peak, "estimate": plan.need(ckpt),
-            "s_per_step": seconds}
+    return {"before": before, "peak": peak, "estimate": plan.need(ckpt), "s_per_step": seconds}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=DEFAULT,
-                        help="spec:batch:plain|ckpt[:bf16] entries")
+    parser.add_argument(
+        "--configs", nargs="+", default=DEFAULT, help="spec:batch:plain|ckpt[:bf16] entries"
+    )
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -81,21 +85,30 @@ def main() -> None:
     # peak RSS would count memory that is free again; a fixed 64 KiB threshold returns every
     # large tensor to the system when it is freed, and RSS then follows live memory.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    print("| spec | batch | activations | amp | peak RSS | peak - RSS before step | "
-          "resgraph estimate | s/step |")
+    print(
+        "| spec | batch | activations | amp | peak RSS | peak - RSS before step | "
+        "resgraph estimate | s/step |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for config in args.configs:
-        out = subprocess.run([sys.executable, __file__, "--child", config, "--steps",
-                              str(args.steps)], capture_output=True, text=True, env=env)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", config, "--steps", str(args.steps)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if out.returncode:
             print(f"| {config} | failed: {out.stderr.strip().splitlines()[-1:]} |")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         spec, batch, mode, *amp = config.split(":")
-        print(f"| {spec} | {batch} | {'checkpointed' if mode == 'ckpt' else 'kept'} | "
-              f"{(amp or ['off'])[0]} | {r['peak'] / gib:.2f} GiB | "
-              f"{(r['peak'] - r['before']) / gib:.2f} GiB | {r['estimate'] / gib:.2f} GiB | "
-              f"{r['s_per_step']:.1f} |", flush=True)
+        print(
+            f"| {spec} | {batch} | {'checkpointed' if mode == 'ckpt' else 'kept'} | "
+            f"{(amp or ['off'])[0]} | {r['peak'] / gib:.2f} GiB | "
+            f"{(r['peak'] - r['before']) / gib:.2f} GiB | {r['estimate'] / gib:.2f} GiB | "
+            f"{r['s_per_step']:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

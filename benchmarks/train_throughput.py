@@ -53,14 +53,15 @@ class ReferenceCIFAR(Dataset):
         img = torch.from_numpy(self.x[i]).float().div(255) - self.mean
         img = F.pad(img, (4, 4, 4, 4))
         dy, dx = random.randint(0, 8), random.randint(0, 8)
-        img = img[:, dy:dy + 32, dx:dx + 32]
+        img = img[:, dy : dy + 32, dx : dx + 32]
         if random.random() < 0.5:
             img = img.flip(-1)
         return img, int(self.y[i])
 
 
-def sgd_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
-             y: torch.Tensor) -> None:
+def sgd_step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> None:
     loss = F.cross_entropy(model(x), y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -76,8 +77,13 @@ def pipeline_only(images: ImageSet, batches: int = 20) -> tuple[float, float, fl
     fast = batches * 128 / (time.perf_counter() - t)
     rates = []
     for workers in (0, 2):
-        loader = DataLoader(ReferenceCIFAR(images), batch_size=128, shuffle=True,
-                            drop_last=True, num_workers=workers)
+        loader = DataLoader(
+            ReferenceCIFAR(images),
+            batch_size=128,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+        )
         it = iter(loader)
         next(it)  # start the workers
         t = time.perf_counter()
@@ -92,13 +98,18 @@ def measure(spec_name: str, images: ImageSet, steps: int, rounds: int) -> dict[s
     ir = resgraph.lower(resgraph.load_spec(ROOT / "specs" / f"{spec_name}.yaml"))
     results: dict[str, list[float]] = {"resgraph": [], "reference": []}
     ours = DeviceData(images, torch.device("cpu"), batch_size=128, seed=0, augment=True)
-    ref_iter = iter(DataLoader(ReferenceCIFAR(images), batch_size=128, shuffle=True,
-                               drop_last=True, num_workers=0))
+    ref_iter = iter(
+        DataLoader(
+            ReferenceCIFAR(images), batch_size=128, shuffle=True, drop_last=True, num_workers=0
+        )
+    )
     models = {}
     for name in results:
         model = build(ir, "graph", seed=0)
-        models[name] = (model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9,
-                                               weight_decay=1e-4))
+        models[name] = (
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4),
+        )
     it = 0
     for r in range(rounds + 1):  # round 0 warms up both
         for name in results:
@@ -118,25 +129,33 @@ def measure(spec_name: str, images: ImageSet, steps: int, rounds: int) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--specs", nargs="+",
-                        default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110"])
+    parser.add_argument(
+        "--specs", nargs="+", default=["cifar_resnet20", "cifar_resnet56", "cifar_resnet110"]
+    )
     parser.add_argument("--steps", type=int, default=4, help="iterations per round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     torch.manual_seed(0)
     random.seed(0)
     images = synthetic_cifar()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 128, "
-          f"{args.rounds} rounds of {args.steps} iterations (median)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 128, "
+        f"{args.rounds} rounds of {args.steps} iterations (median)"
+    )
     fast, ref0, ref2 = pipeline_only(images)
-    print(f"input pipeline alone: resgraph {fast:,.0f} img/s; reference DataLoader "
-          f"{ref0:,.0f} img/s (0 workers), {ref2:,.0f} img/s (2 workers)")
+    print(
+        f"input pipeline alone: resgraph {fast:,.0f} img/s; reference DataLoader "
+        f"{ref0:,.0f} img/s (0 workers), {ref2:,.0f} img/s (2 workers)"
+    )
     print("| spec | resgraph img/s | reference img/s | ratio |")
     print("|---|---|---|---|")
     for spec in args.specs:
         r = measure(spec, images, args.steps, args.rounds)
-        print(f"| {spec} | {r['resgraph']:.1f} | {r['reference']:.1f} | "
-              f"{r['resgraph'] / r['reference']:.2f}x |", flush=True)
+        print(
+            f"| {spec} | {r['resgraph']:.1f} | {r['reference']:.1f} | "
+            f"{r['resgraph'] / r['reference']:.2f}x |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -74,12 +74,25 @@ def test_flags_override_the_spec(tmp_path: Path) -> None:
     spec = resgraph.load_spec(SPECS / "cifar_resnet110.yaml")
     opts = _opts(tmp_path, lr=0.05, iterations=6400, batch_size=64, dataset="digits")
     t = cfg.override(spec.train, opts)
-    assert (t.lr, t.iterations, t.batch_size, t.dataset, t.warmup_lr) == (0.05, 6400, 64,
-                                                                          "digits", 0.01)
+    assert (t.lr, t.iterations, t.batch_size, t.dataset, t.warmup_lr) == (
+        0.05,
+        6400,
+        64,
+        "digits",
+        0.01,
+    )
     run = cfg.resolve(SPECS / "cifar_resnet110.yaml", spec, t, opts, 10, 1, "cpu", "2")
     assert run.milestones == [3200, 4800] and run.train["milestones"] == [3200, 4800]
-    epochs = cfg.resolve(SPECS / "cifar_resnet110.yaml", spec, spec.train,
-                         _opts(tmp_path, epochs=3), 390, 1, "cpu", "2")
+    epochs = cfg.resolve(
+        SPECS / "cifar_resnet110.yaml",
+        spec,
+        spec.train,
+        _opts(tmp_path, epochs=3),
+        390,
+        1,
+        "cpu",
+        "2",
+    )
     assert epochs.iterations == 1170 and epochs.milestones == [585, 878]
     assert epochs.eval_every == 390 and epochs.checkpoint_every == 390
 

@@ -47,14 +47,22 @@ def test_missing_test_batch_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (pickle.dumps({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}),
-         r"shape \(N, 3072\), got uint8 \(4, 100\)"),
-        (pickle.dumps({b"data": np.zeros((4, 3072), np.float32), b"labels": [0] * 4}),
-         r"must be a uint8 array"),
-        (pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0] * 3}),
-         r"4 images but 'labels' has shape \(3,\)"),
-        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}),
-         r"labels must lie in 0..9"),
+        (
+            pickle.dumps({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}),
+            r"shape \(N, 3072\), got uint8 \(4, 100\)",
+        ),
+        (
+            pickle.dumps({b"data": np.zeros((4, 3072), np.float32), b"labels": [0] * 4}),
+            r"must be a uint8 array",
+        ),
+        (
+            pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0] * 3}),
+            r"4 images but 'labels' has shape \(3,\)",
+        ),
+        (
+            pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}),
+            r"labels must lie in 0..9",
+        ),
         (b"this is not a pickle", r"not a CIFAR-10 batch"),
         (pickle.dumps([1, 2, 3]), r"a list, not a dict"),
     ],
@@ -101,8 +109,9 @@ def test_download_over_http_checks_md5_and_unpacks(tmp_path: Path) -> None:
     md5 = make_cifar_archive(site / "cifar-10-python.tar.gz", n=5)
     data_dir = tmp_path / "data"
     with serve(site) as base:
-        images = tdata.load_images("cifar10", data_dir, 3, 32, download=True,
-                                   url=f"{base}/cifar-10-python.tar.gz", md5=md5)
+        images = tdata.load_images(
+            "cifar10", data_dir, 3, 32, download=True, url=f"{base}/cifar-10-python.tar.gz", md5=md5
+        )
     assert images.train_x.shape == (25, 3, 32, 32)
     assert (data_dir / "cifar-10-batches-py" / "batches.meta").is_file()
     assert not list(data_dir.glob(".*"))  # no temporary files left
@@ -200,7 +209,7 @@ def test_augment_is_a_crop_of_the_padded_image() -> None:
         found = False
         for dy in range(9):
             for dx in range(9):
-                crop = padded[i, :, dy:dy + 8, dx:dx + 8]
+                crop = padded[i, :, dy : dy + 8, dx : dx + 8]
                 if torch.equal(out[i], crop):
                     found = True
                 elif torch.equal(out[i], crop.flip(-1)):
@@ -240,8 +249,9 @@ def test_batch_size_checks() -> None:
     with pytest.raises(TrainError, match="does not split evenly over 3"):
         _data(world=3)
     with pytest.raises(TrainError, match="larger than the 1397 training images"):
-        DeviceData(tdata.load_digits(3, 8), torch.device("cpu"), batch_size=5000, seed=0,
-                   augment=False)
+        DeviceData(
+            tdata.load_digits(3, 8), torch.device("cpu"), batch_size=5000, seed=0, augment=False
+        )
 
 
 def test_mix_seed_spreads() -> None:

@@ -20,9 +20,24 @@ from resgraph.train import checkpoint as ckpt_io
 def test_resnet20_learns_digits(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = resgraph(
-        ["train", SPECS / "cifar_resnet20.yaml", "--dataset", "digits", "--iterations", "200",
-         "--batch-size", "64", "--eval-every", "50", "--seed", "0", "--out", out],
-        tmp_path, timeout=900,
+        [
+            "train",
+            SPECS / "cifar_resnet20.yaml",
+            "--dataset",
+            "digits",
+            "--iterations",
+            "200",
+            "--batch-size",
+            "64",
+            "--eval-every",
+            "50",
+            "--seed",
+            "0",
+            "--out",
+            out,
+        ],
+        tmp_path,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     history = ckpt_io.load(out / "last.pt")["history"]

@@ -33,6 +33,7 @@ FIXTURE = ROOT / "tests" / "data" / "timm_reference.json.gz"
 TIMM_SPECS = sorted((ROOT / "specs" / "timm").glob("*.yaml"))
 ENGINES = ("graph", "generated")
 
+
 @pytest.fixture(scope="module")
 def reference():
     return json.loads(gzip.decompress(FIXTURE.read_bytes()))

@@ -439,8 +439,6 @@ def _lower_stem(s: _Scope, x: str, spec: ModelSpec) -> str:
     return s.add("maxpool", MaxPool(3, 2, 1), x)
 
 
-
-
 def lower(spec: ModelSpec) -> IR:
     """Lower a validated spec to an IR whose joins all take an identity shortcut."""
     smap = spec._source

@@ -52,8 +52,15 @@ def split_validation(
         )
     order = np.random.default_rng(12345).permutation(n)
     keep, held = np.sort(order[holdout:]), np.sort(order[:holdout])
-    rest = ImageSet(images.name, images.train_x[keep], images.train_y[keep], images.test_x,
-                    images.test_y, images.mirror, images.num_classes)
+    rest = ImageSet(
+        images.name,
+        images.train_x[keep],
+        images.train_y[keep],
+        images.test_x,
+        images.test_y,
+        images.mirror,
+        images.num_classes,
+    )
     return rest, (images.train_x[held], images.train_y[held])
 
 
@@ -61,8 +68,16 @@ class DeviceData:
     """Training and evaluation batches, built on ``device``."""
 
     def __init__(
-        self, images: ImageSet, device: torch.device, *, batch_size: int, seed: int,
-        augment: bool, rank: int = 0, world: int = 1, channels_last: bool = False,
+        self,
+        images: ImageSet,
+        device: torch.device,
+        *,
+        batch_size: int,
+        seed: int,
+        augment: bool,
+        rank: int = 0,
+        world: int = 1,
+        channels_last: bool = False,
         validation: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         n = len(images.train_y)
@@ -78,10 +93,17 @@ class DeviceData:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.train_x = torch.from_numpy(images.train_x).to(device)
         self.train_y = torch.from_numpy(images.train_y).to(device)
-        self.test = (torch.from_numpy(images.test_x).to(device),
-                     torch.from_numpy(images.test_y).to(device))
-        self.validation = None if validation is None else (
-            torch.from_numpy(validation[0]).to(device), torch.from_numpy(validation[1]).to(device)
+        self.test = (
+            torch.from_numpy(images.test_x).to(device),
+            torch.from_numpy(images.test_y).to(device),
+        )
+        self.validation = (
+            None
+            if validation is None
+            else (
+                torch.from_numpy(validation[0]).to(device),
+                torch.from_numpy(validation[1]).to(device),
+            )
         )
         self.mean = torch.from_numpy(pixel_mean(images.train_x)).to(device)
         self.steps_per_epoch = n // batch_size  # the last partial batch of an epoch is dropped
@@ -102,8 +124,13 @@ class DeviceData:
     def position(self, iteration: int) -> dict[str, object]:
         """Where the data stands before ``iteration``: saved in checkpoints."""
         epoch, step = divmod(iteration, self.steps_per_epoch)
-        return {"iteration": iteration, "epoch": epoch, "step": step, "seed": self.seed,
-                "permutation": self.permutation(epoch)}
+        return {
+            "iteration": iteration,
+            "epoch": epoch,
+            "step": step,
+            "seed": self.seed,
+            "permutation": self.permutation(epoch),
+        }
 
     def restore(self, position: dict[str, object]) -> None:
         """Take the saved permutation of the current epoch (it must be the one the seed gives)."""
@@ -120,8 +147,8 @@ class DeviceData:
             self._perm = self.permutation(epoch).to(self.device)
             self._epoch = epoch
         assert self._perm is not None
-        index = self._perm[step * self.batch_size:(step + 1) * self.batch_size]
-        index = index[self.rank::self.world]
+        index = self._perm[step * self.batch_size : (step + 1) * self.batch_size]
+        index = index[self.rank :: self.world]
         x = self.normalize(self.train_x[index])
         if self.augment:
             generator = torch.Generator(self.device).manual_seed(
@@ -138,8 +165,8 @@ class DeviceData:
     ) -> Iterator[tuple[Tensor, Tensor]]:
         xs, ys = self.test if split == "test" else self.validation  # type: ignore[misc]
         for start in range(0, len(ys), batch_size):
-            x = self.normalize(xs[start:start + batch_size])
-            yield x.contiguous(memory_format=self.memory_format), ys[start:start + batch_size]
+            x = self.normalize(xs[start : start + batch_size])
+            yield x.contiguous(memory_format=self.memory_format), ys[start : start + batch_size]
 
 
 def augment(x: Tensor, generator: torch.Generator, *, flip: bool, pad: int = PAD) -> Tensor:

@@ -53,13 +53,22 @@ class ImageSet:
 
     def describe(self) -> str:
         c, h, w = self.train_x.shape[1:]
-        return (f"{self.name}: {len(self.train_x):,} train / {len(self.test_x):,} test images "
-                f"{c}x{h}x{w}")
+        return (
+            f"{self.name}: {len(self.train_x):,} train / {len(self.test_x):,} test images "
+            f"{c}x{h}x{w}"
+        )
 
 
 def load_images(
-    dataset: str, data_dir: Path, channels: int, size: int, *, download: bool = False,
-    url: str | None = None, md5: str = CIFAR_MD5, log: Callable[[str], None] | None = None,
+    dataset: str,
+    data_dir: Path,
+    channels: int,
+    size: int,
+    *,
+    download: bool = False,
+    url: str | None = None,
+    md5: str = CIFAR_MD5,
+    log: Callable[[str], None] | None = None,
 ) -> ImageSet:
     """The data set fitted to a spec's input (``channels`` x ``size`` x ``size``)."""
     if dataset == "digits":
@@ -123,10 +132,15 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Builds dicts, lists, strings, numbers and numpy arrays; refuses everything else."""
 
     ALLOWED = {
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
     }
 
     def find_class(self, module: str, name: str) -> object:
@@ -163,16 +177,17 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (TypeError, ValueError, OverflowError):
         raise TrainError(f"{path}: 'labels' must be a list of integers") from None
     if y.shape != (data.shape[0],):
-        raise TrainError(
-            f"{path}: {len(data)} images but 'labels' has shape {tuple(y.shape)}"
-        )
+        raise TrainError(f"{path}: {len(data)} images but 'labels' has shape {tuple(y.shape)}")
     if len(y) and (y.min() < 0 or y.max() > 9):
         raise TrainError(f"{path}: labels must lie in 0..9, found {y.min()}..{y.max()}")
     return np.ascontiguousarray(data.reshape(-1, 3, 32, 32)), y
 
 
 def download_cifar(
-    data_dir: Path, *, url: str | None = None, md5: str = CIFAR_MD5,
+    data_dir: Path,
+    *,
+    url: str | None = None,
+    md5: str = CIFAR_MD5,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Fetch the CIFAR-10 archive into ``data_dir``, check its md5, unpack it safely.

@@ -9,8 +9,19 @@ from typing import Any
 
 from resgraph.fsutil import atomic_write_bytes, atomic_write_text
 
-COLUMNS = ("epoch", "iteration", "lr", "train_loss", "train_error", "test_loss", "test_error",
-           "images_per_s", "time_s", "val_loss", "val_error")
+COLUMNS = (
+    "epoch",
+    "iteration",
+    "lr",
+    "train_loss",
+    "train_error",
+    "test_loss",
+    "test_error",
+    "images_per_s",
+    "time_s",
+    "val_loss",
+    "val_error",
+)
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -49,11 +60,17 @@ def write_curves(path: Path, rows: list[dict[str, Any]], title: str) -> None:
     scale, unit = (1e4, " (1e4)") if its and max(its) >= 20000 else (1, "")
     x = [i / scale for i in its]
     ax.plot(x, [100 * r["train_error"] for r in rows], "--", color="tab:blue", label="train error")
-    ax.plot(x, [100 * r["test_error"] for r in rows], "-", color="tab:blue", lw=2,
-            label="test error")
+    ax.plot(
+        x, [100 * r["test_error"] for r in rows], "-", color="tab:blue", lw=2, label="test error"
+    )
     if any(r.get("val_error") is not None for r in rows):
-        ax.plot(x, [100 * r["val_error"] for r in rows], ":", color="tab:orange",
-                label="validation error")
+        ax.plot(
+            x,
+            [100 * r["val_error"] for r in rows],
+            ":",
+            color="tab:orange",
+            label="validation error",
+        )
     ax.set_xlabel(f"iter.{unit}")
     ax.set_ylabel("error (%)")
     ax.set_title(title)
