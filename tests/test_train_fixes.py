@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from train_helpers import write_tiny_spec
+from train_helpers import (
+    one_thread,  # noqa: F401 (an autouse fixture: one thread)
+    write_tiny_spec,
+)
 from train_hooks import SignalAfter, with_callbacks
 
 import resgraph
@@ -25,14 +28,6 @@ from resgraph.train import config as cfg
 from resgraph.train import distributed, loop, report
 from resgraph.train.data import load_digits
 from resgraph.train.evaluate import check_classes
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # type: ignore[no-untyped-def]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def invoke(*args: object):  # type: ignore[no-untyped-def]

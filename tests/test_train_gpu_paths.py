@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from train_helpers import write_tiny_spec
+from train_helpers import (
+    one_thread,  # noqa: F401 (an autouse fixture: one thread)
+    write_tiny_spec,
+)
 
 from resgraph.errors import TrainError
 from resgraph.passes import lower
@@ -21,14 +24,6 @@ from resgraph.train import distributed, loop
 
 CUDA = torch.device("cuda", 0)
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # type: ignore[no-untyped-def]
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_fused_sgd_on_cuda_only() -> None:

@@ -10,21 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from train_helpers import make_cifar_folder, resgraph, write_tiny_spec
+from train_helpers import (
+    make_cifar_folder,
+    one_thread,  # noqa: F401 (an autouse fixture: one thread)
+    resgraph,
+    write_tiny_spec,
+)
 from train_hooks import NanAt, SignalAfter, with_callbacks
 
 from resgraph.cli import main
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train.plots import COLUMNS
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # type: ignore[no-untyped-def]
-    """In-process runs use one compute thread, as the subprocess runs do (train_helpers)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def invoke(args: list[str]):  # type: ignore[no-untyped-def]

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -41,6 +43,16 @@ train:
   iterations: 12
   eval_every: 4
 """
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():  # type: ignore[no-untyped-def]
+    """In-process runs use one compute thread, as the subprocess runs do (run_env).
+    A test module that imports it runs its tests under it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def write_tiny_spec(folder: Path, extra: str = "", name: str = "tiny.yaml") -> Path:
