@@ -92,7 +92,9 @@ def _buildable(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.yaml"))
 
 
-@pytest.mark.parametrize("folder", ["", "timm"], ids=["specs", "specs/timm"])
+@pytest.mark.parametrize(
+    "folder", ["", "timm", "timm/bases"], ids=["specs", "specs/timm", "specs/timm/bases"]
+)
 def test_generated_folder_is_up_to_date(tmp_path, folder):
     """generated/ mirrors specs/: one file per spec that compiles, in the same subfolder, and
     nothing else."""
