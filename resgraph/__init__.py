@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 
     from resgraph.ir import IR
 
-ENGINES = ("graph", "generated")
-_LAZY = {"emit_source": "resgraph.emit.source"}
+_LAZY = {"emit_source": "resgraph.emit.source", "ENGINES": "resgraph.emit"}
 
 
 def _spec_or_ir(source: Any, function: str) -> ModelSpec | IR:
@@ -58,8 +57,6 @@ def build_model(
     'generated' (the generated source, loaded in memory). Both have the same module tree,
     state_dict keys and outputs. ``spec`` is a ModelSpec, an IR, or anything
     :func:`load_spec` reads."""
-    if engine not in ENGINES:
-        raise ArgumentError(f"unknown engine {engine!r}: expected 'graph' or 'generated'")
     from resgraph.emit import build_model as build
 
     return build(_spec_or_ir(spec, "build_model"), engine, seed=seed)  # type: ignore[arg-type]

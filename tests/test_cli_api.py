@@ -75,6 +75,10 @@ def test_build_model_refuses_an_unknown_engine():
         ArgumentError, match="unknown engine 'grpah': expected 'graph' or 'generated'"
     ):
         resgraph.build_model(ir, "grpah")
+    from resgraph.emit import build_model as emit_build_model
+
+    with pytest.raises(ArgumentError, match="unknown engine 'Generated'"):
+        emit_build_model(ir, "Generated")  # type: ignore[arg-type]
     assert isinstance(ArgumentError("x"), ValueError) and issubclass(ArgumentError, ResgraphError)
 
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from resgraph.spec.schema import ModelSpec
 
 Engine = Literal["graph", "generated"]
+ENGINES: tuple[Engine, ...] = ("graph", "generated")
 
 
 def build_model(
@@ -18,6 +19,10 @@ def build_model(
 ) -> nn.Module:
     """The network as an ``nn.Module``: the executed graph, or the generated source loaded
     in memory. Both have the same module tree, state_dict keys and outputs."""
+    if engine not in ENGINES:
+        from resgraph.errors import ArgumentError
+
+        raise ArgumentError(f"unknown engine {engine!r}: expected 'graph' or 'generated'")
     if engine == "graph":
         from resgraph.emit.graph_module import build_module
 
