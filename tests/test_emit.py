@@ -20,8 +20,9 @@ from resgraph import load_spec, lower
 from resgraph.emit import build_model
 from resgraph.emit.graph_module import build_module
 from resgraph.emit.source import build_generated, emit_source
-from resgraph.emit.weights import convert_state_dict, read_checkpoint
+from resgraph.emit.weights import convert_state_dict
 from resgraph.errors import WeightsError
+from resgraph.torchio import read_state_dict
 
 REFERENCE = json.loads((ROOT / "tests" / "data" / "torchvision_reference.json").read_text())
 TORCHVISION_LAYOUT = {
@@ -275,7 +276,7 @@ def _rename(key: str) -> str:  # akamaster-style names behind DataParallel
 def test_import_weights_matches_by_order_and_shape(tmp_path):
     spec = load_spec(CIFAR20.replace("shortcut: A", "shortcut: B"))
     path, state = _foreign_checkpoint(tmp_path, spec, _rename)
-    converted = convert_state_dict(lower(spec), read_checkpoint(path))
+    converted = convert_state_dict(lower(spec), read_state_dict(path)[0])
     assert list(converted) == list(state)
     assert all(torch.equal(converted[k], state[k]) for k in state)
 
@@ -306,14 +307,14 @@ def test_import_weights_refuses_unsafe_and_junk_files(tmp_path):
     unsafe = tmp_path / "unsafe.pt"
     torch.save({"model": build_module(load_spec(CIFAR20))}, unsafe)  # a pickled module
     with pytest.raises(WeightsError, match="cannot be read safely"):
-        read_checkpoint(unsafe)
+        read_state_dict(unsafe)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="not a PyTorch checkpoint"):
-        read_checkpoint(junk)
+        read_state_dict(junk)
     with pytest.raises(WeightsError, match="no such checkpoint"):
-        read_checkpoint(tmp_path / "missing.pt")
+        read_state_dict(tmp_path / "missing.pt")
     empty = tmp_path / "empty.pt"
     torch.save({"epoch": 3}, empty)
     with pytest.raises(WeightsError, match="holds no state_dict"):
-        read_checkpoint(empty)
+        read_state_dict(empty)

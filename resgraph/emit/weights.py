@@ -9,24 +9,17 @@ not matter (:mod:`resgraph.torchio` reads and unwraps the file). BN's
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 from torch import Tensor
 
 from resgraph.errors import WeightsError
 from resgraph.ir import IR
-from resgraph.torchio import read_state_dict, unwrap_state_dict
+from resgraph.torchio import unwrap_state_dict
 
-__all__ = ["convert_state_dict", "read_checkpoint", "unwrap_state_dict"]
+__all__ = ["convert_state_dict", "unwrap_state_dict"]
 
 OPTIONAL = "num_batches_tracked"
-
-
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """The state_dict inside the checkpoint at ``path``, read safely and unwrapped by
-    :func:`resgraph.torchio.read_state_dict`."""
-    return read_state_dict(path)[0]
 
 
 def convert_state_dict(
