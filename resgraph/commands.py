@@ -8,21 +8,21 @@ from pathlib import Path
 import click
 
 from resgraph.errors import ResgraphError, error_lines
+from resgraph.options import SPEC, spec_overrides
 from resgraph.passes import PASS_NAMES, lower
 from resgraph.spec import load_spec
 from resgraph.units import binary_bytes, si
 
-SPEC = click.Path(dir_okay=False, path_type=Path)
-
 
 @click.command()
 @click.argument("specs", nargs=-1, required=True, type=SPEC)
-def validate(specs: tuple[Path, ...]) -> None:
+@spec_overrides(what="every spec")
+def validate(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
     """Check SPECS: schema, lowering, shapes and joins. Exit 0 if all are valid, else 1."""
     failed = 0
     for path in specs:
         try:
-            ir = lower(load_spec(path))
+            ir = lower(load_spec(path, overrides))
         except ResgraphError as exc:
             failed += 1
             for line in error_lines(exc, where=str(path)):
@@ -46,11 +46,18 @@ def validate(specs: tuple[Path, ...]) -> None:
     default=None,
     help="Batch size for the activation-memory estimate [default: the spec's train batch].",
 )
-def summary(spec: Path, as_json: bool, per_layer: bool, batch_size: int | None) -> None:
+@spec_overrides()
+def summary(
+    spec: Path,
+    as_json: bool,
+    per_layer: bool,
+    batch_size: int | None,
+    overrides: tuple[str, ...],
+) -> None:
     """Parameters, multiply-adds and shapes per stage (like the paper's Table 1)."""
     from resgraph.summary import summarize
 
-    model = load_spec(spec)
+    model = load_spec(spec, overrides)
     info = summarize(model, batch_size or model.train.batch_size)
     if as_json:
         click.echo(json.dumps(info.to_json(per_layer=per_layer), indent=2))
@@ -119,6 +126,7 @@ def schema(output: Path | None) -> None:
     show_default=True,
     help="Print the IR after this pass.",
 )
-def lower_cmd(spec: Path, dump_after: str) -> None:
+@spec_overrides()
+def lower_cmd(spec: Path, dump_after: str, overrides: tuple[str, ...]) -> None:
     """Print the IR of SPEC, one node per line (a debugging aid)."""
-    lower(load_spec(spec), dump_after=dump_after, dump=click.echo)
+    lower(load_spec(spec, overrides), dump_after=dump_after, dump=click.echo)

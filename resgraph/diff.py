@@ -18,8 +18,10 @@ from typing import Any
 import click
 
 from resgraph.ir import IR
+from resgraph.options import SPEC, command_flags, spec_overrides
 from resgraph.passes import lower
 from resgraph.spec import ModelSpec, load_spec
+from resgraph.spec.overrides import Override
 from resgraph.summary import LayerRow, Summary, summarize
 from resgraph.units import si
 
@@ -247,10 +249,34 @@ def format_text(d: SpecDiff) -> str:
 
 
 @click.command("diff")
-@click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("a", type=SPEC)
+@click.argument("b", type=SPEC)
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
-def diff_cmd(a: Path, b: Path, as_json: bool) -> None:
-    """Compare the networks of specs A and B stage by stage."""
-    result = diff_specs(load_spec(a), load_spec(b), str(a), str(b))
+@click.option(
+    "--input-size",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Compare both at input resolution N x N (same as --set input.size=N on each).",
+)
+@spec_overrides(input_size=False, what="B")
+def diff_cmd(
+    a: Path, b: Path, as_json: bool, input_size: int | None, overrides: tuple[str, ...]
+) -> None:
+    """Compare the networks of specs A and B stage by stage.
+
+    --set changes B only, so `resgraph diff X.yaml X.yaml --set block.groups=32` shows
+    what an override does."""
+    size = (
+        []
+        if input_size is None
+        else [Override(f"input.size={input_size}", f"--input-size {input_size}")]
+    )
+    result = diff_specs(
+        load_spec(a, size), load_spec(b, [*size, *overrides]), _named(a, []), _named(b, overrides)
+    )
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_text(result))
+
+
+def _named(path: Path, overrides: tuple[str, ...] | list[str]) -> str:
+    return " ".join(filter(None, [str(path), command_flags(overrides)]))

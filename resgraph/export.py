@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from resgraph.errors import ResgraphError
+from resgraph.options import SPEC, spec_overrides
 
 if TYPE_CHECKING:
     from torch import nn
@@ -232,12 +234,14 @@ def export_spec(
     batch: str | int = "dynamic",
     fuse: bool = False,
     optimize: bool = True,
+    overrides: Sequence[str] = (),
 ) -> ExportResult:
     """Export a spec (a path or a lowered IR) to ``out`` (``.onnx`` or ``.pt2``).
 
     The file is written atomically: an existing ``out`` is replaced only by a complete,
     checked export. ``optimize=False`` skips the ONNX exporter's graph optimisation (which
-    folds BatchNorm on its own)."""
+    folds BatchNorm on its own). ``overrides`` (``PATH=VALUE``, like ``--set``) apply to a
+    spec given as a path."""
     from resgraph.fsutil import atomic_write_bytes
     from resgraph.ir import IR as IRType
 
@@ -251,7 +255,7 @@ def export_spec(
         from resgraph.passes import lower
         from resgraph.spec import load_spec
 
-        ir = lower(load_spec(spec))
+        ir = lower(load_spec(spec, overrides))
     import torch
 
     model, unfused, folded, kept = prepare(ir, Path(weights) if weights else None, fuse)
@@ -272,7 +276,7 @@ def export_spec(
 
 
 @click.command("export")
-@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("spec", type=SPEC)
 @click.option(
     "-o",
     "--output",
@@ -297,7 +301,15 @@ def export_spec(
     is_flag=True,
     help="Fold each BatchNorm into the convolution before it (eval semantics).",
 )
-def export_cmd(spec: Path, out: Path, weights: Path | None, batch: str, fuse_bn: bool) -> None:
+@spec_overrides()
+def export_cmd(
+    spec: Path,
+    out: Path,
+    weights: Path | None,
+    batch: str,
+    fuse_bn: bool,
+    overrides: tuple[str, ...],
+) -> None:
     """Export SPEC's network as ONNX (.onnx) or a torch.export program (.pt2), in eval mode."""
-    result = export_spec(spec, out, weights=weights, batch=batch, fuse=fuse_bn)
+    result = export_spec(spec, out, weights=weights, batch=batch, fuse=fuse_bn, overrides=overrides)
     click.echo(result.line())

@@ -5,6 +5,7 @@ progress line's width, messages, and the repeated-signal rule."""
 from __future__ import annotations
 
 import errno
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -119,15 +120,20 @@ def test_continue_command_works_as_printed(tmp_path: Path, monkeypatch: pytest.M
             "0.5",
             "--milestones",
             "none",
+            "--set",
+            "stages[1].repeats=1",
         )
     assert stopped.exit_code == 130, stopped.output
-    command = stopped.output.split("continue with: resgraph ")[1].split()
+    # the architecture came from --set: a command without it would be refused on resume
+    command = shlex.split(stopped.output.split("continue with: resgraph ")[1].splitlines()[0])
+    assert "stages[1].repeats=1" in command
     resumed = invoke(*command)
     assert resumed.exit_code == 0, resumed.output
     ck = ckpt_io.load(out / "last.pt")
     assert ck["complete"] and ck["data"]["iteration"] == 6
     assert (ck["config"]["train"]["lr"], ck["config"]["train"]["momentum"]) == (0.05, 0.5)
     assert ck["config"]["milestones"] == []
+    assert ck["config"]["architecture"]["stages"][1]["repeats"] == 1
 
 
 # --- lengths and flags ------------------------------------------------------------------
@@ -339,3 +345,16 @@ def test_pixel_mean_needs_no_float64_copy() -> None:
     np.testing.assert_array_equal(
         mean, (x.astype(np.float64).mean(axis=0) / 255.0).astype(np.float32)
     )
+
+
+def test_eval_and_resume_apply_set(finished: tuple[Path, Path]) -> None:
+    spec, out = finished
+    weights = str(out / "last.pt")
+    warned = CliRunner().invoke(
+        main, ["eval", str(spec), "--weights", weights, "--set", "head.dropout=0.2"]
+    )
+    assert warned.exit_code == 0, warned.output
+    assert "warning:" in warned.output and "head: the run has" in warned.output
+    refused = invoke("train", spec, "--out", out, "--resume", "--set", "stages[0].repeats=1")
+    assert refused.exit_code == 1
+    assert "trained from another architecture (stages: the run has" in refused.output

@@ -11,10 +11,9 @@ import click
 
 from resgraph.errors import LocatedError, OutputError, Problem, ResgraphError
 from resgraph.fsutil import atomic_write_text, check_output
+from resgraph.options import SPEC, command_flags, spec_overrides
 from resgraph.passes import lower
 from resgraph.spec import load_spec
-
-SPEC = click.Path(dir_okay=False, path_type=Path)
 
 # A module named like one of these, written beside the user's code, would be imported in its
 # place: the standard library, what generated files import, and resgraph itself.
@@ -82,7 +81,8 @@ def is_generated(path: Path) -> bool:
 @click.option(
     "--force", is_flag=True, help="Overwrite files in OUTPUT that resgraph did not generate."
 )
-def build(specs: tuple[Path, ...], out_dir: Path, force: bool) -> None:
+@spec_overrides(what="every spec")
+def build(specs: tuple[Path, ...], out_dir: Path, force: bool, overrides: tuple[str, ...]) -> None:
     """Write standalone PyTorch source for each SPEC as OUTPUT/<spec stem>.py.
 
     A stem that is not a usable module name is adjusted and the new name reported:
@@ -108,7 +108,8 @@ def build(specs: tuple[Path, ...], out_dir: Path, force: bool) -> None:
     failures: list[Problem] = []
     for name, path in names.items():
         try:
-            text = emit_source(lower(load_spec(path)), source=source_label(path))
+            label = " ".join(filter(None, [source_label(path), command_flags(overrides)]))
+            text = emit_source(lower(load_spec(path, overrides)), source=label)
         except LocatedError as exc:
             failures += exc.problems
             continue
@@ -152,7 +153,10 @@ def build(specs: tuple[Path, ...], out_dir: Path, force: bool) -> None:
     help="Where to write the converted state_dict (.pt).",
 )
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def import_weights(spec: Path, checkpoint: Path, output: Path, force: bool) -> None:
+@spec_overrides(input_size=False)
+def import_weights(
+    spec: Path, checkpoint: Path, output: Path, force: bool, overrides: tuple[str, ...]
+) -> None:
     """Convert CHECKPOINT (another implementation of SPEC's network) to resgraph's names.
 
     CHECKPOINT may be a state_dict or a training checkpoint that holds one (under
@@ -168,7 +172,7 @@ def import_weights(spec: Path, checkpoint: Path, output: Path, force: bool) -> N
     check_output(output)
     if output.exists() and not force:
         raise OutputError(output, "it exists; pass --force to overwrite it")
-    ir = lower(load_spec(spec))
+    ir = lower(load_spec(spec, overrides))
     state = convert_state_dict(ir, torchio.read_state_dict(checkpoint)[0], str(checkpoint))
     build_module(ir).load_state_dict(state, strict=True)  # proves it loads
     torchio.save(state, output)

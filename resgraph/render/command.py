@@ -8,6 +8,7 @@ import click
 import graphviz
 
 from resgraph.errors import ResgraphError
+from resgraph.options import SPEC, spec_overrides
 from resgraph.render.picture import LEVELS, MAX_BLOCK_NODES, MAX_OP_NODES, build, default_level
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -103,7 +104,7 @@ HELP = f"""Draw the network of SPEC with graphviz and print the path of the pict
 
 
 @click.command("render", help=HELP)
-@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("spec", type=SPEC)
 @click.option(
     "-o",
     "--output",
@@ -138,6 +139,7 @@ HELP = f"""Draw the network of SPEC with graphviz and print the path of the pict
     help="Fold runs of identical consecutive blocks of a stage into one node "
     "marked 'x N' [default: on at block level, off at op level].",
 )
+@spec_overrides()
 def render_cmd(
     spec: Path,
     output: Path | None,
@@ -145,6 +147,7 @@ def render_cmd(
     level: str | None,
     stats: bool,
     fold: bool | None,
+    overrides: tuple[str, ...],
 ) -> None:
     """Draw SPEC with graphviz (see HELP)."""
     from resgraph.fsutil import check_output
@@ -153,7 +156,7 @@ def render_cmd(
 
     target, fmt = _target(spec, output, fmt)
     check_output(target)
-    ir = lower(load_spec(spec))
+    ir = lower(load_spec(spec, overrides))
     level = level or default_level(ir, fold)
     graph, shown = build(ir, level, stats=stats, fold=fold)
     if fmt != "dot" and shown > SLOW_LAYOUT_NODES:

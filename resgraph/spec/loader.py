@@ -12,6 +12,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from resgraph.errors import Problem, SourceLoc, SpecError
-from resgraph.spec.compose import resolve_base
+from resgraph.spec.compose import construct, resolve_base
+from resgraph.spec.overrides import FlagLoc, apply_overrides
 from resgraph.spec.schema import ModelSpec
 
 MAX_SPEC_BYTES = 1 << 20  # 1 MiB: real specs are a few hundred bytes
@@ -54,7 +56,10 @@ class SourceMap:
         self.root = root
 
     def _mark_loc(self, mark: Any, path: str) -> SourceLoc:
-        # A value merged in from a base spec carries its own file (resgraph.spec.compose).
+        # A value written by --set carries its flag (resgraph.spec.overrides), one merged in
+        # from a base spec its own file (resgraph.spec.compose).
+        if getattr(mark, "flag", None):
+            return FlagLoc(mark.flag, 0, 0, path)
         return SourceLoc(getattr(mark, "file", self.filename), mark.line + 1, mark.column + 1, path)
 
     def locate(self, path: Path_, *, key: bool = False) -> SourceLoc:
@@ -96,17 +101,23 @@ def format_path(path: Path_) -> str:
     return out
 
 
-def load_spec(source: str | os.PathLike[str]) -> ModelSpec:
+def load_spec(source: str | os.PathLike[str], overrides: Sequence[str] = ()) -> ModelSpec:
     """Load and validate a spec from a file path or from YAML text.
 
     A ``Path`` (any ``os.PathLike``) is a file. A string is YAML text (reported as
     ``<string>``) when it spans several lines or, on one line, looks like a mapping
     (``{...}`` or ``key: value``); any other one-line string is a file name, so
     ``"specs/resnet50"`` or ``"missing.YAML"`` is "no such spec file", never a YAML scalar.
-    Raises :class:`SpecError` listing every problem found, each with file, line and column.
+    ``overrides`` are ``PATH=VALUE`` strings (``"stages[2].repeats=8"``, the command line's
+    ``--set``), applied in order after the base chain is merged; see
+    :mod:`resgraph.spec.overrides`. Raises :class:`SpecError` listing every problem found,
+    each with file, line and column (or the ``--set`` flag that wrote the value).
     """
     text, filename = _read(source)
     root, data = resolve_base(*_parse(text, filename), filename)
+    if overrides:
+        apply_overrides(root, overrides)
+        data = construct(root)
     smap = SourceMap(filename, root)
     try:
         spec = ModelSpec.model_validate(data)
@@ -115,6 +126,7 @@ def load_spec(source: str | os.PathLike[str]) -> ModelSpec:
         problems.sort(key=lambda p: (p.loc.line, p.loc.column) if p.loc else (0, 0))
         raise SpecError(problems) from None
     spec._source = smap
+    spec._overrides = (overrides,) if isinstance(overrides, str) else tuple(overrides)
     return spec
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-SPEC = click.Path(dir_okay=False, path_type=Path)
+from resgraph.options import SPEC, spec_overrides
+
 DIR = click.Path(file_okay=False, path_type=Path)
 POSITIVE = click.IntRange(min=1)
 
@@ -205,6 +206,7 @@ def _device_options(f):  # type: ignore[no-untyped-def]
     "(default: each process's share).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors.")
+@spec_overrides(input_size=False)
 def train(spec: Path, compile_: bool, **kwargs: object) -> None:
     """Train SPEC with the paper's recipe (its train: section; flags override it).
 
@@ -237,6 +239,7 @@ def train(spec: Path, compile_: bool, **kwargs: object) -> None:
 @click.option(
     "--batch-size", type=POSITIVE, default=500, show_default=True, help="Images per forward pass."
 )
+@spec_overrides(input_size=False)
 def evaluate(
     spec: Path,
     weights: Path,
@@ -246,6 +249,7 @@ def evaluate(
     device: str,
     engine: str,
     batch_size: int,
+    overrides: tuple[str, ...],
 ) -> None:
     """Report the test error of trained weights for SPEC."""
     from resgraph.train.evaluate import evaluate_weights
@@ -259,5 +263,6 @@ def evaluate(
         engine=engine,
         batch_size=batch_size,
         download=download,
+        overrides=overrides,
     )
     click.echo(result.line(name))

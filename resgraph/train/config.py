@@ -75,6 +75,7 @@ class TrainOptions:
     quiet: bool = False
     cifar_url: str | None = None  # for tests; else $RESGRAPH_CIFAR_URL or the official one
     cifar_md5: str | None = None
+    overrides: tuple[str, ...] = ()  # --set PATH=VALUE on the spec
 
     @property
     def run_dir(self) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,7 @@ def evaluate_weights(
     engine: str,
     batch_size: int,
     download: bool = False,
+    overrides: Sequence[str] = (),
 ) -> tuple[str, EvalResult]:
     """Test error of ``weights`` (a run's last.pt or a plain state_dict) for a spec."""
     from resgraph.passes import lower
@@ -99,7 +100,7 @@ def evaluate_weights(
     from resgraph.train.data import load_images
     from resgraph.train.device import pick_device
 
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, overrides)
     ir = lower(spec)
     state, ckpt = ckpt_io.read_weights(weights)
     warning = check_architecture(ckpt["config"], spec, str(weights), resume=False) if ckpt else None

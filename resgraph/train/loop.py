@@ -31,6 +31,7 @@ from torch import nn
 
 from resgraph.errors import TrainError
 from resgraph.fsutil import atomic_write_text
+from resgraph.options import command_flags
 from resgraph.passes import lower
 from resgraph.spec import load_spec
 from resgraph.train import checkpoint as ckpt_io
@@ -152,7 +153,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.free_bytes = free_bytes
         self.echo = click.echo if d.is_main and not opts.quiet else (lambda *a, **k: None)
-        self.spec = load_spec(opts.spec)
+        self.spec = load_spec(opts.spec, opts.overrides)
         self.ir = lower(self.spec)
         self.dir = opts.run_dir
         state = cfg.run_state(self.dir, opts.resume)
@@ -451,11 +452,12 @@ class Trainer:
         if stopping:
             signum = self.stop.signum or signal.SIGTERM
             name = signal.Signals(signum).name
+            flags = "".join(f"{f} " for f in [command_flags(self.opts.overrides)] if f)
             if self.d.is_main:  # even with --quiet
                 click.echo(
                     f"stopped by {name} after iteration {it}: checkpoint saved to "
                     f"{self.dir / cfg.CHECKPOINT}; continue with: resgraph train "
-                    f"{self.opts.spec} --out {self.dir} --resume"
+                    f"{self.opts.spec} {flags}--out {self.dir} --resume"
                 )
             return 128 + signum
         self._check_replicas()

@@ -1,0 +1,65 @@
+"""Options shared by every command that reads a spec: ``--set`` and ``--input-size``.
+
+Both become overrides for :func:`resgraph.spec.load_spec` (see
+:mod:`resgraph.spec.overrides`), so a value given on the command line is validated like the
+same value written in the file, and a mistake in it is reported at the flag.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from resgraph.spec.overrides import Override
+
+SPEC = click.Path(dir_okay=False, path_type=Path)
+
+SET_HELP = (
+    "Override a field of the spec, validated like the file: PATH=VALUE with a field path and "
+    "a YAML value (--set stages[2].repeats=8 --set block.groups=32). Repeatable; later wins."
+)
+
+
+def spec_overrides(*, input_size: bool = True, what: str = "the spec") -> Callable[..., Any]:
+    """Add ``--set`` (and ``--input-size`` unless ``input_size`` is false) to a command; the
+    command receives them as one ``overrides`` tuple, ``--input-size`` first."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            size = kwargs.pop("input_size", None) if input_size else None
+            sets = kwargs.pop("sets", ())
+            overrides: list[str] = []
+            if size is not None:
+                overrides.append(Override(f"input.size={size}", flag=f"--input-size {size}"))
+            overrides += [Override(s) for s in sets]
+            return f(*args, overrides=tuple(overrides), **kwargs)
+
+        command = click.option(
+            "--set",
+            "sets",
+            multiple=True,
+            metavar="PATH=VALUE",
+            help=SET_HELP.replace("the spec", what),
+        )(command)
+        if input_size:
+            command = click.option(
+                "--input-size",
+                type=int,
+                default=None,
+                metavar="N",
+                help=f"Input resolution N x N instead of {what}'s input.size "
+                "(same as --set input.size=N).",
+            )(command)
+        return command
+
+    return decorate
+
+
+def command_flags(overrides: Sequence[str]) -> str:
+    """The overrides as they are typed on a command line (for printed commands and headers)."""
+    return " ".join(Override(o).flag if not isinstance(o, Override) else o.flag for o in overrides)
