@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import ROOT, run_cli
 
 import resgraph
+from helpers import ROOT, run_cli
 from resgraph.cli import COMMANDS, main
 from resgraph.spec.overrides import Override
 
