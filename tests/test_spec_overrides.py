@@ -90,6 +90,21 @@ def test_overrides_change_the_lowered_network() -> None:
             "stages[2].repeats=x",
             "--set 'stages[2].repeats=x': stages[2].repeats: must be an integer",
         ),
+        ("stages[4].width=3", "--set 'stages[4].width=3': stages has 4 entries, so [4] is out of"),
+        ("stages[-5].width=3", "stages has 4 entries, so [-5] is out of range"),
+        ("base.name=x", "'base' is read from the file"),
+        (
+            "stages[0]={width: x, repeats: 1}",
+            "--set 'stages[0]={width: x, repeats: 1}': stages[0].width: must be an integer",
+        ),
+        (
+            "block={type: bottleneck, grups: 2}",
+            "--set 'block={type: bottleneck, grups: 2}': block: unknown key 'grups'",
+        ),
+        (
+            "stages=[{width: 8, repeats: x}]",
+            "--set 'stages=[{width: 8, repeats: x}]': stages[0].repeats: must be an integer",
+        ),
         ("stages[7].width=3", "--set 'stages[7].width=3': stages has 4 entries, so [7] is out of"),
         ("block.grups=3", "--set block.grups=3: block: unknown key 'grups' (did you mean 'groups'"),
         ("nonsense", "--set nonsense: expected PATH=VALUE"),

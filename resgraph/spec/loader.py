@@ -59,7 +59,7 @@ class SourceMap:
         # A value written by --set carries its flag (resgraph.spec.overrides), one merged in
         # from a base spec its own file (resgraph.spec.compose).
         if getattr(mark, "flag", None):
-            return FlagLoc(mark.flag, 0, 0, path)
+            return FlagLoc(mark.flag, path=path)
         return SourceLoc(getattr(mark, "file", self.filename), mark.line + 1, mark.column + 1, path)
 
     def locate(self, path: Path_, *, key: bool = False) -> SourceLoc:

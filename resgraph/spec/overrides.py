@@ -42,12 +42,15 @@ class Override(str):
 class FlagLoc(SourceLoc):
     """A location that is a command-line flag rather than a line of a file."""
 
+    line: int = 0
+    column: int = 0
+
     def __str__(self) -> str:
         return self.file
 
 
-def flag_error(flag: str, message: str, path: str = "") -> SpecError:
-    return SpecError(Problem(message, FlagLoc(flag, 0, 0, path), path or None))
+def flag_error(flag: str, message: str) -> SpecError:
+    return SpecError(Problem(message, FlagLoc(flag)))
 
 
 def parse_path(text: str, flag: str) -> list[str | int]:
