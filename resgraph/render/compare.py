@@ -16,7 +16,7 @@ import graphviz
 from resgraph.ir import IR
 from resgraph.ops import fmt_shape
 from resgraph.render.model import html_label, stats_text
-from resgraph.render.picture import add_network, legend_rows
+from resgraph.render.picture import add_network, legend_rows, with_legend
 from resgraph.render.style import EDGE_ATTRS, GRAPH_ATTRS, GRAY_TEXT, HIGHLIGHT, NODE_ATTRS
 
 SIDES = ("A", "B")
@@ -79,10 +79,4 @@ def _title(
         f"{escape('differs (type, widths, stride, shortcut or options), or only on this side')}"
         "</FONT></TD>"
     )
-    rows = legend_rows("block", kinds, () if same_ir else (sample,))
-    if not rows:
-        return title
-    return (
-        f'<<TABLE BORDER="0" CELLSPACING="0"><TR><TD>{title[1:-1]}</TD></TR><TR><TD>'
-        f"{rows}</TD></TR></TABLE>>"
-    )
+    return with_legend(title, legend_rows("block", kinds, () if same_ir else (sample,)))

@@ -104,16 +104,12 @@ def build(
 
 @dataclass(frozen=True)
 class Drawn:
-    """What :func:`add_network` drew: the model it read, the node ids of every group (a
-    block path, 'stem', 'head', ...), and the shortcut kinds a legend should explain."""
+    """What :func:`add_network` drew: the model it read, how many nodes (captions not
+    counted), and the shortcut kinds a legend should explain."""
 
     model: Model
-    ids: dict[str, str]
+    nodes: int
     kinds: set[str]
-
-    @property
-    def nodes(self) -> int:
-        return len(self.ids)
 
 
 def add_network(
@@ -170,7 +166,7 @@ def add_network(
             weight=weight,
             **EDGE_STYLES[kind],
         )
-    return Drawn(model, {gid: prefix + gid for gid in nodes}, legend_kinds)
+    return Drawn(model, len(nodes), legend_kinds)
 
 
 def _title(model: Model, level: str, kinds: set[str]) -> str:
@@ -184,19 +180,23 @@ def _title(model: Model, level: str, kinds: set[str]) -> str:
         stats_text(model.nodes),
     ]
     title = html_label(ir.spec.name, ", ".join(p for p in parts if p), bold=True)
-    rows = legend_rows(level, kinds)
-    if not rows:
+    return with_legend(title, legend_rows(level, kinds))
+
+
+def with_legend(title: str, legend: str) -> str:
+    """An HTML-like ``title`` label with the ``legend`` table (if any) below it."""
+    if not legend:
         return title
     return (
         f'<<TABLE BORDER="0" CELLSPACING="0"><TR><TD>{title[1:-1]}</TD></TR><TR><TD>'
-        f"{rows}</TD></TR></TABLE>>"
+        f"{legend}</TD></TR></TABLE>>"
     )
 
 
 def legend_rows(level: str, kinds: set[str], extra: Collection[str] = ()) -> str:
     """An HTML table explaining the ``kinds`` of shortcut drawn: sample lines at op level,
-    sample block borders at block level; then the cells in ``extra``, as they are. Empty
-    when there is nothing to explain."""
+    sample block borders at block level; then a row of each item of ``extra`` (table
+    cells, as they are). Empty when there is nothing to explain."""
     rows = [k for k in LEGEND if k in kinds and (level == "block" or k != "none")]
     if not rows and not extra:
         return ""
