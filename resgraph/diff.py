@@ -284,11 +284,13 @@ def diff_irs(ir_a: IR, ir_b: IR, a_name: str = "A", b_name: str = "B") -> SpecDi
             len([r for r in info_a.layers if r.op != "input"]),
             len([r for r in info_b.layers if r.op != "input"]),
         ),
+        "blocks": (len(ir_a.blocks), len(ir_b.blocks)),
         "params": (info_a.params, info_b.params),
         "MACs": (info_a.macs, info_b.macs),
     }
     same = ir_signature(ir_a) == ir_signature(ir_b)
-    return SpecDiff(a_name, b_name, same, stages, totals, block_diffs(ir_a, ir_b))
+    # the same network: no block differs, whatever the specs' options say
+    return SpecDiff(a_name, b_name, same, stages, totals, [] if same else block_diffs(ir_a, ir_b))
 
 
 def _show(value: Any, key: str) -> str:
@@ -335,6 +337,12 @@ def format_text(d: SpecDiff) -> str:
     for k, (va, vb) in d.totals.items():
         same = "  (same)" if va == vb else f"  {_delta(va, vb, k)}".rstrip()
         lines.append(f"total {k}: {_show(va, k)} vs {_show(vb, k)}{same}")
+    if d.blocks:
+        a, b = (sum(getattr(x, side) is not None for x in d.blocks) for side in ("a", "b"))
+        lines.append(
+            f"blocks that differ from the block at the same place: {a} of A's, {b} of B's "
+            "(--json lists them, --render highlights them)"
+        )
     return "\n".join(lines)
 
 

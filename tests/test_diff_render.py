@@ -16,7 +16,7 @@ from test_render import Dot, text_of
 from helpers import ROOT
 from resgraph import load_spec, lower
 from resgraph.cli import main
-from resgraph.diff import block_facts, diff_irs
+from resgraph.diff import block_facts, diff_irs, format_text
 from resgraph.render import to_dot
 from resgraph.render.compare import side_by_side
 from resgraph.render.style import HIGHLIGHT
@@ -77,6 +77,10 @@ def test_extra_blocks_are_highlighted_on_the_deeper_side() -> None:
     assert "A: ResNet-18" in dot.source and "B: ResNet-34" in dot.source
     assert "ResNet-18 vs ResNet-34" in dot.title and "(A: 0, B: 8)" in dot.title
     assert "differs" in dot.title and "identity shortcut" in dot.title  # the legend
+    # the table says as much
+    text = format_text(d)
+    assert "total blocks: 8 vs 16" in text
+    assert "blocks that differ from the block at the same place: 0 of A's, 8 of B's" in text
 
 
 def test_a_block_level_node_is_the_one_render_draws() -> None:
@@ -114,7 +118,8 @@ def test_a_changed_head_is_highlighted_and_no_block(tmp_path: Path) -> None:
 def test_the_same_network_highlights_nothing(tmp_path: Path) -> None:
     renamed = spec_file(tmp_path, "resnet18", name="Renamed")
     d, dot, _, _ = picture(SPECS / "resnet18.yaml", renamed)
-    assert d.same_ir and not highlighted(dot)
+    assert d.same_ir and not highlighted(dot) and not d.blocks
+    assert "blocks that differ" not in format_text(d)
     assert "lower to the same network" in dot.title
     assert "differs (" not in dot.title  # no highlight in the legend either
 
