@@ -46,23 +46,37 @@ def validate(specs: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
     default=None,
     help="Batch size for the activation-memory estimate [default: the spec's train batch].",
 )
+@click.option(
+    "--fused",
+    is_flag=True,
+    help="Count the parameters of the inference network with each BatchNorm folded into "
+    "the conv before it (as `export --fuse-bn` makes it).",
+)
 @spec_overrides()
 def summary(
     spec: Path,
     as_json: bool,
     per_layer: bool,
     batch_size: int | None,
+    fused: bool,
     overrides: tuple[str, ...],
 ) -> None:
     """Parameters, multiply-adds and shapes per stage (like the paper's Table 1)."""
     from resgraph.summary import summarize
 
     model = load_spec(spec, overrides)
-    info = summarize(model, batch_size or model.train.batch_size)
+    info = summarize(model, batch_size or model.train.batch_size, fused=fused)
     if as_json:
         click.echo(json.dumps(info.to_json(per_layer=per_layer), indent=2))
         return
     click.echo(f"{info.name}: {info.canonical_name}")
+    if info.fused is not None:
+        kept = len(info.fused.kept)
+        click.echo(
+            f"fused (inference) parameters: {info.fused.folded} BatchNorm folded into the conv "
+            f"before them, {kept} kept (not right after a conv); "
+            f"{info.fused.params_unfused:,} parameters unfused"
+        )
     click.echo(
         f"input {info.input}; MACs = multiply-adds per example of the conv and fc layers "
         "(pools, norms, activations, filters and joins not counted); FLOPs = 2 x MACs\n"

@@ -5,6 +5,10 @@ options, width, repeats, stride, shortcut) and on what lowering made of it (the 
 shortcut each block got, where the stride sits, the output shape, parameters and MACs).
 Only fields that differ are shown, then the totals. Two specs whose lowered graphs are the
 same (same ops, shapes and connections) are reported as such.
+
+Blocks are compared too, each with the block at the same place (stage i, block j) of the
+other network (:func:`block_facts`): ``--json`` lists those that differ, and ``--render``
+draws both networks side by side with them highlighted.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 
 import click
 
-from resgraph.ir import IR
+from resgraph.ir import IR, block_members
+from resgraph.ops import Conv
 from resgraph.options import SPEC, command_flags, spec_overrides
 from resgraph.passes import lower
 from resgraph.spec import ModelSpec, load_spec
@@ -53,12 +58,36 @@ class StageDiff:
 
 
 @dataclass
+class BlockDiff:
+    """A block that differs from the one at the same place (stage, index) of the other
+    network, or that only one network has (its path on the other side is None)."""
+
+    stage: int
+    index: int
+    a: str | None  # the block's path in A ("layer2.0")
+    b: str | None
+    fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # fact -> (A, B)
+
+
+@dataclass
 class SpecDiff:
     a: str
     b: str
     same_ir: bool
     stages: list[StageDiff]
     totals: dict[str, tuple[Any, Any]]
+    blocks: list[BlockDiff] = field(default_factory=list)
+
+    def highlight(self) -> tuple[set[str], set[str]]:
+        """What a picture marks on each side: the blocks that differ, and the stem or the
+        head where their facts differ. Nothing when both lower to the same network."""
+        if self.same_ir:
+            return set(), set()
+        ends = {s.name for s in self.stages if s.name in ("stem", "head")}
+        return (
+            ends | {d.a for d in self.blocks if d.a is not None},
+            ends | {d.b for d in self.blocks if d.b is not None},
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +97,16 @@ class SpecDiff:
             "stages": [
                 {"name": s.name, "differences": {k: list(v) for k, v in s.fields.items()}}
                 for s in self.stages
+            ],
+            "blocks": [
+                {
+                    "stage": d.stage,
+                    "index": d.index,
+                    "a": d.a,
+                    "b": d.b,
+                    "differences": {k: list(v) for k, v in d.fields.items()},
+                }
+                for d in self.blocks
             ],
             "totals": {k: list(v) for k, v in self.totals.items()},
         }
@@ -158,6 +197,53 @@ def stage_facts(spec: ModelSpec, info: Summary) -> dict[str, dict[str, Any]]:
     return facts
 
 
+def block_facts(ir: IR) -> dict[tuple[int, int], tuple[str, dict[str, Any]]]:
+    """Every block by its place (stage index, block index): its path, and the facts two
+    blocks are compared on -- its type, the widths of its main-path convs, its stride, the
+    shortcut lowering gave it (and how the branch joins) and its options as the spec set
+    them."""
+    members = block_members(ir)
+    facts: dict[tuple[int, int], tuple[str, dict[str, Any]]] = {}
+    for i, stage in enumerate(ir.stages):
+        for j, path in enumerate(stage.blocks):
+            b = ir.blocks[path]
+            facts[i, j] = (
+                path,
+                {
+                    "kind": b.kind,
+                    "widths": [
+                        n.op.out_channels
+                        for n in members.get(path, [])
+                        if n.role == "main" and isinstance(n.op, Conv)
+                    ],
+                    "stride": b.stride,
+                    "shortcut_kind": b.shortcut_kind if b.join is not None else "none",
+                    "join": b.join_kind if b.join is not None else "none",
+                    "options": _options(b.spec),
+                },
+            )
+    return facts
+
+
+def block_diffs(a: IR, b: IR) -> list[BlockDiff]:
+    """The blocks of ``a`` and ``b`` whose facts (:func:`block_facts`) differ from those of
+    the block at the same place on the other side, or that have no such block."""
+    fa, fb = block_facts(a), block_facts(b)
+    out = []
+    for place in sorted(fa.keys() | fb.keys()):
+        left, right = fa.get(place), fb.get(place)
+        d = BlockDiff(*place, left[0] if left else None, right[0] if right else None)
+        if left is None or right is None:
+            d.fields["block"] = ("present" if left else "absent", "present" if right else "absent")
+        else:
+            for k, va in left[1].items():
+                if va != right[1][k]:
+                    d.fields[k] = _narrow(va, right[1][k]) if k == "options" else (va, right[1][k])
+        if d.fields:
+            out.append(d)
+    return out
+
+
 def ir_signature(ir: IR) -> list[tuple[Any, ...]]:
     """What makes two lowered graphs the same network: each op (its kind and every
     argument), its output shape and where its inputs come from, in execution order."""
@@ -167,7 +253,12 @@ def ir_signature(ir: IR) -> list[tuple[Any, ...]]:
 
 
 def diff_specs(a: ModelSpec, b: ModelSpec, a_name: str = "A", b_name: str = "B") -> SpecDiff:
-    ir_a, ir_b = lower(a), lower(b)
+    return diff_irs(lower(a), lower(b), a_name, b_name)
+
+
+def diff_irs(ir_a: IR, ir_b: IR, a_name: str = "A", b_name: str = "B") -> SpecDiff:
+    """What differs between two lowered networks (their specs are ``ir.spec``)."""
+    a, b = ir_a.spec, ir_b.spec
     info_a, info_b = summarize(ir_a), summarize(ir_b)
     fa, fb = stage_facts(a, info_a), stage_facts(b, info_b)
     order = list(fa) + [s for s in fb if s not in fa]
@@ -195,10 +286,13 @@ def diff_specs(a: ModelSpec, b: ModelSpec, a_name: str = "A", b_name: str = "B")
             len([r for r in info_a.layers if r.op != "input"]),
             len([r for r in info_b.layers if r.op != "input"]),
         ),
+        "blocks": (len(ir_a.blocks), len(ir_b.blocks)),
         "params": (info_a.params, info_b.params),
         "MACs": (info_a.macs, info_b.macs),
     }
-    return SpecDiff(a_name, b_name, ir_signature(ir_a) == ir_signature(ir_b), stages, totals)
+    same = ir_signature(ir_a) == ir_signature(ir_b)
+    # the same network: no block differs, whatever the specs' options say
+    return SpecDiff(a_name, b_name, same, stages, totals, [] if same else block_diffs(ir_a, ir_b))
 
 
 def _show(value: Any, key: str) -> str:
@@ -245,7 +339,32 @@ def format_text(d: SpecDiff) -> str:
     for k, (va, vb) in d.totals.items():
         same = "  (same)" if va == vb else f"  {_delta(va, vb, k)}".rstrip()
         lines.append(f"total {k}: {_show(va, k)} vs {_show(vb, k)}{same}")
+    if d.blocks:
+        a, b = (sum(getattr(x, side) is not None for x in d.blocks) for side in ("a", "b"))
+        lines.append(
+            f"blocks that differ from the block at the same place: {a} of A's, {b} of B's "
+            "(--json lists them, --render highlights them)"
+        )
     return "\n".join(lines)
+
+
+def render_diff(d: SpecDiff, ir_a: IR, ir_b: IR, target: Path, fmt: str) -> int:
+    """Draw both networks of ``d`` side by side into ``target`` (see
+    :mod:`resgraph.render.compare`); returns how many nodes the picture has."""
+    from resgraph.render.command import draw
+    from resgraph.render.compare import side_by_side
+
+    graph, shown = side_by_side(
+        ir_a, ir_b, paths=(d.a, d.b), highlight=d.highlight(), same_ir=d.same_ir
+    )
+    draw(
+        graph.source,
+        fmt,
+        target,
+        redo=f"resgraph diff {d.a} {d.b} --render OTHER.dot",
+        ask="a .dot file (--render FILE.dot)",
+    )
+    return shown
 
 
 @click.command("diff")
@@ -259,22 +378,45 @@ def format_text(d: SpecDiff) -> str:
     metavar="N",
     help="Compare both at input resolution N x N (same as --set input.size=N on each).",
 )
+@click.option(
+    "--render",
+    "picture",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Also draw both networks side by side at block level, the blocks that differ "
+    "highlighted, as FILE (.svg, .png, .pdf by its extension; .dot: the DOT source).",
+)
 @spec_overrides(input_size=False, what="B")
 def diff_cmd(
-    a: Path, b: Path, as_json: bool, input_size: int | None, overrides: tuple[str, ...]
+    a: Path,
+    b: Path,
+    as_json: bool,
+    input_size: int | None,
+    picture: Path | None,
+    overrides: tuple[str, ...],
 ) -> None:
     """Compare the networks of specs A and B stage by stage.
 
     --set changes B only, so `resgraph diff X.yaml X.yaml --set block.groups=32` shows
     what an override does."""
+    fmt = None
+    if picture is not None:
+        from resgraph.fsutil import check_output
+        from resgraph.render.command import picture_format
+
+        fmt = picture_format(picture, "'--render'")
+        check_output(picture)
     size = (
         []
         if input_size is None
         else [Override(f"input.size={input_size}", f"--input-size {input_size}")]
     )
-    result = diff_specs(
-        load_spec(a, size), load_spec(b, [*size, *overrides]), _named(a, []), _named(b, overrides)
-    )
+    ir_a, ir_b = lower(load_spec(a, size)), lower(load_spec(b, [*size, *overrides]))
+    result = diff_irs(ir_a, ir_b, _named(a, []), _named(b, overrides))
+    if picture is not None and fmt is not None:
+        shown = render_diff(result, ir_a, ir_b, picture, fmt)
+        click.echo(f"wrote {picture} ({shown} nodes)", err=True)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_text(result))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from resgraph.ir import IR, block_members
-from resgraph.ops import Conv, Input, Linear, fmt_shape
+from resgraph.ops import BatchNorm, Conv, Input, Linear, fmt_shape
 from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
 
 BYTES_PER_FLOAT = 4
@@ -43,6 +43,8 @@ class Summary:
     activation_bytes: int  # forward activations kept for backward, float32, at batch_size
     stages: list[StageRow] = field(default_factory=list)
     layers: list[LayerRow] = field(default_factory=list)
+    # with fused=True: the BatchNorms folded into the conv before them and those kept
+    fused: BatchNormFolding | None = None
 
     @property
     def flops(self) -> int:
@@ -53,11 +55,66 @@ class Summary:
         data["flops"] = self.flops
         if not per_layer:
             del data["layers"]
+        if self.fused is None:
+            del data["fused"]
+        else:  # parameters are those of the folded (inference) network
+            data["fused"] = {
+                "folded": self.fused.folded,
+                "kept": len(self.fused.kept),
+                "kept_batchnorms": list(self.fused.kept),
+                "params_unfused": self.fused.params_unfused,
+            }
         return data
 
 
-def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1) -> Summary:
-    """Summarise a spec (lowered here) or an already lowered IR."""
+@dataclass(frozen=True)
+class BatchNormFolding:
+    """What folding BatchNorm into convolutions (``export --fuse-bn``) does to a network."""
+
+    pairs: tuple[tuple[str, str], ...]  # (conv, BatchNorm) node pairs that fold
+    kept: tuple[str, ...]  # BatchNorm nodes that stay (after a join, a pool, the input, ...)
+    params_unfused: int
+
+    @property
+    def folded(self) -> int:
+        return len(self.pairs)
+
+    def params(self, ir: IR) -> dict[str, int]:
+        """Every node's parameters once folded: a folded BatchNorm has none, and its conv
+        gains a bias (out_channels numbers) unless it had one."""
+        out = {n.name: n.params for n in ir.nodes()}
+        for conv, bn in self.pairs:
+            op = ir.node(conv).op
+            assert isinstance(op, Conv)
+            out[bn] = 0
+            out[conv] += 0 if op.bias else op.out_channels
+        return out
+
+
+def batchnorm_folding(ir: IR) -> BatchNormFolding:
+    """Which BatchNorms fold into the conv before them in eval mode: the one rule, the same
+    as torch.fx's conv/BN fusion that ``export --fuse-bn`` runs -- a BatchNorm whose single
+    input is a conv whose only consumer is that BatchNorm. Any other BatchNorm stays (a
+    pre-activation network's BatchNorm after a join, for one)."""
+    pairs, kept = [], []
+    for n in ir.nodes():
+        if not isinstance(n.op, BatchNorm):
+            continue
+        sources = ir.inputs(n.name)
+        if (
+            len(sources) == 1
+            and isinstance(ir.node(sources[0]).op, Conv)
+            and ir.outputs(sources[0]) == [n.name]
+        ):
+            pairs.append((sources[0], n.name))
+        else:
+            kept.append(n.name)
+    return BatchNormFolding(tuple(pairs), tuple(kept), sum(n.params for n in ir.nodes()))
+
+
+def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1, fused: bool = False) -> Summary:
+    """Summarise a spec (lowered here) or an already lowered IR; ``fused``: count the
+    parameters of the network with BatchNorm folded (see :func:`batchnorm_folding`)."""
     if isinstance(spec_or_ir, IR):
         ir = spec_or_ir
     else:
@@ -65,7 +122,11 @@ def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1) -> Summary:
 
         ir = lower(spec_or_ir)
     nodes = ir.nodes()
-    layers = [LayerRow(n.name, n.op.label(), fmt_shape(n.shape), n.params, n.macs) for n in nodes]
+    folding = batchnorm_folding(ir) if fused else None
+    params = folding.params(ir) if folding else {n.name: n.params for n in nodes}
+    layers = [
+        LayerRow(n.name, n.op.label(), fmt_shape(n.shape), params[n.name], n.macs) for n in nodes
+    ]
     # the stage a node's section puts it in: "stem", "layer1", ..., "head"
     stage_of = {n.name: n.scope.split(".")[0] if n.section == "stage" else n.section for n in nodes}
     order = ["stem"] + [s.path for s in ir.stages] + ["head"]
@@ -79,7 +140,7 @@ def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1) -> Summary:
                 name=name,
                 output=fmt_shape(members[-1].shape),
                 blocks=_describe_stage(ir, name),
-                params=sum(n.params for n in members),
+                params=sum(params[n.name] for n in members),
                 macs=sum(n.macs for n in members),
             )
         )
@@ -87,12 +148,13 @@ def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1) -> Summary:
         name=ir.spec.name,
         canonical_name=canonical_name(ir),
         input=fmt_shape(ir.node(ir.input).shape),
-        params=sum(n.params for n in nodes),
+        params=sum(params.values()),
         macs=sum(n.macs for n in nodes),
         batch_size=batch_size,
         activation_bytes=activation_bytes(ir, batch_size),
         stages=stages,
         layers=layers,
+        fused=folding,
     )
 
 

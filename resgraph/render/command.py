@@ -43,10 +43,30 @@ def _target(spec: Path, output: Path | None, fmt: str | None) -> tuple[Path, str
     return output, EXTENSIONS[ext]
 
 
-def draw(source: str, fmt: str, target: Path) -> None:
+def picture_format(output: Path, param_hint: str) -> str:
+    """The format of a picture named ``output``, from its extension (a usage error naming
+    ``param_hint`` if there is none of EXTENSIONS)."""
+    fmt = EXTENSIONS.get(output.suffix.lower())
+    if fmt is None:
+        raise click.BadParameter(
+            f"cannot tell the format from {str(output)!r}: the file name must end in one of "
+            f"{', '.join(EXTENSIONS)}",
+            param_hint=param_hint,
+        )
+    return fmt
+
+
+def draw(
+    source: str,
+    fmt: str,
+    target: Path,
+    redo: str = "resgraph render ... --format dot -o OTHER.dot",
+    ask: str = "--format dot",
+) -> None:
     """Write ``source`` as ``fmt`` to ``target`` atomically, running ``dot`` unless fmt is
     dot. Without ``dot`` the DOT source goes next to ``target`` (unless a file of that name
-    exists: it is never replaced) and RenderError says why."""
+    exists: it is never replaced) and RenderError says why; ``ask`` is the option that asks
+    for the DOT source, ``redo`` the command that writes it elsewhere."""
     from resgraph.fsutil import atomic_write_bytes, atomic_write_text
 
     if fmt == "dot":
@@ -59,7 +79,7 @@ def draw(source: str, fmt: str, target: Path) -> None:
         if fallback.exists():
             kept = (
                 f"{fallback} exists and was left alone, so the DOT source was not saved; "
-                f"write it with: resgraph render ... --format dot -o OTHER.dot"
+                f"write it with: {redo}"
             )
         else:
             atomic_write_text(fallback, source)
@@ -70,7 +90,7 @@ def draw(source: str, fmt: str, target: Path) -> None:
         raise RenderError(
             f"cannot draw {target}: graphviz's 'dot' program is not installed (or not on PATH).\n"
             "Install graphviz -- Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew "
-            "install graphviz -- and run again, or ask for --format dot.\n" + kept
+            f"install graphviz -- and run again, or ask for {ask}.\n" + kept
         ) from None
     except graphviz.CalledProcessError as exc:
         stderr = (exc.stderr or b"").decode("utf-8", "replace").strip()

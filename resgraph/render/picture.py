@@ -9,6 +9,8 @@ into the others, and marks what is left ``x N``. Colours and shapes come from
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from html import escape
 
 import graphviz
@@ -34,6 +36,7 @@ from resgraph.render.style import (
     GATE_FILL,
     GRAPH_ATTRS,
     GRAY_TEXT,
+    HIGHLIGHT,
     INPUT_FILL,
     LEGEND,
     LEGEND_CELL_STYLES,
@@ -91,6 +94,38 @@ def build(
 ) -> tuple[graphviz.Digraph, int]:
     """The graph behind :func:`to_dot`, and how many nodes it draws (captions not counted)."""
     level = level or default_level(ir, fold)
+    g = graphviz.Digraph(
+        name=ir.spec.name, graph_attr=dict(GRAPH_ATTRS), node_attr=NODE_ATTRS, edge_attr=EDGE_ATTRS
+    )
+    drawn = add_network(g, ir, level, stats=stats, fold=fold)
+    g.graph_attr["label"] = _title(drawn.model, level, drawn.kinds if legend else set())
+    return g, drawn.nodes
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """What :func:`add_network` drew: the model it read, how many nodes (captions not
+    counted), and the shortcut kinds a legend should explain."""
+
+    model: Model
+    nodes: int
+    kinds: set[str]
+
+
+def add_network(
+    g: graphviz.Digraph,
+    ir: IR,
+    level: str,
+    *,
+    stats: bool = False,
+    fold: bool | None = None,
+    prefix: str = "",
+    highlight: Collection[str] = (),
+) -> Drawn:
+    """Draw ``ir`` at ``level`` into ``g``: its nodes, clusters and edges, every node and
+    cluster id led by ``prefix`` (so that two networks can share one picture). The groups
+    named in ``highlight`` (block paths, 'stem', 'head', stage paths at stage level) are
+    drawn with :data:`HIGHLIGHT`. Reads the IR only."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
     model = Model(ir, fold=(level == "block") if fold is None else fold and level != "stage")
@@ -101,6 +136,9 @@ def build(
     for n in model.nodes:
         if n.name in group and group[n.name] not in nodes:
             nodes[group[n.name]] = describe(model, group[n.name], n, stats)
+    for gid in highlight:
+        if gid in nodes:
+            nodes[gid][1].update(HIGHLIGHT)
     edges: dict[tuple[str, str], tuple[str, set[str]]] = {}
     for u, v, data in ir.graph.edges(data=True):
         if model.folded_away(v):
@@ -118,18 +156,17 @@ def build(
     else:
         gate = {"gate"} if any(gated(model, path) for path in model.kinds) else set()
         legend_kinds = set(model.kinds.values()) | gate if level == "block" else set()
-    title = _title(model, level, legend_kinds if legend else set())
-    g = graphviz.Digraph(
-        name=ir.spec.name,
-        graph_attr={**GRAPH_ATTRS, "label": title},
-        node_attr=NODE_ATTRS,
-        edge_attr=EDGE_ATTRS,
-    )
-    _add_nodes(g, model, nodes)
+    _add_nodes(g, model, nodes, prefix)
     for (gu, gv), (kind, shapes) in edges.items():
         weight = "4" if kind == "main" else "1"
-        g.edge(gu, gv, label=" " + ", ".join(sorted(shapes)), weight=weight, **EDGE_STYLES[kind])
-    return g, len(nodes)
+        g.edge(
+            prefix + gu,
+            prefix + gv,
+            label=" " + ", ".join(sorted(shapes)),
+            weight=weight,
+            **EDGE_STYLES[kind],
+        )
+    return Drawn(model, len(nodes), legend_kinds)
 
 
 def _title(model: Model, level: str, kinds: set[str]) -> str:
@@ -143,9 +180,26 @@ def _title(model: Model, level: str, kinds: set[str]) -> str:
         stats_text(model.nodes),
     ]
     title = html_label(ir.spec.name, ", ".join(p for p in parts if p), bold=True)
-    rows = [k for k in LEGEND if k in kinds and (level == "block" or k != "none")]
-    if not rows:
+    return with_legend(title, legend_rows(level, kinds))
+
+
+def with_legend(title: str, legend: str) -> str:
+    """An HTML-like ``title`` label with the ``legend`` table (if any) below it."""
+    if not legend:
         return title
+    return (
+        f'<<TABLE BORDER="0" CELLSPACING="0"><TR><TD>{title[1:-1]}</TD></TR><TR><TD>'
+        f"{legend}</TD></TR></TABLE>>"
+    )
+
+
+def legend_rows(level: str, kinds: set[str], extra: Collection[str] = ()) -> str:
+    """An HTML table explaining the ``kinds`` of shortcut drawn: sample lines at op level,
+    sample block borders at block level; then a row of each item of ``extra`` (table
+    cells, as they are). Empty when there is nothing to explain."""
+    rows = [k for k in LEGEND if k in kinds and (level == "block" or k != "none")]
+    if not rows and not extra:
+        return ""
     small = '<FONT POINT-SIZE="9">{}</FONT>'
     cells = []
     for kind in rows:
@@ -169,11 +223,8 @@ def _title(model: Model, level: str, kinds: set[str]) -> str:
         f'<TR><TD ALIGN="RIGHT">{head if i == 0 else ""}</TD>{"".join(cells[i : i + 3])}</TR>'
         for i in range(0, len(cells), 3)
     )
-    return (
-        f'<<TABLE BORDER="0" CELLSPACING="0"><TR><TD>{title[1:-1]}</TD></TR><TR><TD>'
-        f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="4" CELLPADDING="1">{lines}</TABLE>'
-        "</TD></TR></TABLE>>"
-    )
+    lines += "".join(f"<TR>{cell}</TR>" for cell in extra)
+    return f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="4" CELLPADDING="1">{lines}</TABLE>'
 
 
 def _op_key(model: Model, name: str) -> str:
@@ -314,7 +365,9 @@ def _edge_kind(model: Model, u: Node, v: Node, port: int) -> str:
     return "main"
 
 
-def _add_nodes(g: graphviz.Digraph, model: Model, nodes: dict[str, Description]) -> None:
+def _add_nodes(
+    g: graphviz.Digraph, model: Model, nodes: dict[str, Description], prefix: str = ""
+) -> None:
     """Nodes into nested clusters: ('layer1', 'layer1.0') is a block inside a stage.
 
     A cluster's title is a caption node beside its first (or second) node rather than a
@@ -337,10 +390,11 @@ def _add_nodes(g: graphviz.Digraph, model: Model, nodes: dict[str, Description])
     def fill(graph: graphviz.Digraph, path: tuple[str, ...]) -> None:
         for item in tree.get(path, []):
             if not item.startswith("\0"):
-                graph.node(item, **nodes[item][1])
+                graph.node(prefix + item, **nodes[item][1])
                 continue
             sub = path + (item[1:],)
-            with graph.subgraph(name="cluster_" + sub[-1].replace(".", "_")) as c:
+            cluster = "cluster_" + (prefix + sub[-1]).replace(".", "_").replace("/", "_")
+            with graph.subgraph(name=cluster) as c:
                 attrs, caption = _cluster_attrs(model, sub)
                 c.attr(**attrs)
                 fill(c, sub)
@@ -351,7 +405,7 @@ def _add_nodes(g: graphviz.Digraph, model: Model, nodes: dict[str, Description])
                 # an invisible edge of length 0 puts the caption on the row of ``beside``
                 # (a rank=same subgraph inside a cluster makes dot misplace cluster borders)
                 c.node(
-                    f"@{sub[-1]}",
+                    f"@{prefix}{sub[-1]}",
                     label=caption,
                     shape="plaintext",
                     style="",
@@ -359,7 +413,7 @@ def _add_nodes(g: graphviz.Digraph, model: Model, nodes: dict[str, Description])
                     margin="0.02",
                     tooltip=sub[-1],
                 )
-                c.edge(f"@{sub[-1]}", beside, style="invis", minlen="0")
+                c.edge(f"@{prefix}{sub[-1]}", prefix + beside, style="invis", minlen="0")
 
     fill(g, ())
 

@@ -78,6 +78,8 @@ GATE_FILL = "#fdebd9"  # blocks with a gated (highway) join, at block level
 RUN_FILL = "#fffaf0"  # a folded run of identical blocks
 SECTION_FILL = "#eeeeee"  # the stem and the head at block and stage level
 INPUT_FILL = "#f4f4f4"
+# A node drawn highlighted: a block that differs between two specs (``resgraph diff``).
+HIGHLIGHT = {"fillcolor": "#ffd9d2", "color": "#c0392b", "penwidth": "2.4"}
 
 GRAPH_ATTRS = {
     "rankdir": "TB",
