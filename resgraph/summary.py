@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from resgraph.ir import IR, block_members
-from resgraph.ops import Conv, Input, Linear, fmt_shape
+from resgraph.ops import Conv, Input, Linear, Output, fmt_shape
 from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
 
 BYTES_PER_FLOAT = 4
@@ -142,13 +142,14 @@ def _reduction(ir: IR, name: str) -> int:
 
 def activation_bytes(ir: IR, batch_size: int, bytes_per_value: int = BYTES_PER_FLOAT) -> int:
     """Bytes of the activations autograd keeps for the backward pass at ``batch_size``,
-    estimated as every op's output except the input and the joins (an add saves nothing),
-    at ``bytes_per_value`` per number (4: float32). Good to within tens of percent of what
-    PyTorch really holds; it is meant to warn, not to account. The one memory rule: the
-    summary and the trainer's device check both call it."""
+    estimated as every op's output except the input, the joins (an add saves nothing) and a
+    backbone's output markers (they compute nothing), at ``bytes_per_value`` per number (4:
+    float32). Good to within tens of percent of what PyTorch really holds; it is meant to
+    warn, not to account. The one memory rule: the summary and the trainer's device check
+    both call it."""
     elements = 0
     for n in ir.nodes():
-        if isinstance(n.op, Input) or n.op.arity is None or (n.op.arity or 0) >= 2:
+        if isinstance(n.op, (Input, Output)) or n.op.arity is None or (n.op.arity or 0) >= 2:
             continue
         size = 1
         for d in n.shape or ():
