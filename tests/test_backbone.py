@@ -29,6 +29,7 @@ from resgraph.ir import Node
 from resgraph.ops import GlobalAvgPool, Linear, Output, ReLU
 from resgraph.passes.verify import verify
 from resgraph.spec import with_outputs
+from resgraph.summary import feature_info
 
 torch = pytest.importorskip("torch")
 
@@ -300,3 +301,19 @@ def test_train_and_eval_refuse_a_backbone_in_one_line(tmp_path: Path):
     result = invoke("eval", spec, "--weights", tmp_path / "w.pt")
     assert result.exit_code != 0
     assert result.output.strip().startswith("error: cannot evaluate a backbone")
+
+
+def test_every_bundled_spec_lowers_as_a_backbone_of_every_map():
+    """Every family, dense and the zoo included: asking for every map lowers the classifier's
+    stages unchanged (same shapes, same parameters) and returns each of them."""
+    paths = sorted(SPECS.glob("*.yaml")) + sorted((SPECS / "timm").glob("*.yaml"))
+    for path in paths:
+        spec = load_spec(path)
+        if sum(s.repeats for s in spec.stages) > 40:  # the deepest nets: slow, nothing new
+            continue
+        backbone, classifier = lower(spec, outputs=spec.feature_names()), lower(spec)
+        assert feature_info(backbone) == feature_info(classifier), path
+        assert [key for key, _ in backbone.results] == spec.feature_names()
+        head = sum(n.params for n in classifier.nodes() if n.section == "head")
+        params = sum(n.params for n in backbone.nodes())
+        assert head > 0 and params == sum(n.params for n in classifier.nodes()) - head, path
