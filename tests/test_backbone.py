@@ -29,7 +29,7 @@ from resgraph.ir import Node
 from resgraph.ops import GlobalAvgPool, Linear, Output, ReLU
 from resgraph.passes.verify import verify
 from resgraph.spec import with_outputs
-from resgraph.summary import feature_info
+from resgraph.summary import activation_bytes, feature_info
 
 torch = pytest.importorskip("torch")
 
@@ -122,6 +122,20 @@ def test_head_and_later_stages_are_dropped_and_keys_come_in_network_order():
     assert ir.results == [("stem", "maxpool"), ("layer2", "layer2.0.relu")]
     with pytest.raises(IRError, match="backbone"):
         _ = ir.output
+
+
+def test_a_stem_backbone_lowers_no_stage():
+    ir = lower(load_spec(SPECS / "resnet18.yaml"), outputs=["stem"])
+    assert ir.stages == [] and ir.blocks == {}
+    assert ir.results == [("stem", "maxpool")]
+    assert [n.name for n in ir.nodes()][-2:] == ["maxpool", "output.stem"]
+
+
+def test_output_markers_hold_no_activation_memory():
+    spec = load_spec(SPECS / "cifar_resnet20.yaml")
+    every = lower(spec, outputs=spec.feature_names())
+    # the classifier keeps two more values per example: the pooled 64 and the 10 logits
+    assert activation_bytes(every, 2) == activation_bytes(lower(spec), 2) - 2 * 4 * (64 + 10)
 
 
 def test_preactivation_backbone_has_no_final_bn():
