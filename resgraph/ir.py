@@ -213,9 +213,7 @@ class IR:
         forward returns them as a dict. A classifier has no marker: ``[(None, its sink)]``,
         returned as a tensor."""
         marked = [
-            (n.op.key, self.inputs(n.name)[0])
-            for n in self.nodes()
-            if isinstance(n.op, Output) and self.graph._pred[n.name]
+            (n.op.key, self.inputs(n.name)[0]) for n in self.nodes() if isinstance(n.op, Output)
         ]
         if marked:
             return marked  # type: ignore[return-value]
