@@ -264,13 +264,23 @@ def test_generated_source_returns_the_dict_and_says_so():
     assert 'return {"layer2": layer2, "layer3": layer3}' in text
     assert "as a backbone" in text and "layer2 128x8x8, layer3 256x4x4" in text
     assert "self.fc" not in text and "layer4" not in text
-    # named after the classifier it is cut from: its depth counts the dropped layers
-    full = emit_source(lower(load_spec(SPECS / "resnet18.yaml"), outputs=["layer2"]))
-    assert full.startswith('"""ResNet-18: ResNet-18, option B shortcuts, backbone (layer2).')
     namespace: dict[str, object] = {}
     exec(compile(text, "<backbone>", "exec"), namespace)  # standalone: imports torch only
     out = namespace["build_model"]()(torch.randn(1, 3, 64, 64))  # type: ignore[operator]
     assert list(out) == ["layer2", "layer3"]
+    # named after the classifier it is cut from: its depth counts the dropped layers
+    full = emit_source(lower(load_spec(SPECS / "resnet18.yaml"), outputs=["layer2"]))
+    assert full.startswith('"""ResNet-18: ResNet-18, option B shortcuts, backbone (layer2).')
+
+
+def test_generated_source_of_every_map_keeps_to_100_columns():
+    spec = load_spec(SPECS / "timm/seresnetaa50d.yaml")
+    text = emit_source(lower(spec, outputs=spec.feature_names()))
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "stem 64x56x56, layer1 256x56x56, layer2 512x28x28, layer3 1024x14x14,\n" in text
+    body = text[text.index("-> dict[str, Tensor]:") :]
+    assert '        return {\n            "stem": stem,\n' in body
+    assert '            "layer4": layer4,\n        }\n' in body
 
 
 def test_build_and_summary_commands(tmp_path: Path):

@@ -217,8 +217,12 @@ def _forward(
     if returns[0][0] is None:
         lines.append(f"return {var[returns[0][1]]}")
     else:
-        items = ", ".join(f'"{key}": {var[name]}' for key, name in returns)
-        lines.append(f"return {{{items}}}")
+        items = [f'"{key}": {var[name]}' for key, name in returns]
+        line = f"return {{{', '.join(items)}}}"
+        if 8 + len(line) <= WIDTH:
+            lines.append(line)
+        else:  # one item a line, as a formatter would
+            lines += ["return {", *(f"    {item}," for item in items), "}"]
     return lines
 
 
