@@ -85,7 +85,10 @@ def test_a_classifier_spec_dumps_as_before():
         (["stem", "stem"], "'stem' is listed twice"),
         ([], "at least 1"),
         ("layer2", "must be a list of feature map names (stem, layer1, layer2, layer3, layer4)"),
-        ([2], "must be a list of feature map names"),
+        (
+            [2],
+            "must be a list of feature map names (stem, layer1, layer2, layer3, layer4), got [2]",
+        ),
     ],
 )
 def test_api_argument_is_validated_like_the_file(outputs, message):

@@ -127,9 +127,10 @@ def with_outputs(spec: ModelSpec, outputs: Any) -> ModelSpec:
         or not isinstance(outputs, (list, tuple))
         or not all(isinstance(name, str) for name in outputs)
     ):
-        names = ", ".join(spec.feature_names())
+        names, shown = ", ".join(spec.feature_names()), repr(outputs)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
         raise SpecError(
-            Problem(f"outputs must be a list of feature map names ({names}), got {_show(outputs)}")
+            Problem(f"outputs must be a list of feature map names ({names}), got {shown}")
         )
     data = spec.model_dump()
     data["outputs"] = None if outputs is None else list(outputs)
