@@ -9,6 +9,7 @@ file path or YAML text. ``emit_source`` needs only jinja2. Wrong arguments raise
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from resgraph.errors import ArgumentError, ResgraphError, ShapeError, SpecError
@@ -26,40 +27,57 @@ if TYPE_CHECKING:
 _LAZY = {"emit_source": "resgraph.emit.source", "ENGINES": "resgraph.emit"}
 
 
-def _spec_or_ir(source: Any, function: str) -> ModelSpec | IR:
-    """A ModelSpec or an IR as given, or the spec that a path or YAML text describes."""
+def _spec_or_ir(source: Any, function: str, outputs: Any = None) -> ModelSpec | IR:
+    """A ModelSpec or an IR as given, or the spec that a path or YAML text describes; with
+    ``outputs``, the IR of that spec as a backbone returning those feature maps."""
     from resgraph.ir import IR
 
-    if isinstance(source, (ModelSpec, IR)):
+    if isinstance(source, IR):
+        if outputs is not None:
+            raise ArgumentError(
+                f"{function}() takes outputs with a spec, not with an already lowered IR: "
+                f"pass outputs to lower()"
+            )
         return source
     if isinstance(source, (str, os.PathLike)):
-        return load_spec(source)
-    raise ArgumentError(
-        f"{function}() takes a ModelSpec, an IR, a spec file path or YAML text, "
-        f"not {type(source).__name__}"
-    )
+        source = load_spec(source)
+    if not isinstance(source, ModelSpec):
+        raise ArgumentError(
+            f"{function}() takes a ModelSpec, an IR, a spec file path or YAML text, "
+            f"not {type(source).__name__}"
+        )
+    return source if outputs is None else lower(source, outputs=outputs)
 
 
 def build_module(
-    spec: ModelSpec | IR | str | os.PathLike[str], *, seed: int | None = None
+    spec: ModelSpec | IR | str | os.PathLike[str],
+    *,
+    seed: int | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> nn.Module:
     """The executed graph: an ``nn.Module`` that runs the IR (imports torch when called).
-    ``spec`` is a ModelSpec, an IR, or anything :func:`load_spec` reads."""
+    ``spec`` is a ModelSpec, an IR, or anything :func:`load_spec` reads. ``outputs``
+    (feature map names: ``"stem"``, ``"layer1"``, ...) makes it a backbone whose forward
+    returns a dict of those maps, as the spec key ``outputs:`` does."""
     from resgraph.emit.graph_module import build_module as build
 
-    return build(_spec_or_ir(spec, "build_module"), seed=seed)
+    return build(_spec_or_ir(spec, "build_module", outputs), seed=seed)
 
 
 def build_model(
-    spec: ModelSpec | IR | str | os.PathLike[str], engine: str = "graph", *, seed: int | None = None
+    spec: ModelSpec | IR | str | os.PathLike[str],
+    engine: str = "graph",
+    *,
+    seed: int | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> nn.Module:
     """The network as an ``nn.Module``: ``engine`` 'graph' (the executed graph) or
     'generated' (the generated source, loaded in memory). Both have the same module tree,
     state_dict keys and outputs. ``spec`` is a ModelSpec, an IR, or anything
-    :func:`load_spec` reads."""
+    :func:`load_spec` reads; ``outputs`` as for :func:`build_module`."""
     from resgraph.emit import build_model as build
 
-    return build(_spec_or_ir(spec, "build_model"), engine, seed=seed)  # type: ignore[arg-type]
+    return build(_spec_or_ir(spec, "build_model", outputs), engine, seed=seed)  # type: ignore[arg-type]
 
 
 def __getattr__(name: str) -> Any:

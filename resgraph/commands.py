@@ -106,6 +106,11 @@ def summary(
         f"training activations at batch {info.batch_size}: about "
         f"{binary_bytes(info.activation_bytes)} (float32, kept for backward)"
     )
+    if info.backbone:
+        click.echo("\nbackbone: forward returns a dict of feature maps (no head)")
+        for f in info.feature_info:
+            shape = "x".join(map(str, f.shape))
+            click.echo(f"  {f.name:8} {f.channels:>5} channels  stride {f.stride:>2}  {shape}")
 
 
 @click.command()

@@ -159,9 +159,16 @@ def _example(ir: IR, batch: int | None) -> Any:
     )
 
 
-def to_onnx_bytes(model: nn.Module, x: Any, dynamic: bool, optimize: bool = True) -> bytes:
-    """The ONNX model as bytes (checked with ``onnx.checker``); input ``input``, output
-    ``logits``, a symbolic ``batch`` dimension when ``dynamic``."""
+def to_onnx_bytes(
+    model: nn.Module,
+    x: Any,
+    dynamic: bool,
+    optimize: bool = True,
+    output_names: Sequence[str] = ("logits",),
+) -> bytes:
+    """The ONNX model as bytes (checked with ``onnx.checker``); input ``input``, outputs
+    ``output_names`` (a classifier's ``logits``; a backbone's feature maps by key, in its
+    dict's order), a symbolic ``batch`` dimension when ``dynamic``."""
     import importlib.util
 
     missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
@@ -190,7 +197,7 @@ def to_onnx_bytes(model: nn.Module, x: Any, dynamic: bool, optimize: bool = True
                 (x,),
                 dynamo=True,
                 input_names=["input"],
-                output_names=["logits"],
+                output_names=list(output_names),
                 dynamic_shapes=shapes,
                 optimize=optimize,
                 verbose=False,
@@ -219,6 +226,11 @@ def to_pt2_bytes(model: nn.Module, x: Any, dynamic: bool) -> bytes:
     buf = io.BytesIO()
     torch.export.save(program, buf)
     return buf.getvalue()
+
+
+def output_names(ir: IR) -> list[str]:
+    """ONNX output names: ``logits``, or a backbone's feature map keys (``layer2``, ...)."""
+    return [key or "logits" for key, _ in ir.results]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -262,7 +274,7 @@ def export_spec(
     x = _example(ir, size)
     with torch.no_grad():
         data = (
-            to_onnx_bytes(model, x, size is None, optimize)
+            to_onnx_bytes(model, x, size is None, optimize, output_names(ir))
             if fmt == "onnx"
             else to_pt2_bytes(model, x, size is None)
         )

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Literal
 import networkx as nx
 
 from resgraph.errors import IRError, SourceLoc
-from resgraph.ops import Op, Shape
+from resgraph.ops import Op, Output, Shape
 
 if TYPE_CHECKING:
     from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
 
 Role = Literal["main", "shortcut", "gate", "attention"]
-Section = Literal["stem", "stage", "head"]
+Section = Literal["stem", "stage", "head", "output"]  # output: a backbone's Output markers
 BlockKind = Literal["basic", "bottleneck", "dense_layer", "transition"]
 JoinKind = Literal["add", "gate", "concat"]
 # What insert_shortcuts made of a block's shortcut: nothing to do (identity), option A's
@@ -199,7 +199,25 @@ class IR:
 
     @property
     def output(self) -> str:
-        return next(n for n in self.graph if self.graph.out_degree(n) == 0)
+        """The node a classifier returns, its one sink (see :attr:`results` for backbones)."""
+        (key, name), *rest = self.results
+        if key is not None or rest:
+            raise IRError("a backbone returns several feature maps: read IR.results")
+        return name
+
+    @property
+    def results(self) -> list[tuple[str | None, str]]:
+        """What the network's forward returns, as ``(key, node)`` pairs. A backbone (a spec
+        with ``outputs``) ends in one :class:`~resgraph.ops.Output` marker per feature map:
+        each gives its key and the node it reads, in execution order (network order), and
+        forward returns them as a dict. A classifier has no marker: ``[(None, its sink)]``,
+        returned as a tensor."""
+        marked = [
+            (n.op.key, self.inputs(n.name)[0]) for n in self.nodes() if isinstance(n.op, Output)
+        ]
+        if marked:
+            return marked  # type: ignore[return-value]
+        return [(None, next(n for n in self.graph if not self.graph._succ[n]))]
 
     def module_nodes(self) -> list[Node]:
         return [n for n in self.nodes() if n.op.is_module]

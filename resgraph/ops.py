@@ -114,6 +114,19 @@ class Input(Op):
 
 
 @dataclass(frozen=True)
+class Output(Op):
+    """Marks a feature map a backbone returns, under ``key`` (``layer2``): a sink of the
+    graph that computes nothing; forward returns ``{key: its input, ...}`` in IR order."""
+
+    kind: ClassVar[str] = "output"
+    fill: ClassVar[str] = "#f4f4f4"
+    key: str
+
+    def label(self) -> str:
+        return f"output {self.key}"
+
+
+@dataclass(frozen=True)
 class Conv(Op):
     kind: ClassVar[str] = "conv"
     ctor: ClassVar[str] = "nn.Conv2d"

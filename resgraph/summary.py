@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from resgraph.ir import IR, block_members
-from resgraph.ops import BatchNorm, Conv, Input, Linear, fmt_shape
+from resgraph.ops import BatchNorm, Conv, Input, Linear, Output, fmt_shape
 from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
 
 BYTES_PER_FLOAT = 4
@@ -33,6 +33,16 @@ class StageRow:
 
 
 @dataclass(frozen=True)
+class FeatureRow:
+    """A feature map a backbone returns (or, for a classifier, could return)."""
+
+    name: str  # "stem", "layer1", ...: its key in a backbone's output dict
+    channels: int
+    stride: int  # reduction w.r.t. the input: the product of the strides on the way
+    shape: tuple[int, ...]  # (C, H, W) of one example at the spec's input size
+
+
+@dataclass(frozen=True)
 class Summary:
     name: str
     canonical_name: str
@@ -43,6 +53,9 @@ class Summary:
     activation_bytes: int  # forward activations kept for backward, float32, at batch_size
     stages: list[StageRow] = field(default_factory=list)
     layers: list[LayerRow] = field(default_factory=list)
+    # a backbone's outputs in the order forward returns them; a classifier's every stage
+    feature_info: list[FeatureRow] = field(default_factory=list)
+    backbone: bool = False  # the spec has outputs: forward returns a dict of feature maps
     # with fused=True: the BatchNorms folded into the conv before them and those kept
     fused: BatchNormFolding | None = None
 
@@ -154,19 +167,51 @@ def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1, fused: bool = Fal
         activation_bytes=activation_bytes(ir, batch_size),
         stages=stages,
         layers=layers,
+        feature_info=feature_info(ir),
+        backbone=ir.spec.outputs is not None,
         fused=folding,
     )
 
 
+def feature_info(ir: IR) -> list[FeatureRow]:
+    """Channels, stride and shape of each feature map a backbone returns, in the order its
+    dict holds them; for a classifier, of every map it could return ('stem' and each stage's
+    output), the names a spec's ``outputs`` takes."""
+    if ir.spec.outputs is not None:
+        maps = [(str(key), name) for key, name in ir.results]
+    else:
+        first = [("stem", ir.blocks[ir.stages[0].blocks[0]].input)] if ir.stages else []
+        maps = first + [(s.path, ir.blocks[s.blocks[-1]].output) for s in ir.stages]
+    rows = []
+    for key, name in maps:
+        shape = ir.node(name).shape or ()
+        rows.append(FeatureRow(key, shape[0], _reduction(ir, name), tuple(shape)))
+    return rows
+
+
+def _reduction(ir: IR, name: str) -> int:
+    """How much smaller than the input node ``name``'s map is: the product of the strides of
+    the ops on the path of first inputs back to the input (a block's branch, a dense layer's
+    carried input: every path through a block downsamples alike)."""
+    stride = 1
+    while True:
+        stride *= int(getattr(ir.node(name).op, "stride", 1))
+        inputs = ir.inputs(name)
+        if not inputs:
+            return stride
+        name = inputs[0]
+
+
 def activation_bytes(ir: IR, batch_size: int, bytes_per_value: int = BYTES_PER_FLOAT) -> int:
     """Bytes of the activations autograd keeps for the backward pass at ``batch_size``,
-    estimated as every op's output except the input and the joins (an add saves nothing),
-    at ``bytes_per_value`` per number (4: float32). Good to within tens of percent of what
-    PyTorch really holds; it is meant to warn, not to account. The one memory rule: the
-    summary and the trainer's device check both call it."""
+    estimated as every op's output except the input, the joins (an add saves nothing) and a
+    backbone's output markers (they compute nothing), at ``bytes_per_value`` per number (4:
+    float32). Good to within tens of percent of what PyTorch really holds; it is meant to
+    warn, not to account. The one memory rule: the summary and the trainer's device check
+    both call it."""
     elements = 0
     for n in ir.nodes():
-        if isinstance(n.op, Input) or n.op.arity is None or (n.op.arity or 0) >= 2:
+        if isinstance(n.op, (Input, Output)) or n.op.arity is None or (n.op.arity or 0) >= 2:
             continue
         size = 1
         for d in n.shape or ():
@@ -211,6 +256,12 @@ def canonical_name(ir: IR) -> str:
     """E.g. 'ResNet-50, paper layout (stride on 1x1), option B shortcuts', 'WRN-28-10 (CIFAR),
     option B shortcuts, dropout 0.3', 'DenseNet-BC-100 k=12 (CIFAR)'."""
     spec: ModelSpec = ir.spec
+    if spec.outputs is not None:  # named after the classifier it is cut from
+        from resgraph.passes import lower
+
+        keys = [key for key, _ in ir.results]
+        full = canonical_name(lower(spec.model_copy(update={"outputs": None})))
+        return f"{full}, backbone ({', '.join(map(str, keys))})"
     stages = range(len(spec.stages))
     blocks = [spec.stage_block(i) for i in stages]
     dense = [b for b in blocks if isinstance(b, DenseBlockSpec)]

@@ -86,10 +86,18 @@ def _attr(path: str) -> str:
 
 
 def _compile(
-    ir: IR, nodes: list[Node], entry: str, exit_: str, prefix: str, calls: dict[str, str], name: str
+    ir: IR,
+    nodes: list[Node],
+    entry: str,
+    exits: list[tuple[str | None, str]],
+    prefix: str,
+    calls: dict[str, str],
+    name: str,
 ) -> type[CompiledModule]:
-    """Straight-line forward code for ``nodes`` (``entry`` feeds them, ``exit_`` is returned);
-    ``calls`` maps nodes to module paths to call instead (whole blocks)."""
+    """Straight-line forward code for ``nodes`` (``entry`` feeds them); it returns the value
+    of ``exits``' one node when its key is None, else a dict of them by key (a backbone's
+    feature maps, :attr:`IR.results`). ``calls`` maps nodes to module paths to call instead
+    (whole blocks)."""
 
     def inputs(node: Node) -> list[str]:
         target = calls.get(node.name)
@@ -100,6 +108,8 @@ def _compile(
     for i, node in enumerate(nodes):
         for p in inputs(node):
             last_use[p] = i
+    for _, node_name in exits:  # returned values live to the end
+        last_use[node_name] = len(nodes)
     lines = ["def forward(self, x):"]
     for i, node in enumerate(nodes):
         args = [var[p] for p in inputs(node)]
@@ -115,7 +125,11 @@ def _compile(
         dead = sorted({var[p] for p in inputs(node) if last_use[p] == i})
         if dead:  # free each value after its last use, as hand-written code would
             lines.append(f"    del {', '.join(dead)}")
-    lines.append(f"    return {var[exit_]}")
+    if exits[0][0] is None:
+        lines.append(f"    return {var[exits[0][1]]}")
+    else:
+        items = ", ".join(f'"{key}": {var[node_name]}' for key, node_name in exits)
+        lines.append(f"    return {{{items}}}")
     return _compiled_class("\n".join(lines) + "\n", name)
 
 
@@ -157,9 +171,9 @@ def build_module(spec_or_ir: ModelSpec | IR, *, seed: int | None = None) -> nn.M
             modules.append((block.path, module))
         elif node.op.is_module:
             modules.append((node.name, module_of(node.op)))
-    nodes = [n for n in top if not isinstance(n.op, ops.Input)]
+    nodes = [n for n in top if not isinstance(n.op, (ops.Input, ops.Output))]
     root_name = model_class_name(ir, helpers | set(names.values()))
-    cls = _compile(ir, nodes, ir.input, ir.output, "", calls, root_name)
+    cls = _compile(ir, nodes, ir.input, ir.results, "", calls, root_name)
     root = cls()
     for path, module in modules:
         _attach(root, path, module)
@@ -171,7 +185,7 @@ def build_module(spec_or_ir: ModelSpec | IR, *, seed: int | None = None) -> nn.M
 def _block_module(ir: IR, path: str, nodes: list[Node], name: str) -> nn.Module:
     block = ir.blocks[path]
     prefix = path + "."
-    cls = _compile(ir, nodes, block.input, block.output, prefix, {}, name)
+    cls = _compile(ir, nodes, block.input, [(None, block.output)], prefix, {}, name)
     module = cls()
     for node in nodes:
         if node.op.is_module:

@@ -153,16 +153,28 @@ class _Step:
     takes_nested: bool  # a call (module or function) that may hold its input's call
 
 
-def _forward(steps: list[_Step], entry: str, forced: set[str], nest: bool) -> list[str]:
+def _forward(
+    steps: list[_Step],
+    entry: str,
+    forced: set[str],
+    nest: bool,
+    returns: list[tuple[str | None, str]] | None = None,
+) -> list[str]:
     """Lines computing ``steps`` in order (``entry`` arrives as ``x``); the last line is
-    ``return``. Single-use module calls nest into the next call (up to MAX_NESTED_CALLS); a
-    variable is reused once its value is dead, so names stay ``out``, ``identity``, ..."""
+    ``return``: of the last step's value, or with ``returns`` (a backbone's ``(key, node)``
+    pairs) a dict of those values by key. Single-use module calls nest into the next call (up
+    to MAX_NESTED_CALLS); a variable is reused once its value is dead, so names stay ``out``,
+    ``identity``, ..."""
+    returns = returns or [(None, steps[-1].name)]
     last_use: dict[str, int] = {}
     users: dict[str, int] = {}
     for i, step in enumerate(steps):
         for p in step.inputs:
             last_use[p] = i
             users[p] = users.get(p, 0) + 1
+    for _, name in returns:  # returned values live to the end
+        last_use[name] = len(steps)
+        users[name] = users.get(name, 0) + 1
     var = {entry: "x"}
     holder: dict[str, str] = {"x": entry}  # variable -> the value it holds
     lines: list[str] = []
@@ -202,7 +214,15 @@ def _forward(steps: list[_Step], entry: str, forced: set[str], nest: bool) -> li
             pending = (step.name, expr, depth)
             continue
         assign(i, step, expr)
-    lines.append(f"return {var[steps[-1].name]}")
+    if returns[0][0] is None:
+        lines.append(f"return {var[returns[0][1]]}")
+    else:
+        items = [f'"{key}": {var[name]}' for key, name in returns]
+        line = f"return {{{', '.join(items)}}}"
+        if 8 + len(line) <= WIDTH:
+            lines.append(line)
+        else:  # one item a line, as a formatter would
+            lines += ["return {", *(f"    {item}," for item in items), "}"]
     return lines
 
 
@@ -380,21 +400,25 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
                 seq = Call("nn.Sequential", tuple(_group([calls[b] for b in stage.blocks])))
                 entries.append((stage.path, seq))
                 items.append((stage.path, ir.blocks[stage.blocks[0]].input, node.name))
-        elif not isinstance(node.op, ops.Input):
+        elif not isinstance(node.op, (ops.Input, ops.Output)):
             if node.op.is_module:
                 entries.append((node.name, _ctor(node.op)))
             items.append(node)
     tree = _tree(entries)
+    results = ir.results
+    # a backbone's returned values are named after their keys: layer2 = self.layer2(x)
+    prefer = {name: key for key, name in results if key is not None}
     steps = []
     for item in _fold_sequentials(ir, items, tree):
         if isinstance(item, Node):
             access = _access(item.name, tree) if item.op.is_module else ""
-            steps.append(_op_step(ir, item, access, "x", ir.inputs(item.name)))
+            var = prefer.get(item.name, "x")
+            steps.append(_op_step(ir, item, access, var, ir.inputs(item.name)))
         else:  # a stage, or another nn.Sequential run whole
             path, first, last = item
             text: Callable[[list[str]], str] = lambda a, p=path: f"self.{p}({a[0]})"  # noqa: E731
-            steps.append(_Step(last, [first], text, "x", True, True))
-    forward = _forward(steps, ir.input, set(), nest=False)
+            steps.append(_Step(last, [first], text, prefer.get(last, "x"), True, True))
+    forward = _forward(steps, ir.input, set(), nest=False, returns=results)
 
     spec: ModelSpec = ir.spec
     model_class = model_class_name(ir, set(helpers) | set(classes))
@@ -411,6 +435,11 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
             macs=sum(n.macs for n in nodes),
             input_shape="x".join(map(str, ir.node(ir.input).shape or ())),
             num_classes=spec.num_classes,
+            features=[
+                (key, ops.fmt_shape(ir.node(name).shape))
+                for key, name in results
+                if key is not None
+            ],
             helpers=[helper_sources()[h] for h in helpers],
             classes=[text for text, _ in classes.values()],
             model_class=model_class,

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from resgraph.ir import IR
 from resgraph.passes.analysis import analyze
@@ -14,6 +14,7 @@ from resgraph.passes.lower import lower as lower_spec
 from resgraph.passes.shapes import check_joins, infer_shapes
 from resgraph.passes.shortcuts import insert_shortcuts
 from resgraph.passes.verify import verify
+from resgraph.spec.loader import with_outputs
 from resgraph.spec.schema import ModelSpec
 
 Pass = Callable[[IR], IR]
@@ -30,9 +31,18 @@ PASS_NAMES = ["lower"] + [name for name, _, _ in PIPELINE]
 
 
 def lower(
-    spec: ModelSpec, *, dump_after: str | None = None, dump: Callable[[str], None] = print
+    spec: ModelSpec,
+    *,
+    outputs: Sequence[str] | None = None,
+    dump_after: str | None = None,
+    dump: Callable[[str], None] = print,
 ) -> IR:
-    """Lower a spec and run every pass: the checked IR that all emitters read."""
+    """Lower a spec and run every pass: the checked IR that all emitters read. ``outputs``
+    (feature map names, e.g. ``["layer2", "layer3"]``) makes it a backbone, as the spec's
+    ``outputs:`` key does (:func:`resgraph.spec.with_outputs`; a wrong name is a
+    :class:`~resgraph.errors.SpecError` listing the valid ones)."""
+    if outputs is not None:
+        spec = with_outputs(spec, outputs)
     # The passes allocate thousands of small, long-lived objects and free none in cycles, so
     # the cyclic garbage collector's scans during them are wasted work (15-20% of the time
     # for cifar_resnet1202).

@@ -1,10 +1,13 @@
 """Pass 1, lowering: spec -> IR of ops, with every residual join wired to an identity
 shortcut. Shortcut insertion and shapes are later passes.
 
-Expects a validated :class:`ModelSpec`. Guarantees one input, one output, torchvision
-names, one :class:`Block` per block with its join (an add, a highway gate, a concatenation,
-or none for a block that is all branch), a section and a spec location on every node, and on
-every block node the op fields its class takes from its constructor (``Node.bind``).
+Expects a validated :class:`ModelSpec`. Guarantees one input, one output (a classifier's
+``fc``) or, for a backbone (a spec with ``outputs``), one :class:`~resgraph.ops.Output` marker
+per feature map it returns, with neither the head nor the stages after the last marker
+lowered; torchvision names, one :class:`Block` per block with its join (an add, a highway gate,
+a concatenation, or none for a block that is all branch), a section and a spec location on
+every node, and on every block node the op fields its class takes from its constructor
+(``Node.bind``).
 A new block type adds one ``_lower_<type>`` function to ``BLOCK_LOWERINGS`` (and, if its
 downsampling stages open with a block of another kind, one to ``STAGE_OPENERS``); the shared
 wrapper ``_wrap`` adds stochastic depth, the join and the ReLU after it. A new block option
@@ -50,6 +53,7 @@ from resgraph.ops import (
     MaxPool,
     Mul,
     Op,
+    Output,
     ReLU,
     ReLUModule,
     Sigmoid,
@@ -61,6 +65,7 @@ from resgraph.spec.schema import (
     ECASpec,
     ModelSpec,
     SESpec,
+    stage_path,
 )
 
 Bind = dict[str, str]  # op field -> expression over the block's constructor parameters
@@ -444,20 +449,33 @@ def lower(spec: ModelSpec) -> IR:
     smap = spec._source
     locate = (lambda *path: smap.locate(path)) if smap else (lambda *path: None)
     ir = IR(spec)
+    wanted = {name: i for i, name in enumerate(spec.outputs or ())}
+    names = spec.feature_names()
+
+    def mark(key: str, x: str) -> None:
+        """An Output marker reading ``x``, if the spec asks for feature map ``key``."""
+        if key in wanted:
+            marker = _Scope(ir, "", locate("outputs", wanted[key]), "output")
+            marker.add(f"output.{key}", Output(key), x)
 
     top = _Scope(ir, "", locate("stem"), "stem")
     x = top.add("input", Input(spec.input.channels, spec.input.size))
     x = _lower_stem(top, x, spec)
+    mark(names[0], x)
     width = spec.stem.width
+    # a backbone stops at the last stage it returns: later stages would be wasted compute
+    stages = spec.stages
+    if wanted:
+        stages = stages[: max(names.index(name) for name in wanted)]
 
     channels = width
     total = sum(st.repeats for st in spec.stages)
     done = 0
     pre_activated = False
-    for si, stage in enumerate(spec.stages):
+    for si, stage in enumerate(stages):
         block_spec = spec.stage_block(si)
         shortcut = cast(ShortcutOption, spec.stage_shortcut(si))
-        stage_path = f"layer{si + 1}"
+        path_of_stage = stage_path(si)
         stage_loc = locate("stages", si)
         opener = STAGE_OPENERS.get(block_spec.type) if stage.stride > 1 else None
         plan = [(opener, stage.stride, False)] if opener else []
@@ -467,7 +485,7 @@ def lower(spec: ModelSpec) -> IR:
         ]
         paths = []
         for bi, (lowering, stride, counted) in enumerate(plan):
-            path = f"{stage_path}.{bi}"
+            path = f"{path_of_stage}.{bi}"
             survival = None
             if counted:  # the spec's blocks; a stage opener is extra and never dropped
                 done += 1
@@ -498,8 +516,11 @@ def lower(spec: ModelSpec) -> IR:
             ir.set_block(block)
             paths.append(path)
             x, channels, pre_activated = block.output, low.out_channels, not low.post_activation
-        ir.stages.append(Stage(stage_path, si, tuple(paths), stage_loc))
+        ir.stages.append(Stage(path_of_stage, si, tuple(paths), stage_loc))
+        mark(path_of_stage, x)
 
+    if wanted:  # a backbone: no head
+        return ir
     head = _Scope(ir, "", locate("head"), "head")
     if pre_activated:  # He et al. 2016: pre-activation nets end with BN-ReLU before the pool
         x = head.norm("final_bn", channels, x, None)

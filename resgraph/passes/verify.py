@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from resgraph.errors import IRError
 from resgraph.ir import IR, valid_component
+from resgraph.ops import Output
 
 
 @lru_cache(maxsize=65536)
@@ -25,9 +26,20 @@ def verify(ir: IR, *, after: str, shapes: bool) -> None:
     ir.order()  # raises IRError on a cycle
     sources = [n for n, p in g._pred.items() if not p]
     sinks = [n for n, s in g._succ.items() if not s]
-    if len(sources) != 1 or len(sinks) != 1:
+    markers = [n for n, d in g._node.items() if isinstance(d["node"].op, Output)]
+    if len(sources) != 1:
+        raise IRError(f"after {after}: expected one input, got {sources}")
+    if markers:  # a backbone: the sinks are exactly its Output markers, one per key
+        if sorted(sinks) != sorted(markers):
+            stray = sorted(set(sinks) - set(markers)) or sorted(set(markers) - set(sinks))
+            raise fail(stray[0], "the sinks of a backbone must be exactly its Output markers")
+    elif len(sinks) != 1:
+        raise IRError(f"after {after}: expected one output, got {sinks}")
+    keys = [g._node[n]["node"].op.key for n in markers]
+    if sorted(keys) != sorted(ir.spec.outputs or ()):
         raise IRError(
-            f"after {after}: expected one input and one output, got {sources} and {sinks}"
+            f"after {after}: Output markers {keys} do not match the spec's outputs "
+            f"{ir.spec.outputs}"
         )
     # Acyclic with a single source: every node is reachable from the input.
     modules = set()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from resgraph.ir import IR, Block, Node
-from resgraph.ops import Conv, Input
+from resgraph.ops import Conv, Input, Output
 from resgraph.render.style import GRAY_TEXT
 from resgraph.units import si
 
@@ -34,7 +34,8 @@ class Model:
     ir: IR
     fold: bool
     nodes: list[Node] = field(default_factory=list)  # execution order
-    section: dict[str, str] = field(default_factory=dict)  # node -> "input"/"stem"/scope/"head"
+    # node -> "input", "stem", its scope, "head", or an Output marker's own name
+    section: dict[str, str] = field(default_factory=dict)
     members: dict[str, list[Node]] = field(default_factory=dict)  # scope -> its nodes
     stage_of: dict[str, str] = field(default_factory=dict)  # block path -> stage path
     kinds: dict[str, str] = field(default_factory=dict)  # block path -> shortcut kind
@@ -47,6 +48,8 @@ class Model:
         for n in self.nodes:
             if isinstance(n.op, Input):
                 where = "input"
+            elif isinstance(n.op, Output):  # each feature map a backbone returns: its own node
+                where = n.name
             else:
                 where = n.scope if n.section == "stage" else n.section
             self.section[n.name] = where

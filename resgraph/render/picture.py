@@ -16,7 +16,7 @@ from html import escape
 import graphviz
 
 from resgraph.ir import IR, Node
-from resgraph.ops import JOINS, Add, Concat, GateMix, Input, PadShortcut, fmt_shape
+from resgraph.ops import JOINS, Add, Concat, GateMix, Input, Output, PadShortcut, fmt_shape
 from resgraph.render.model import (
     Model,
     block_text,
@@ -246,7 +246,7 @@ def _op_node(model: Model, gid: str, n: Node, stats: bool) -> Description:
     if where in model.runs:
         cluster: tuple[str, ...] = (model.stage_of[where], where)
     else:
-        cluster = () if where == "input" else (where,)
+        cluster = () if where == "input" or isinstance(n.op, Output) else (where,)
     style = op_style(n.op)
     attrs = {"fillcolor": style.pop("fillcolor"), "tooltip": n.name}
     if n.role == "main":
@@ -255,6 +255,8 @@ def _op_node(model: Model, gid: str, n: Node, stats: bool) -> Description:
     text = stats_text([n]) if stats else ""
     if isinstance(n.op, Add) and not text:
         attrs.update(ADD_SYMBOL)
+    elif isinstance(n.op, Output):
+        attrs.update(shape="ellipse", label=html_label(n.op.label(), fmt_shape(n.shape)))
     elif isinstance(n.op, (*JOINS, Input)):
         attrs["label"] = html_label("input" if isinstance(n.op, Input) else n.op.label(), text)
     else:
@@ -322,12 +324,12 @@ def _stage_node(model: Model, gid: str, n: Node, stats: bool) -> Description:
 def _section_node(model: Model, where: str, stats: bool) -> Description:
     """One node for the input, the stem or the head: its op labels, a few per line."""
     nodes = model.members[where]
-    if where == "input":
+    if where == "input" or isinstance(nodes[0].op, Output):  # what goes in, what comes out
         return (), {
             "shape": "ellipse",
             "style": "filled",
             "fillcolor": INPUT_FILL,
-            "label": html_label("input", fmt_shape(nodes[0].shape)),
+            "label": html_label(nodes[0].op.label(), fmt_shape(nodes[0].shape)),
             "group": "main",
         }
     lines, line = [], ""

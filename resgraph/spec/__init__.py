@@ -1,6 +1,6 @@
 """The spec language: YAML files validated by pydantic models, with located errors."""
 
-from resgraph.spec.loader import SourceMap, load_spec
+from resgraph.spec.loader import SourceMap, load_spec, with_outputs
 from resgraph.spec.schema import (
     BasicBlockSpec,
     BottleneckBlockSpec,
@@ -17,4 +17,5 @@ __all__ = [
     "StageSpec",
     "TrainSpec",
     "load_spec",
+    "with_outputs",
 ]

@@ -130,6 +130,32 @@ def load_spec(source: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     return spec
 
 
+def with_outputs(spec: ModelSpec, outputs: Any) -> ModelSpec:
+    """``spec`` as a backbone returning the feature maps ``outputs`` (a list of names such
+    as ``["layer2", "layer3"]``; None: the classifier), validated exactly as the file's
+    ``outputs:`` key would be. Raises :class:`SpecError` naming the valid names."""
+    if outputs is not None and (
+        isinstance(outputs, str)
+        or not isinstance(outputs, (list, tuple))
+        or not all(isinstance(name, str) for name in outputs)
+    ):
+        names, shown = ", ".join(spec.feature_names()), repr(outputs)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise SpecError(
+            Problem(f"outputs must be a list of feature map names ({names}), got {shown}")
+        )
+    data = spec.model_dump()
+    data["outputs"] = None if outputs is None else list(outputs)
+    try:
+        # model_copy would not validate: rebuild through the validators, as load_spec does
+        new = ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem(err, SourceMap("outputs", None)) for err in exc.errors()]
+        raise SpecError([Problem(p.message, None, p.path) for p in problems]) from None
+    new._source = spec._source  # the rest of the spec still comes from its file
+    return new
+
+
 def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
     if not isinstance(source, (str, os.PathLike)):
         raise SpecError(Problem(f"a spec is a file path or YAML text, not {type(source).__name__}"))

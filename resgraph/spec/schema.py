@@ -7,6 +7,7 @@ keys and coerces nothing (``strict``): ``width: "64"`` is an error, not 64.
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -44,6 +45,12 @@ SHORTCUT_HELP = (
     "'identity' identity only (a shape change is an error), 'none' no shortcut at all (a plain "
     "network)."
 )
+STEM_OUTPUT = "stem"  # the name of the stem's feature map among a backbone's outputs
+
+
+def stage_path(index: int) -> str:
+    """The module path (and feature map name) of stage ``index``: ``layer1``, ``layer2``, ..."""
+    return f"layer{index + 1}"
 
 
 class _Extensible(StrictModel):
@@ -450,7 +457,7 @@ Norm = Annotated[NormSpec, BeforeValidator(_type_shorthand)]
 class ModelSpec(_Extensible):
     """One network. Defaults follow He et al. 2015 so paper specs stay short."""
 
-    _ADDED = ("base", "norm", "projection_kernel")
+    _ADDED = ("base", "norm", "projection_kernel", "outputs")
 
     base: str | None = Field(
         None,
@@ -506,6 +513,15 @@ class ModelSpec(_Extensible):
         min_length=1, max_length=MAX_STAGES, description="Stages in order, input to output."
     )
     head: HeadSpec = Field(default_factory=HeadSpec, description="Classifier head.")
+    outputs: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_STAGES + 1,
+        description="Make the network a backbone: its forward returns these feature maps as a "
+        "dict keyed by name, in network order, and the head (pool, dropout, classifier) is "
+        "left out, as are the stages after the last one listed. Names: 'stem' (after the "
+        "stem's pool) and the stages 'layer1', 'layer2', ... Each name at most once.",
+    )
     train: TrainSpec = Field(
         default_factory=TrainSpec, description="Training recipe (defaults: the paper's CIFAR one)."
     )
@@ -533,6 +549,37 @@ class ModelSpec(_Extensible):
                 ],
             )
         return self
+
+    @model_validator(mode="after")
+    def _known_outputs(self) -> ModelSpec:
+        """Each of ``outputs`` names a feature map of this network, once; reported at the
+        list element."""
+        if self.outputs is None:
+            return self
+        names, seen, errors = self.feature_names(), set(), []
+        for i, name in enumerate(self.outputs):
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                shown = repr(name) if len(name) <= 40 else repr(name[:37] + "...")
+                message = f"unknown feature map {shown}{hint}: expected one of {', '.join(names)}"
+            elif name in seen:
+                message = f"{name!r} is listed twice"
+            else:
+                seen.add(name)
+                continue
+            errors.append(
+                InitErrorDetails(
+                    type="value_error", loc=("outputs", i), input=name, ctx={"error": message}
+                )
+            )
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    def feature_names(self) -> list[str]:
+        """The feature maps a backbone can return, in network order: 'stem', 'layer1', ..."""
+        return [STEM_OUTPUT] + [stage_path(i) for i in range(len(self.stages))]
 
     @model_validator(mode="after")
     def _stage_combinations(self) -> ModelSpec:

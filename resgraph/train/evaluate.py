@@ -101,6 +101,7 @@ def evaluate_weights(
     from resgraph.train.device import pick_device
 
     spec = load_spec(spec_path, overrides)
+    refuse_backbone(spec, "evaluate")
     ir = lower(spec)
     state, ckpt = ckpt_io.read_weights(weights)
     warning = check_architecture(ckpt["config"], spec, str(weights), resume=False) if ckpt else None
@@ -123,6 +124,16 @@ def evaluate_weights(
             data.mean = mean.to(where)  # the mean of the run's own training images
     loss, error = evaluate(model, data.eval_batches("test", batch_size))
     return spec.name, EvalResult(dataset, len(images.test_y), loss, error)
+
+
+def refuse_backbone(spec: ModelSpec, what: str) -> None:
+    """A backbone (a spec with ``outputs``) returns feature maps, not class scores: there is
+    nothing to train or evaluate against labels."""
+    if spec.outputs is not None:
+        raise TrainError(
+            f"cannot {what} a backbone: the spec's outputs ({', '.join(spec.outputs)}) make it "
+            f"return feature maps, not class scores; remove 'outputs' to {what} the classifier"
+        )
 
 
 def check_classes(num_classes: int, images: ImageSet) -> str | None:

@@ -40,7 +40,13 @@ from resgraph.train import device as dev
 from resgraph.train import distributed, plots
 from resgraph.train.batches import DeviceData, mix_seed, split_validation
 from resgraph.train.data import load_images
-from resgraph.train.evaluate import build, check_architecture, check_classes, evaluate
+from resgraph.train.evaluate import (
+    build,
+    check_architecture,
+    check_classes,
+    evaluate,
+    refuse_backbone,
+)
 from resgraph.train.report import make_reporter, plural
 from resgraph.train.schedule import Meter, NonFiniteLoss, Schedule
 
@@ -154,6 +160,7 @@ class Trainer:
         self.free_bytes = free_bytes
         self.echo = click.echo if d.is_main and not opts.quiet else (lambda *a, **k: None)
         self.spec = load_spec(opts.spec, opts.overrides)
+        refuse_backbone(self.spec, "train")
         self.ir = lower(self.spec)
         self.dir = opts.run_dir
         state = cfg.run_state(self.dir, opts.resume)
