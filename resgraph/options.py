@@ -8,6 +8,7 @@ same value written in the file, and a mistake in it is reported at the flag.
 from __future__ import annotations
 
 import functools
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,17 +26,22 @@ SET_HELP = (
 
 
 def spec_overrides(*, input_size: bool = True, what: str = "the spec") -> Callable[..., Any]:
-    """Add ``--set`` (and ``--input-size`` unless ``input_size`` is false) to a command; the
-    command receives them as one ``overrides`` tuple, ``--input-size`` first."""
+    """Add ``--set`` (and, unless ``input_size`` is false, ``--input-size`` and ``--outputs``)
+    to a command; the command receives them as one ``overrides`` tuple in that order."""
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(f)
         def command(*args: Any, **kwargs: Any) -> Any:
             size = kwargs.pop("input_size", None) if input_size else None
+            outputs = kwargs.pop("outputs", None) if input_size else None
             sets = kwargs.pop("sets", ())
             overrides: list[str] = []
             if size is not None:
                 overrides.append(Override(f"input.size={size}", flag=f"--input-size {size}"))
+            if outputs is not None:
+                names = ", ".join(n.strip() for n in outputs.split(","))
+                flag = f"--outputs {shlex.quote(outputs)}"
+                overrides.append(Override(f"outputs=[{names}]", flag=flag))
             overrides += [Override(s) for s in sets]
             return f(*args, overrides=tuple(overrides), **kwargs)
 
@@ -54,6 +60,13 @@ def spec_overrides(*, input_size: bool = True, what: str = "the spec") -> Callab
                 metavar="N",
                 help=f"Input resolution N x N instead of {what}'s input.size "
                 "(same as --set input.size=N).",
+            )(command)
+            command = click.option(
+                "--outputs",
+                default=None,
+                metavar="NAMES",
+                help="Make it a backbone that returns these feature maps, comma-separated "
+                "(--outputs layer2,layer3,layer4; same as --set outputs=[...]).",
             )(command)
         return command
 

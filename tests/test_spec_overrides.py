@@ -253,3 +253,21 @@ def test_export_applies_overrides(tmp_path: Path) -> None:
     assert program.state_dict["layer1.0.conv1.weight"].shape == (24, 16, 3, 3)
     logits = program.module()(torch.zeros(1, 3, 16, 16))
     assert logits.shape == (1, 10)
+
+
+def test_outputs_flag_makes_a_backbone_and_its_mistakes_name_the_flag() -> None:
+    import json
+
+    res = invoke("summary", R50, "--json", "--outputs", "layer3, layer2")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["backbone"] is True
+    assert [(f["name"], f["channels"], f["stride"]) for f in data["feature_info"]] == [
+        ("layer2", 512, 8),
+        ("layer3", 1024, 16),
+    ]
+    assert data["params"] == resgraph.summarize(load("outputs=[layer2, layer3]")).params
+    bad = invoke("summary", R50, "--outputs", "layer2,layr3")
+    assert bad.exit_code == 1
+    assert bad.output.startswith("error: --outputs layer2,layr3: outputs[1]: unknown feature map")
+    assert "did you mean 'layer3'" in bad.output
