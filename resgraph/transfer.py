@@ -166,8 +166,8 @@ def transfer(
             used.add(key)
         elif key in adaptable and _only_inputs_differ(have, shape):
             out[key] = adapt_input_conv(theirs.detach(), shape[1]).to(value.dtype).contiguous()
-            how = "summed over" if shape[1] == 1 else "repeated and rescaled from"
-            note = f"input channels {have[1]} -> {shape[1]}: {how} the checkpoint's"
+            how = "summed" if shape[1] == 1 else f"repeated, x{have[1] / shape[1]:.4g}"
+            note = f"input channels {have[1]} -> {shape[1]}: {how}"
             report.entries.append(Entry(key, "adapted", where, have, shape, value.numel(), note))
             used.add(key)
         else:
