@@ -115,3 +115,30 @@ def test_weights_of_another_network_are_one_line_naming_the_file(tmp_path, monke
     result, _ = _train(monkeypatch, spec, "--out", out, "--init-from", missing)
     assert result.exit_code == 1 and not out.exists()
     assert result.stderr == f"error: {missing}: no such checkpoint file\n"
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_start_from_the_weights(tmp_path, weights):
+    """Under torchrun every process loads the file; the replicas agree and, after one step
+    at a negligible lr, still hold the file's weights."""
+    import subprocess
+    import sys
+
+    from train_helpers import free_port, run_env
+
+    spec, path, state = weights
+    out = tmp_path / "run"
+    command = [
+        *(sys.executable, "-m", "torch.distributed.run", "--nnodes", "1"),
+        *("--nproc_per_node", "2", "--master_addr", "127.0.0.1"),
+        *("--master_port", str(free_port()), "-m", "resgraph", "train", str(spec)),
+        *("--out", str(out), "--init-from", str(path), "--iterations", "1", "--lr", "1e-9"),
+    ]
+    env = run_env(GLOO_SOCKET_IFNAME="lo")
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("starting from the weights in") == 1  # rank 0 alone says so
+    assert "2 processes end with identical parameters: yes" in done.stdout
+    model = ckpt_io.load(out / "last.pt")["model"]
+    for key in ("conv1.weight", "layer2.1.conv2.weight", "fc.weight"):
+        torch.testing.assert_close(model[key], state[key], rtol=0, atol=1e-6)
