@@ -275,3 +275,21 @@ def test_a_checkpoint_that_fits_nowhere_writes_nothing(files):
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: {junk}: not one tensor of the checkpoint")
     assert sorted(p.name for p in tmp.iterdir()) == ["grey100.yaml", "junk.pt", "src.pt"]
+
+
+def test_a_report_that_cannot_be_written_takes_the_weights_with_it(files, monkeypatch):
+    tmp, spec, source = files
+    from resgraph.emit import commands
+    from resgraph.errors import OutputError
+
+    def full(path, text):  # type: ignore[no-untyped-def]
+        raise OutputError(path, "no space left on the device")
+
+    monkeypatch.setattr(commands, "atomic_write_text", full)
+    result = _invoke(spec, source, "-o", tmp / "o.pt", "--partial")
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == f"error: {tmp / 'o.transfer.json'}: cannot write: no space left on the device\n"
+    )
+    assert not (tmp / "o.pt").exists()

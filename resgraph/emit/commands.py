@@ -227,8 +227,14 @@ def import_weights(
     )
     click.echo(report.table(verbose))
     text = report.to_json(spec=str(spec), checkpoint=str(checkpoint), output=str(output))
+    existed = output.exists()
     torchio.save(state, output)
-    atomic_write_text(outputs[1], text)
+    try:
+        atomic_write_text(outputs[1], text)
+    except OutputError:
+        if not existed:  # no weights without their report
+            output.unlink(missing_ok=True)
+        raise
     click.echo(f"wrote {output} and {outputs[1]}")
 
 
