@@ -152,10 +152,40 @@ def build(specs: tuple[Path, ...], out_dir: Path, force: bool, overrides: tuple[
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the converted state_dict (.pt).",
 )
-@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT (and its report) if it exists.")
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="SPEC may differ from the checkpoint's network: move what fits, adapt the first "
+    "conv to other input channels, initialise the rest; report every tensor in a table "
+    "and in OUTPUT's .transfer.json.",
+)
+@click.option(
+    "--source-spec",
+    type=SPEC,
+    default=None,
+    help="With --partial: the spec the checkpoint was trained for, when its names are not "
+    "resgraph's (torchvision's); its tensors are renamed like a strict import first.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**31 - 1),
+    default=0,
+    show_default=True,
+    help="With --partial: seeds the initialisation of new tensors.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="With --partial: list moved tensors too.")
 @spec_overrides(input_size=False)
 def import_weights(
-    spec: Path, checkpoint: Path, output: Path, force: bool, overrides: tuple[str, ...]
+    spec: Path,
+    checkpoint: Path,
+    output: Path,
+    force: bool,
+    partial: bool,
+    source_spec: Path | None,
+    seed: int,
+    verbose: bool,
+    overrides: tuple[str, ...],
 ) -> None:
     """Convert CHECKPOINT (another implementation of SPEC's network) to resgraph's names.
 
@@ -164,18 +194,54 @@ def import_weights(
     last.pt does); module. and _orig_mod. prefixes are removed. Tensors are matched by
     their order in the forward computation and their shapes; on the first disagreement
     nothing is written and the place is reported.
+
+    With --partial, SPEC may be a changed network (other num_classes or input channels,
+    deeper, wider): tensors are matched by name, then shape, and each one is reported as
+    moved, adapted, new or dropped.
     """
     from resgraph import torchio
     from resgraph.emit.graph_module import build_module
     from resgraph.emit.weights import convert_state_dict
+    from resgraph.transfer import import_partial
 
-    check_output(output)
-    if output.exists() and not force:
-        raise OutputError(output, "it exists; pass --force to overwrite it")
+    if not partial:
+        for flag, given in (("--source-spec", source_spec is not None), ("--verbose", verbose)):
+            if given:
+                raise click.UsageError(f"{flag} goes with --partial")
+    outputs = [output] + ([transfer_report_path(output)] if partial else [])
+    for path in outputs:
+        check_output(path)
+        if path.exists() and not force:
+            raise OutputError(path, "it exists; pass --force to overwrite it")
     ir = lower(load_spec(spec, overrides))
-    state = convert_state_dict(ir, torchio.read_state_dict(checkpoint)[0], str(checkpoint))
-    build_module(ir).load_state_dict(state, strict=True)  # proves it loads
-    torchio.save(state, output)
-    click.echo(
-        f"wrote {output} ({len(state)} tensors, {sum(v.numel() for v in state.values()):,} values)"
+    source = torchio.read_state_dict(checkpoint)[0]
+    if not partial:
+        state = convert_state_dict(ir, source, str(checkpoint))
+        build_module(ir).load_state_dict(state, strict=True)  # proves it loads
+        torchio.save(state, output)
+        click.echo(
+            f"wrote {output} ({len(state)} tensors, "
+            f"{sum(v.numel() for v in state.values()):,} values)"
+        )
+        return
+    source_ir = lower(load_spec(source_spec)) if source_spec is not None else None
+    state, report = import_partial(
+        ir, source, source_ir=source_ir, seed=seed, where=str(checkpoint)
     )
+    click.echo(report.table(verbose))
+    named = " ".join(filter(None, [str(spec), command_flags(overrides)]))
+    text = report.to_json(spec=named, checkpoint=str(checkpoint), output=str(output))
+    existed = output.exists()
+    torchio.save(state, output)
+    try:
+        atomic_write_text(outputs[1], text)
+    except OutputError:
+        if not existed:  # no weights without their report
+            output.unlink(missing_ok=True)
+        raise
+    click.echo(f"wrote {output} and {outputs[1]}")
+
+
+def transfer_report_path(output: Path) -> Path:
+    """Where a partial import's report goes: ``OUT.pt`` -> ``OUT.transfer.json``."""
+    return output.with_name(output.stem + ".transfer.json")

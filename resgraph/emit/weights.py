@@ -17,7 +17,7 @@ from resgraph.errors import WeightsError
 from resgraph.ir import IR
 from resgraph.torchio import unwrap_state_dict
 
-__all__ = ["convert_state_dict", "unwrap_state_dict"]
+__all__ = ["convert_state_dict", "match_names", "unwrap_state_dict"]
 
 OPTIONAL = "num_batches_tracked"
 
@@ -31,6 +31,19 @@ def convert_state_dict(
     from resgraph.emit.graph_module import build_module
 
     target = build_module(ir).state_dict()
+    names = match_names(target, source, where)
+    return {
+        key: (source[names[key]] if key in names else value).detach().clone()
+        for key, value in target.items()
+    }
+
+
+def match_names(
+    target: Mapping[str, Tensor], source: Mapping[str, Tensor], where: str = "checkpoint"
+) -> dict[str, str]:
+    """For each tensor of ``target`` (a state_dict of resgraph's network), the name of its
+    partner in ``source``: by their order and shapes. A ``num_batches_tracked`` without a
+    partner is left out. Raises :class:`WeightsError` at the first disagreement."""
     ours = [k for k in target if not k.endswith(OPTIONAL)]
     theirs = [k for k in source if not k.endswith(OPTIONAL)]
     for i, (mine, other) in enumerate(zip(ours, theirs, strict=False)):
@@ -51,16 +64,14 @@ def convert_state_dict(
             f"{where}: {name} has {len(longer)} tensors and {rest} {min(len(ours), len(theirs))}; "
             f"the first without a partner is {name}'s {extra}"
         )
-    out: dict[str, Tensor] = {}
     mapping = dict(zip(ours, theirs, strict=True))
-    for key, value in target.items():
-        if key in mapping:
-            out[key] = source[mapping[key]].detach().clone()
-        else:  # num_batches_tracked: take theirs when the module's other tensors came from it
-            module = key.rsplit(".", 1)[0]
+    for key in target:
+        if key not in mapping:  # num_batches_tracked: theirs when the module's other tensors
+            module = key.rsplit(".", 1)[0]  # came from it
             partner = mapping.get(f"{module}.running_mean", "").rsplit(".", 1)[0]
-            out[key] = source.get(f"{partner}.{OPTIONAL}", value).detach().clone()
-    return out
+            if f"{partner}.{OPTIONAL}" in source:
+                mapping[key] = f"{partner}.{OPTIONAL}"
+    return mapping
 
 
 def _shape(t: Tensor) -> str:

@@ -54,8 +54,11 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | 
 strip_prefixes = torchio.strip_prefixes
 
 
-def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` with a readable error when keys or shapes do not fit."""
+def load_model_state(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, hint: str = ""
+) -> None:
+    """``load_state_dict`` with a readable error when keys or shapes do not fit (``hint``,
+    what to do about it, ends the message)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
@@ -70,7 +73,11 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
             if keys:
                 more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
                 parts.append(f"{label}: {', '.join(keys[:3])}{more}")
-        raise WeightsError(f"{source}: the weights do not fit this spec; " + "; ".join(parts))
+        raise WeightsError(
+            f"{source}: the weights do not fit this spec; "
+            + "; ".join(parts)
+            + (f"; {hint}" if hint else "")
+        )
     model.load_state_dict(state)
 
 

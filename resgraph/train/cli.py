@@ -155,6 +155,15 @@ def _device_options(f):  # type: ignore[no-untyped-def]
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option(
+    "--init-from",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="WEIGHTS",
+    help="Start a new run from these weights (a state_dict for exactly SPEC, e.g. from "
+    "'resgraph import-weights --partial', or a run's last.pt): fresh optimizer and "
+    "schedule, iteration 0.",
+)
+@click.option(
     "--out",
     type=DIR,
     default=None,

@@ -63,6 +63,7 @@ class TrainOptions:
     engine: str = "graph"
     checkpoint_every: int | None = None
     resume: bool = False
+    init_from: Path | None = None  # weights a new run starts from
     out: Path | None = None
     amp: str = "off"
     compile: bool = False
@@ -111,6 +112,7 @@ class RunConfig:
     tf32: bool | None
     world_size: int
     torch: str
+    init_from: str | None = None  # the weights the run started from (--init-from)
     command: str = field(default_factory=lambda: " ".join(["resgraph", *sys.argv[1:]]))
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +217,7 @@ def resolve(
         tf32=opts.tf32,
         world_size=world,
         torch=torch_version,
+        init_from=str(opts.init_from) if opts.init_from is not None else None,
     )
 
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from resgraph.errors import TrainError
+from resgraph.errors import TrainError, WeightsError
 from resgraph.fsutil import atomic_write_text
 from resgraph.options import command_flags
 from resgraph.passes import lower
@@ -163,8 +163,14 @@ class Trainer:
         refuse_backbone(self.spec, "train")
         self.ir = lower(self.spec)
         self.dir = opts.run_dir
+        if opts.init_from is not None and opts.resume:
+            raise TrainError(
+                "--init-from starts a new run from weights and --resume continues a run from "
+                "its checkpoint: give one of them"
+            )
         state = cfg.run_state(self.dir, opts.resume)
         self.ckpt = ckpt_io.load(self.dir / cfg.CHECKPOINT, device) if state == "resume" else None
+        self.init_state = self._read_init(opts.init_from) if opts.init_from else None
         if opts.resume and self.ckpt is None:
             self.echo(f"no checkpoint in {self.dir}: starting a new run")
         if self.ckpt is not None:
@@ -249,6 +255,9 @@ class Trainer:
         self.raw = build(self.ir, o.engine, seed=r.seed)
         if self.ckpt is not None:
             ckpt_io.load_model_state(self.raw, self.ckpt["model"], str(self.dir / cfg.CHECKPOINT))
+        elif self.init_state is not None:
+            self._init_from(self.init_state)
+            self.init_state = None
         if o.sync_bn and self.d.enabled:
             # Convert before wrapping: batch statistics over the global mini-batch.
             self.raw = nn.SyncBatchNorm.convert_sync_batchnorm(self.raw)
@@ -276,6 +285,31 @@ class Trainer:
         if self.ckpt is not None:
             self._restore(self.ckpt)
 
+    def _read_init(self, path: Path) -> dict[str, torch.Tensor]:
+        """The weights ``--init-from`` names, read before the data. Every process reads them
+        (and finds a bad file itself; rank 0 alone says so); DDP would broadcast rank 0's
+        anyway when it wraps the model."""
+        try:
+            return ckpt_io.read_weights(path)[0]
+        except WeightsError:
+            if not self.d.is_main:
+                raise click.exceptions.Exit(1) from None
+            raise
+
+    def _init_from(self, state: dict[str, torch.Tensor]) -> None:
+        """Load the weights a new run starts from, strictly."""
+        try:
+            ckpt_io.load_model_state(
+                self.raw,
+                state,
+                str(self.opts.init_from),
+                hint="'resgraph import-weights --partial' converts weights for a changed network",
+            )
+        except WeightsError:
+            if not self.d.is_main:
+                raise click.exceptions.Exit(1) from None
+            raise
+
     def _restore(self, ck: dict[str, Any]) -> None:
         self.opt.load_state_dict(ck["optimizer"])
         self.schedule.load_state_dict(ck["scheduler"])
@@ -298,7 +332,17 @@ class Trainer:
 
     def release(self) -> None:
         """Drop everything the run holds on the device and in the process group."""
-        for name in ("net", "raw", "opt", "scaler", "data", "meter", "ckpt", "reporter"):
+        for name in (
+            "net",
+            "raw",
+            "opt",
+            "scaler",
+            "data",
+            "meter",
+            "ckpt",
+            "init_state",
+            "reporter",
+        ):
             self.__dict__.pop(name, None)
 
     # --- writing --------------------------------------------------------------------------
@@ -388,6 +432,8 @@ class Trainer:
         self._header()
         if self.ckpt is not None:
             self.echo(f"resuming at iteration {self.start}")
+        elif self.opts.init_from is not None:
+            self.echo(f"starting from the weights in {self.opts.init_from}")
         try:
             return self._loop()
         except NonFiniteLoss as exc:
