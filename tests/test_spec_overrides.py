@@ -271,3 +271,20 @@ def test_outputs_flag_makes_a_backbone_and_its_mistakes_name_the_flag() -> None:
     assert bad.exit_code == 1
     assert bad.output.startswith("error: --outputs layer2,layr3: outputs[1]: unknown feature map")
     assert "did you mean 'layer3'" in bad.output
+
+
+def test_a_partial_import_into_an_overridden_spec(tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    source = tmp_path / "r20.pt"
+    torch.save(resgraph.build_model(R20, seed=0).state_dict(), source)
+    out = tmp_path / "grey.pt"
+    res = invoke("import-weights", R20, source, "-o", out, "--partial", "--set", "input.channels=1")
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.with_suffix(".transfer.json").read_text())
+    assert report["spec"].endswith("--set input.channels=1")
+    assert report["totals"]["adapted"]["tensors"] == 1
+    state = torch.load(out, weights_only=True)
+    assert state["conv1.weight"].shape == (16, 1, 3, 3)
