@@ -23,7 +23,7 @@ import click
 
 from resgraph.ir import IR, block_members
 from resgraph.ops import Conv
-from resgraph.options import SPEC, command_flags, spec_overrides
+from resgraph.options import SPEC, command_flags, input_size_option, spec_overrides
 from resgraph.passes import lower
 from resgraph.spec import ModelSpec, load_spec
 from resgraph.spec.overrides import Override
@@ -371,13 +371,7 @@ def render_diff(d: SpecDiff, ir_a: IR, ir_b: IR, target: Path, fmt: str) -> int:
 @click.argument("a", type=SPEC)
 @click.argument("b", type=SPEC)
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
-@click.option(
-    "--input-size",
-    type=int,
-    default=None,
-    metavar="N",
-    help="Compare both at input resolution N x N (same as --set input.size=N on each).",
-)
+@input_size_option("Compare both at input resolution N x N (same as --set input.size=N on each).")
 @click.option(
     "--render",
     "picture",

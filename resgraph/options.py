@@ -53,13 +53,9 @@ def spec_overrides(*, input_size: bool = True, what: str = "the spec") -> Callab
             help=SET_HELP.replace("the spec", what),
         )(command)
         if input_size:
-            command = click.option(
-                "--input-size",
-                type=int,
-                default=None,
-                metavar="N",
-                help=f"Input resolution N x N instead of {what}'s input.size "
-                "(same as --set input.size=N).",
+            command = input_size_option(
+                f"Input resolution N x N instead of {what}'s input.size "
+                "(same as --set input.size=N)."
             )(command)
             command = click.option(
                 "--outputs",
@@ -71,6 +67,11 @@ def spec_overrides(*, input_size: bool = True, what: str = "the spec") -> Callab
         return command
 
     return decorate
+
+
+def input_size_option(help: str) -> Callable[..., Any]:
+    """``--input-size N``, an int the schema checks like the file's ``input.size``."""
+    return click.option("--input-size", type=int, default=None, metavar="N", help=help)
 
 
 def command_flags(overrides: Sequence[str]) -> str:
