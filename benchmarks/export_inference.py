@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     args = p.parse_args(argv)
+    load_start = os.getloadavg()[0]
 
     import onnxruntime as ort
     import torch
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Export: onnxruntime against PyTorch eager on the CPU",
         "",
-        f"Machine: 2-core AMD EPYC, no GPU, shared with other work (load average "
+        f"Machine: 2-core AMD EPYC, no GPU (load average {load_start:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}, "
         f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} thread(s) "
         f"each; median of {args.repeats} runs after a warm-up.",
