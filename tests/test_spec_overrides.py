@@ -117,6 +117,8 @@ def test_overrides_change_the_lowered_network() -> None:
         ("block=*x", "aliases"),
         ("block=!!python/object:os.system 1", "not valid YAML"),
         ("base=other.yaml", "'base' is read from the file"),
+        ("block=" + "[" * 5000 + "]" * 5000, "the value is nested too deeply"),
+        ("name=" + "x" * ((1 << 20) + 1), "the value is larger than 1048576 bytes"),
         ("stages[1].stride=0", "--set 'stages[1].stride=0': stages[1].stride: must be a positive"),
     ],
 )
@@ -288,3 +290,11 @@ def test_a_partial_import_into_an_overridden_spec(tmp_path: Path) -> None:
     assert report["totals"]["adapted"]["tensors"] == 1
     state = torch.load(out, weights_only=True)
     assert state["conv1.weight"].shape == (16, 1, 3, 3)
+
+
+def test_a_very_long_flag_is_shortened_in_the_message() -> None:
+    with pytest.raises(resgraph.SpecError) as info:
+        load("name=" + "y" * 5000)
+    text = str(info.value)
+    assert text.startswith("--set name=yyyy") and " ...: name: " in text
+    assert len(text.split(": name: ")[0]) == 100

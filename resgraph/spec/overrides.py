@@ -45,8 +45,8 @@ class FlagLoc(SourceLoc):
     line: int = 0
     column: int = 0
 
-    def __str__(self) -> str:
-        return self.file
+    def __str__(self) -> str:  # a flag as typed, shortened if it is very long
+        return self.file if len(self.file) <= 100 else self.file[:96] + " ..."
 
 
 def flag_error(flag: str, message: str) -> SpecError:
@@ -92,8 +92,10 @@ def parse_value(text: str, flag: str) -> yaml.Node:
     """``VALUE`` as a YAML node, with the loader's rules for spec files (no aliases, no
     duplicate or non-string keys); an empty value is YAML's null."""
     from resgraph.spec.compose import construct
-    from resgraph.spec.loader import _check_keys, _NoAliasLoader, _Refused
+    from resgraph.spec.loader import MAX_SPEC_BYTES, _check_keys, _NoAliasLoader, _Refused
 
+    if len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
+        raise flag_error(flag, f"the value is larger than {MAX_SPEC_BYTES} bytes")
     loader = _NoAliasLoader(text)
     try:
         node = loader.get_single_node()
@@ -106,6 +108,8 @@ def parse_value(text: str, flag: str) -> yaml.Node:
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
         raise flag_error(flag, f"the value is not valid YAML: {problem.strip()}") from None
+    except RecursionError:
+        raise flag_error(flag, "the value is nested too deeply") from None
     finally:
         loader.dispose()
     _tag(node, flag)
