@@ -47,6 +47,11 @@ CORE = (
     "resgraph/ops.py",
     "resgraph/emit/*.py",
     "resgraph/summary.py",
+    "resgraph/ir.py",
+    "resgraph/transfer.py",
+    "resgraph/diff.py",
+    "resgraph/options.py",
+    "resgraph/render/*.py",
 )
 FAST_TESTS = (
     "tests/test_spec.py",
