@@ -23,10 +23,15 @@ import click
 
 from resgraph.ir import IR, block_members
 from resgraph.ops import Conv
-from resgraph.options import SPEC, command_flags, input_size_option, spec_overrides
+from resgraph.options import (
+    SPEC,
+    input_size_option,
+    input_size_override,
+    spec_overrides,
+    with_flags,
+)
 from resgraph.passes import lower
 from resgraph.spec import ModelSpec, load_spec
-from resgraph.spec.overrides import Override
 from resgraph.summary import LayerRow, Summary, summarize
 from resgraph.units import si
 
@@ -401,18 +406,10 @@ def diff_cmd(
 
         fmt = picture_format(picture, "'--render'")
         check_output(picture)
-    size = (
-        []
-        if input_size is None
-        else [Override(f"input.size={input_size}", f"--input-size {input_size}")]
-    )
+    size = [] if input_size is None else [input_size_override(input_size)]
     ir_a, ir_b = lower(load_spec(a, size)), lower(load_spec(b, [*size, *overrides]))
-    result = diff_irs(ir_a, ir_b, _named(a, []), _named(b, overrides))
+    result = diff_irs(ir_a, ir_b, str(a), with_flags(b, overrides))
     if picture is not None and fmt is not None:
         shown = render_diff(result, ir_a, ir_b, picture, fmt)
         click.echo(f"wrote {picture} ({shown} nodes)", err=True)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_text(result))
-
-
-def _named(path: Path, overrides: tuple[str, ...] | list[str]) -> str:
-    return " ".join(filter(None, [str(path), command_flags(overrides)]))

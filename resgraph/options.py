@@ -37,7 +37,7 @@ def spec_overrides(*, input_size: bool = True, what: str = "the spec") -> Callab
             sets = kwargs.pop("sets", ())
             overrides: list[str] = []
             if size is not None:
-                overrides.append(Override(f"input.size={size}", flag=f"--input-size {size}"))
+                overrides.append(input_size_override(size))
             if outputs is not None:
                 names = ", ".join(n.strip() for n in outputs.split(","))
                 flag = f"--outputs {shlex.quote(outputs)}"
@@ -74,6 +74,12 @@ def input_size_option(help: str) -> Callable[..., Any]:
     return click.option("--input-size", type=int, default=None, metavar="N", help=help)
 
 
-def command_flags(overrides: Sequence[str]) -> str:
-    """The overrides as they are typed on a command line (for printed commands and headers)."""
-    return " ".join(Override(o).flag if not isinstance(o, Override) else o.flag for o in overrides)
+def input_size_override(size: int) -> Override:
+    return Override(f"input.size={size}", flag=f"--input-size {size}")
+
+
+def with_flags(spec: object, overrides: Sequence[str]) -> str:
+    """``spec`` followed by the flags that changed it, as typed on a command line (for
+    printed commands, generated headers and reports)."""
+    flags = [o.flag if isinstance(o, Override) else Override(o).flag for o in overrides]
+    return " ".join([str(spec), *flags])

@@ -11,7 +11,7 @@ import click
 
 from resgraph.errors import LocatedError, OutputError, Problem, ResgraphError
 from resgraph.fsutil import atomic_write_text, check_output
-from resgraph.options import SPEC, command_flags, spec_overrides
+from resgraph.options import SPEC, spec_overrides, with_flags
 from resgraph.passes import lower
 from resgraph.spec import load_spec
 
@@ -108,8 +108,9 @@ def build(specs: tuple[Path, ...], out_dir: Path, force: bool, overrides: tuple[
     failures: list[Problem] = []
     for name, path in names.items():
         try:
-            label = " ".join(filter(None, [source_label(path), command_flags(overrides)]))
-            text = emit_source(lower(load_spec(path, overrides)), source=label)
+            text = emit_source(
+                lower(load_spec(path, overrides)), source=with_flags(source_label(path), overrides)
+            )
         except LocatedError as exc:
             failures += exc.problems
             continue
@@ -229,8 +230,9 @@ def import_weights(
         ir, source, source_ir=source_ir, seed=seed, where=str(checkpoint)
     )
     click.echo(report.table(verbose))
-    named = " ".join(filter(None, [str(spec), command_flags(overrides)]))
-    text = report.to_json(spec=named, checkpoint=str(checkpoint), output=str(output))
+    text = report.to_json(
+        spec=with_flags(spec, overrides), checkpoint=str(checkpoint), output=str(output)
+    )
     existed = output.exists()
     torchio.save(state, output)
     try:

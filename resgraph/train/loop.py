@@ -31,7 +31,7 @@ from torch import nn
 
 from resgraph.errors import TrainError, WeightsError
 from resgraph.fsutil import atomic_write_text
-from resgraph.options import command_flags
+from resgraph.options import with_flags
 from resgraph.passes import lower
 from resgraph.spec import load_spec
 from resgraph.train import checkpoint as ckpt_io
@@ -505,12 +505,11 @@ class Trainer:
         if stopping:
             signum = self.stop.signum or signal.SIGTERM
             name = signal.Signals(signum).name
-            flags = "".join(f"{f} " for f in [command_flags(self.opts.overrides)] if f)
             if self.d.is_main:  # even with --quiet
                 click.echo(
                     f"stopped by {name} after iteration {it}: checkpoint saved to "
                     f"{self.dir / cfg.CHECKPOINT}; continue with: resgraph train "
-                    f"{self.opts.spec} {flags}--out {self.dir} --resume"
+                    f"{with_flags(self.opts.spec, self.opts.overrides)} --out {self.dir} --resume"
                 )
             return 128 + signum
         self._check_replicas()
