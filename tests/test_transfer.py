@@ -293,3 +293,48 @@ def test_a_report_that_cannot_be_written_takes_the_weights_with_it(files, monkey
         == f"error: {tmp / 'o.transfer.json'}: cannot write: no space left on the device\n"
     )
     assert not (tmp / "o.pt").exists()
+
+
+def _entry(name, status="new", values=1, note="not in the checkpoint"):
+    from resgraph.transfer import Entry
+
+    return Entry(name, status, None, None, (values,), values, note)
+
+
+def test_the_table_folds_runs_by_block_then_by_stage_and_nothing_else():
+    from resgraph.transfer import TransferReport
+
+    entries = [
+        _entry("conv1.weight", "adapted", 9, "input channels 3 -> 1: summed"),
+        *(_entry(f"layer3.{b}.bn1.{t}", values=2) for b in (6, 7, 8) for t in ("a", "b")),
+        _entry("layer3.9.bn1.a", values=5),  # alone in its block: its own row
+        *(_entry(f"layer4.{b}.bn1.{t}", values=3) for b in (0, 1) for t in ("a", "b")),
+        _entry("layer4.2.bn1.a", "dropped", 4, "not in the target"),
+        _entry("layer4.2.bn1.b", "dropped", 4, "not in the target"),
+        _entry("fc.weight", values=7),
+        _entry("fc.bias", values=1),
+    ]
+    report = TransferReport(entries=entries, source_tensors=3, target_tensors=13)
+    rows = [line.split()[0:4] for line in report.table(verbose=False).splitlines()[1:8]]
+    assert rows == [
+        ["conv1.weight", "adapted", "-", "->"],
+        ["layer3.6-8.*", "(6", "tensors)", "new"],
+        ["layer3.9.bn1.a", "new", "-", "->"],
+        ["layer4.0-1.*", "(4", "tensors)", "new"],
+        ["layer4.2.*", "(2", "tensors)", "dropped"],
+        ["fc.weight", "new", "-", "->"],
+        ["fc.bias", "new", "-", "->"],
+    ]
+    table = report.table(verbose=False)
+    assert re.search(r"^checkpoint\s+3$", table, re.M) and re.search(r"^target\s+13$", table, re.M)
+    assert re.search(r"^new\s+13\s+37$", table, re.M)  # 6x2 + 5 + 4x3 + 7 + 1 values
+    folded = [e for e in report.entries if e.name.startswith("layer3.6")]
+    assert len(folded) == 2  # the report itself keeps every tensor
+
+
+@pytest.mark.parametrize(("channels", "note"), [(1, "summed"), (6, "repeated, x0.5")])
+def test_the_adapted_conv_says_how(channels, note):
+    text = CIFAR20.replace("channels: 3", f"channels: {channels}")
+    _, report = _partial(text, _source())
+    entry = next(e for e in report.entries if e.status == "adapted")
+    assert entry.note == f"input channels 3 -> {channels}: {note}"
