@@ -129,3 +129,25 @@ def test_diff_answers_without_torch() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_text_table_names_each_stage_once_and_shows_macs_in_si() -> None:
+    from resgraph.diff import format_text
+
+    text = format_text(diff(SPECS / "resnet18.yaml", SPECS / "resnet34.yaml"))
+    lines = text.splitlines()
+    starts = [line.split()[0] for line in lines if line.startswith("layer")]
+    assert starts == ["layer1", "layer2", "layer3", "layer4"]
+    layer1 = lines.index(next(line for line in lines if line.startswith("layer1")))
+    assert lines[layer1 + 1].startswith("        blocks ")  # a stage's later rows: no name
+    macs = next(line for line in lines[layer1:] if line.split()[:1] == ["MACs"])
+    assert macs.split()[1:] == ["462.42M", "693.63M", "+231.21M", "(+50.0%)"]
+    assert "total MACs: 1.81G vs 3.66G  +1.85G (+102.0%)" in text
+
+
+def test_a_stem_change_shows_the_stem_options() -> None:
+    d = diff_specs(
+        load_spec(SPECS / "resnet18.yaml"), load_spec(SPECS / "resnet18.yaml", ["stem.width=32"])
+    )
+    stem = next(s for s in d.stages if s.name == "stem")
+    assert stem.fields["block"] == ("width=64", "width=32")
