@@ -386,7 +386,7 @@ def render_diff(d: SpecDiff, ir_a: IR, ir_b: IR, target: Path, fmt: str) -> int:
     help="Also draw both networks side by side at block level, the blocks that differ "
     "highlighted, as FILE (.svg, .png, .pdf by its extension; .dot: the DOT source).",
 )
-@spec_overrides(input_size=False, what="B")
+@spec_overrides(shorthands=False, what="B")
 def diff_cmd(
     a: Path,
     b: Path,
@@ -399,8 +399,7 @@ def diff_cmd(
 
     --set changes B only, so `resgraph diff X.yaml X.yaml --set block.groups=32` shows
     what an override does."""
-    fmt = None
-    if picture is not None:
+    if picture is not None:  # refused before any work
         from resgraph.fsutil import check_output
         from resgraph.render.command import picture_format
 
@@ -409,7 +408,7 @@ def diff_cmd(
     size = [] if input_size is None else [input_size_override(input_size)]
     ir_a, ir_b = lower(load_spec(a, size)), lower(load_spec(b, [*size, *overrides]))
     result = diff_irs(ir_a, ir_b, str(a), with_flags(b, overrides))
-    if picture is not None and fmt is not None:
+    if picture is not None:
         shown = render_diff(result, ir_a, ir_b, picture, fmt)
         click.echo(f"wrote {picture} ({shown} nodes)", err=True)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_text(result))

@@ -1,6 +1,7 @@
-"""Options shared by every command that reads a spec: ``--set`` and ``--input-size``.
+"""Options shared by every command that reads a spec: ``--set``, and its shorthands
+``--input-size`` and ``--outputs``.
 
-Both become overrides for :func:`resgraph.spec.load_spec` (see
+All become overrides for :func:`resgraph.spec.load_spec` (see
 :mod:`resgraph.spec.overrides`), so a value given on the command line is validated like the
 same value written in the file, and a mistake in it is reported at the flag.
 """
@@ -25,15 +26,15 @@ SET_HELP = (
 )
 
 
-def spec_overrides(*, input_size: bool = True, what: str = "the spec") -> Callable[..., Any]:
-    """Add ``--set`` (and, unless ``input_size`` is false, ``--input-size`` and ``--outputs``)
-    to a command; the command receives them as one ``overrides`` tuple in that order."""
+def spec_overrides(*, shorthands: bool = True, what: str = "the spec") -> Callable[..., Any]:
+    """Add ``--set`` (and, unless ``shorthands`` is false, ``--input-size`` and ``--outputs``)
+    to a command; the command receives them as one ``overrides`` tuple, shorthands first."""
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(f)
         def command(*args: Any, **kwargs: Any) -> Any:
-            size = kwargs.pop("input_size", None) if input_size else None
-            outputs = kwargs.pop("outputs", None) if input_size else None
+            size = kwargs.pop("input_size", None) if shorthands else None
+            outputs = kwargs.pop("outputs", None) if shorthands else None
             sets = kwargs.pop("sets", ())
             overrides: list[str] = []
             if size is not None:
@@ -52,7 +53,7 @@ def spec_overrides(*, input_size: bool = True, what: str = "the spec") -> Callab
             metavar="PATH=VALUE",
             help=SET_HELP.replace("the spec", what),
         )(command)
-        if input_size:
+        if shorthands:
             command = input_size_option(
                 f"Input resolution N x N instead of {what}'s input.size "
                 "(same as --set input.size=N)."

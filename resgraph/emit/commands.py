@@ -176,7 +176,7 @@ def build(specs: tuple[Path, ...], out_dir: Path, force: bool, overrides: tuple[
     help="With --partial: seeds the initialisation of new tensors.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="With --partial: list moved tensors too.")
-@spec_overrides(input_size=False)
+@spec_overrides(shorthands=False)
 def import_weights(
     spec: Path,
     checkpoint: Path,

@@ -126,7 +126,6 @@ def load_spec(source: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         problems.sort(key=lambda p: (p.loc.line, p.loc.column) if p.loc else (0, 0))
         raise SpecError(problems) from None
     spec._source = smap
-    spec._overrides = (overrides,) if isinstance(overrides, str) else tuple(overrides)
     return spec
 
 

@@ -527,7 +527,6 @@ class ModelSpec(_Extensible):
     )
 
     _source: Any = PrivateAttr(default=None)
-    _overrides: tuple[str, ...] = PrivateAttr(default=())  # the --set flags it was loaded with
 
     @model_validator(mode="after")
     def _total_blocks(self) -> ModelSpec:

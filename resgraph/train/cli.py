@@ -215,7 +215,7 @@ def _device_options(f):  # type: ignore[no-untyped-def]
     "(default: each process's share).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only warnings and errors.")
-@spec_overrides(input_size=False)
+@spec_overrides(shorthands=False)
 def train(spec: Path, compile_: bool, **kwargs: object) -> None:
     """Train SPEC with the paper's recipe (its train: section; flags override it).
 
@@ -248,7 +248,7 @@ def train(spec: Path, compile_: bool, **kwargs: object) -> None:
 @click.option(
     "--batch-size", type=POSITIVE, default=500, show_default=True, help="Images per forward pass."
 )
-@spec_overrides(input_size=False)
+@spec_overrides(shorthands=False)
 def evaluate(
     spec: Path,
     weights: Path,

@@ -11,6 +11,7 @@ the group is torn down at interpreter exit.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -18,7 +19,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -285,30 +286,32 @@ class Trainer:
         if self.ckpt is not None:
             self._restore(self.ckpt)
 
-    def _read_init(self, path: Path) -> dict[str, torch.Tensor]:
-        """The weights ``--init-from`` names, read before the data. Every process reads them
-        (and finds a bad file itself; rank 0 alone says so); DDP would broadcast rank 0's
-        anyway when it wraps the model."""
+    @contextlib.contextmanager
+    def _weights_error_on_rank0(self) -> Iterator[None]:
+        """A WeightsError inside is reported by rank 0; the other processes just exit 1."""
         try:
-            return ckpt_io.read_weights(path)[0]
+            yield
         except WeightsError:
             if not self.d.is_main:
                 raise click.exceptions.Exit(1) from None
             raise
 
+    def _read_init(self, path: Path) -> dict[str, torch.Tensor]:
+        """The weights ``--init-from`` names, read before the data. Every process reads them
+        (and finds a bad file itself); DDP would broadcast rank 0's anyway when it wraps the
+        model."""
+        with self._weights_error_on_rank0():
+            return ckpt_io.read_weights(path)[0]
+
     def _init_from(self, state: dict[str, torch.Tensor]) -> None:
         """Load the weights a new run starts from, strictly."""
-        try:
+        with self._weights_error_on_rank0():
             ckpt_io.load_model_state(
                 self.raw,
                 state,
                 str(self.opts.init_from),
                 hint="'resgraph import-weights --partial' converts weights for a changed network",
             )
-        except WeightsError:
-            if not self.d.is_main:
-                raise click.exceptions.Exit(1) from None
-            raise
 
     def _restore(self, ck: dict[str, Any]) -> None:
         self.opt.load_state_dict(ck["optimizer"])
