@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 FORMATS = {".onnx": "onnx", ".pt2": "pt2"}
 ONNX_PACKAGES = ("onnx", "onnxscript")
 EXAMPLE_BATCH = 2  # the example batch for a dynamic batch (torch.export specialises 0 and 1)
+MAX_EXAMPLE_BYTES = 1 << 30  # the example input a fixed --batch may need (float32)
 
 
 class ExportError(ResgraphError):
@@ -143,6 +144,23 @@ def prepare(ir: IR, weights: Path | None, fuse: bool) -> tuple[nn.Module, int, i
     if fuse:
         model, folded, kept = fuse_bn(model)
     return model, unfused, folded, kept
+
+
+def check_example_size(ir: IR, batch: int | None) -> None:
+    """Refuse a fixed batch whose example input would take more than
+    :data:`MAX_EXAMPLE_BYTES`, before anything is allocated."""
+    from resgraph.units import binary_bytes
+
+    spec = ir.spec
+    n = EXAMPLE_BATCH if batch is None else batch
+    need = n * spec.input.channels * spec.input.size**2 * 4
+    if need > MAX_EXAMPLE_BYTES:
+        shape = f"{n} x {spec.input.channels}x{spec.input.size}x{spec.input.size}"
+        raise ExportError(
+            f"--batch {n}: the example input ({shape} float32) would take "
+            f"{binary_bytes(need)}, over the {binary_bytes(MAX_EXAMPLE_BYTES, '.0f')} limit; "
+            "--batch dynamic exports one file for every batch size"
+        )
 
 
 def _example(ir: IR, batch: int | None) -> Any:
@@ -268,6 +286,7 @@ def export_spec(
         from resgraph.spec import load_spec
 
         ir = lower(load_spec(spec, overrides))
+    check_example_size(ir, size)
     import torch
 
     model, unfused, folded, kept = prepare(ir, Path(weights) if weights else None, fuse)

@@ -7,8 +7,13 @@ the same for the stem, the stages (one ``nn.Sequential`` of block instances each
 head. Helper modules are copied from :mod:`resgraph.nn`. jinja2 templates hold only the file
 skeleton, the class frame and the docstrings. Blocks of one structure share one class, so a
 1,202-layer network is as short as its 20-layer sibling. Output depends only on the IR: the
-same spec gives byte-identical files everywhere. Nothing from a spec reaches the source but
-validated names (pattern-checked) and numbers.
+same spec gives byte-identical files everywhere.
+
+Text never becomes code. Every value a template writes goes through one rule
+(:func:`docstring_text`, the environment's ``finalize``): it is escaped for the inside of a
+triple-quoted string literal, so a spec path or a ``--set`` flag in a docstring reads back as
+the same text. Only :class:`Code` passes unchanged: the lines the emitter itself wrote from
+the IR.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import ast
 import hashlib
 import linecache
 import sys
+import textwrap
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,16 +64,53 @@ def templates_dir() -> Path:
     raise IRError(f"resgraph's templates are missing (looked in {here} and {here.parent})")
 
 
+class Code(str):
+    """Python source the emitter wrote from the IR: the only text a template writes as is."""
+
+
+def docstring_text(value: object) -> str:
+    """``value`` as text inside a triple-quoted string literal that reads back as ``str(value)``:
+    backslashes and double quotes are escaped, and so is every character that is not
+    printable (newlines, other line breaks, controls, lone surrogates). :class:`Code` is
+    returned as it is."""
+    if isinstance(value, Code):
+        return value
+    return "".join(_escape(c) for c in str(value))
+
+
+def _escape(c: str) -> str:
+    if c in '\\"':
+        return "\\" + c
+    return c if c.isprintable() else repr(c)[1:-1]
+
+
+def _wrap(value: object, width: int, wrapstring: str = "\n", column: int = 0) -> Code:
+    """The escaped text wrapped at spaces into lines of at most ``width`` columns (a word
+    longer than that stays whole), joined by ``wrapstring``; the first line starts at
+    ``column``, after what the template wrote before it."""
+    lines = textwrap.wrap(
+        docstring_text(value),
+        width,
+        initial_indent=" " * column,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return Code(wrapstring.join(lines)[column:])
+
+
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=docstring_text,
     )
+    env.filters["wrap"] = _wrap
+    return env
 
 
 @cache
@@ -300,11 +343,11 @@ def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[
         .get_template("block.py.j2")
         .render(
             name=name,
-            doc=doc.rstrip("\n"),
+            doc=Code(doc.rstrip("\n")),
             residual=block.residual,
-            signature=signature,
-            init_lines=init,
-            forward_lines=forward,
+            signature=[(arg, Code(type_)) for arg, type_ in signature],
+            init_lines=list(map(Code, init)),
+            forward_lines=list(map(Code, forward)),
         )
     )
     return text.rstrip("\n"), zero_init
@@ -440,11 +483,11 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
                 for key, name in results
                 if key is not None
             ],
-            helpers=[helper_sources()[h] for h in helpers],
-            classes=[text for text, _ in classes.values()],
+            helpers=[Code(helper_sources()[h]) for h in helpers],
+            classes=[Code(text) for text, _ in classes.values()],
             model_class=model_class,
-            init_lines=_init_lines(tree),
-            forward_lines=forward,
+            init_lines=list(map(Code, _init_lines(tree))),
+            forward_lines=list(map(Code, forward)),
             zero_init=[(name, bns) for name, (_, bns) in classes.items() if bns],
         )
     )

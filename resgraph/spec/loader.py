@@ -165,14 +165,14 @@ def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
     path = Path(source)
     name = str(path)
     try:
-        size = path.stat().st_size
         if path.is_dir():
             raise SpecError(Problem(f"{name}: is a directory, not a spec file"))
-        if size > MAX_SPEC_BYTES:
+        with path.open("rb") as f:  # a device or a pipe has no size: read the limit only
+            raw = f.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
             raise SpecError(
-                Problem(f"{name}: spec file is {size} bytes, the limit is {MAX_SPEC_BYTES}")
+                Problem(f"{name}: spec file is larger than the limit of {MAX_SPEC_BYTES} bytes")
             )
-        raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(Problem(_missing(name))) from None
     except OSError as exc:
@@ -215,8 +215,9 @@ def _parse(text: str, filename: str) -> tuple[yaml.Node, Any]:
         loc = SourceLoc(filename, mark.line + 1, mark.column + 1) if mark else None
         return SpecError(Problem(message, loc, path))
 
-    loader = _NoAliasLoader(text)
+    loader = None
     try:
+        loader = _NoAliasLoader(text)  # refuses control characters already
         root = loader.get_single_node()
         if root is None:
             raise SpecError(Problem(f"{filename}: the spec is empty"))
@@ -232,11 +233,13 @@ def _parse(text: str, filename: str) -> tuple[yaml.Node, Any]:
             problem = "a spec holds one YAML document, found more than one"
         raise at(exc.problem_mark or exc.context_mark, f"invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
-        raise SpecError(Problem(f"{filename}: invalid YAML: {exc}")) from None
+        first = str(exc).splitlines()[0]  # a reader's error adds its position on a line
+        raise SpecError(Problem(f"{filename}: invalid YAML: {first}")) from None
     except RecursionError:
         raise SpecError(Problem(f"{filename}: the YAML is nested too deeply")) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return root, data
 
 

@@ -96,8 +96,9 @@ def parse_value(text: str, flag: str) -> yaml.Node:
 
     if len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
         raise flag_error(flag, f"the value is larger than {MAX_SPEC_BYTES} bytes")
-    loader = _NoAliasLoader(text)
+    loader = None
     try:
+        loader = _NoAliasLoader(text)  # refuses control characters already
         node = loader.get_single_node()
         if node is None:
             node = yaml.ScalarNode("tag:yaml.org,2002:null", "")
@@ -107,11 +108,13 @@ def parse_value(text: str, flag: str) -> yaml.Node:
         raise flag_error(flag, exc.message) from None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
-        raise flag_error(flag, f"the value is not valid YAML: {problem.strip()}") from None
+        first = problem.strip().splitlines()[0]
+        raise flag_error(flag, f"the value is not valid YAML: {first}") from None
     except RecursionError:
         raise flag_error(flag, "the value is nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     _tag(node, flag)
     return node
 
