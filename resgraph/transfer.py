@@ -14,8 +14,9 @@ shape, and sorts each into one of four outcomes:
 - ``dropped``: a checkpoint tensor without a place in the target.
 
 So ``moved + adapted + new`` is every target tensor and ``moved + adapted + dropped`` every
-checkpoint tensor. BatchNorm's running statistics and ``num_batches_tracked`` count like
-every other tensor.
+checkpoint tensor. BatchNorm's running statistics count like every other tensor; its step
+counter ``num_batches_tracked`` (a scalar, so its shape fits anywhere) never makes a match:
+it moves only with its layer's running mean and variance, and is new otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from resgraph.ops import Conv
 
 Status = Literal["moved", "adapted", "new", "dropped"]
 STATUSES: tuple[Status, ...] = ("moved", "adapted", "new", "dropped")
+COUNTER = "num_batches_tracked"  # BatchNorm's step counter
+STILL_COUNTER = "a step counter moves only with its layer's running statistics"
 
 
 @dataclass(frozen=True)
@@ -153,11 +156,10 @@ def transfer(
         theirs = source.get(key)
         where = names.get(key, key)
         shape = tuple(value.shape)
-        if theirs is None:
+        if theirs is None or not _counter_moves(key, target, source):
             out[key] = value.detach().clone()
-            report.entries.append(
-                Entry(key, "new", None, None, shape, value.numel(), "not in the checkpoint")
-            )
+            note = "not in the checkpoint" if theirs is None else STILL_COUNTER
+            report.entries.append(Entry(key, "new", None, None, shape, value.numel(), note))
             continue
         have = tuple(theirs.shape)
         if have == shape:
@@ -178,9 +180,11 @@ def transfer(
         if key in used:
             continue
         note = (
-            f"the target's has shape {_fmt(tuple(target[key].shape))}"
-            if key in target
-            else "not in the target"
+            "not in the target"
+            if key not in target
+            else STILL_COUNTER
+            if _is_counter(key)
+            else f"the target's has shape {_fmt(tuple(target[key].shape))}"
         )
         report.entries.append(
             Entry(
@@ -193,7 +197,7 @@ def transfer(
                 note,
             )
         )
-    if not used and source:
+    if not any(not _is_counter(k) for k in used) and source:
         first = ", ".join(list(source)[:3])
         raise WeightsError(
             f"not one tensor of the checkpoint has a name and shape of the target (its first "
@@ -232,6 +236,20 @@ def import_partial(
         raise WeightsError(f"{where}: {exc}") from None
     model.load_state_dict(state, strict=True)  # proves it loads
     return state, report
+
+
+def _is_counter(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] == COUNTER
+
+
+def _counter_moves(key: str, target: Mapping[str, Tensor], source: Mapping[str, Tensor]) -> bool:
+    """Whether ``key`` may move: anything but a BatchNorm's step counter, and a counter
+    whose layer's running statistics move (same names and shapes)."""
+    if not _is_counter(key):
+        return True
+    layer = key.rsplit(".", 1)[0]
+    stats = [f"{layer}.running_mean", f"{layer}.running_var"]
+    return all(k in source and k in target and source[k].shape == target[k].shape for k in stats)
 
 
 def _only_inputs_differ(have: tuple[int, ...], want: tuple[int, ...]) -> bool:
