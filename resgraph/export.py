@@ -132,12 +132,14 @@ def prepare(ir: IR, weights: Path | None, fuse: bool) -> tuple[nn.Module, int, i
     model = build_module(ir, seed=0)
     if weights is not None:
         from resgraph.train import checkpoint as ckpt_io
+        from resgraph.weights import check_architecture
 
         try:
-            state, _ = ckpt_io.read_weights(weights)
+            state, ckpt = ckpt_io.read_weights(weights)
             ckpt_io.load_model_state(model, state, str(weights))
         except ResgraphError as exc:  # torch's reasons can run over several lines
             raise ExportError(_first_line(exc)) from None
+        check_architecture(ckpt, ir.spec, str(weights))
     model.eval()
     unfused = n_params(model)
     folded = kept = 0

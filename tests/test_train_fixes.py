@@ -88,7 +88,7 @@ def test_eval_with_another_architecture_warns_when_the_weights_fit(
     changed = write_tiny_spec(tmp_path, "head: {dropout: 0.2}\n")
     result = CliRunner().invoke(main, ["eval", str(changed), "--weights", str(out / "last.pt")])
     assert result.exit_code == 0, result.output
-    assert "warning:" in result.output and "head: the run has" in result.output
+    assert "warning:" in result.output and "head.dropout: the run has" in result.output
     assert "error" in result.output.splitlines()[-1]
 
 
@@ -354,7 +354,7 @@ def test_eval_and_resume_apply_set(finished: tuple[Path, Path]) -> None:
         main, ["eval", str(spec), "--weights", weights, "--set", "head.dropout=0.2"]
     )
     assert warned.exit_code == 0, warned.output
-    assert "warning:" in warned.output and "head: the run has" in warned.output
+    assert "warning:" in warned.output and "head.dropout: the run has" in warned.output
     refused = invoke("train", spec, "--out", out, "--resume", "--set", "stages[0].repeats=1")
     assert refused.exit_code == 1
-    assert "trained from another architecture (stages: the run has" in refused.output
+    assert "another architecture (stages[0].repeats: the run has" in refused.output

@@ -204,6 +204,7 @@ def import_weights(
     from resgraph.emit.graph_module import build_module
     from resgraph.emit.weights import convert_state_dict
     from resgraph.transfer import import_partial
+    from resgraph.weights import check_architecture
 
     if not partial:
         for flag, given in (("--source-spec", source_spec is not None), ("--verbose", verbose)):
@@ -215,10 +216,11 @@ def import_weights(
         if path.exists() and not force:
             raise OutputError(path, "it exists; pass --force to overwrite it")
     ir = lower(load_spec(spec, overrides))
-    source = torchio.read_state_dict(checkpoint)[0]
+    source, whole = torchio.read_state_dict(checkpoint)
     if not partial:
         state = convert_state_dict(ir, source, str(checkpoint))
         build_module(ir).load_state_dict(state, strict=True)  # proves it loads
+        check_architecture(whole, ir.spec, str(checkpoint))
         torchio.save(state, output)
         click.echo(
             f"wrote {output} ({len(state)} tensors, "
@@ -226,6 +228,8 @@ def import_weights(
         )
         return
     source_ir = lower(load_spec(source_spec)) if source_spec is not None else None
+    if source_ir is not None:  # else the spec differs from the checkpoint's on purpose
+        check_architecture(whole, source_ir.spec, str(checkpoint))
     state, report = import_partial(
         ir, source, source_ir=source_ir, seed=seed, where=str(checkpoint)
     )

@@ -182,7 +182,7 @@ def resolve(
 ) -> RunConfig:
     """Fill in everything a run needs; ``train`` already holds the overrides except epochs."""
     from resgraph.emit.source import spec_hash
-    from resgraph.train.evaluate import architecture
+    from resgraph.weights import architecture
 
     iterations = train.iterations if opts.epochs is None else opts.epochs * steps_per_epoch
     milestones = train.scaled_milestones(iterations)

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resgraph.emit.source import spec_hash
 from resgraph.errors import TrainError
 from resgraph.ir import IR
 from resgraph.spec.schema import ModelSpec
 from resgraph.train.data import ImageSet
+from resgraph.weights import check_architecture
 
 
 def build(ir: IR, engine: str, seed: int | None) -> nn.Module:
@@ -104,19 +102,15 @@ def evaluate_weights(
     refuse_backbone(spec, "evaluate")
     ir = lower(spec)
     state, ckpt = ckpt_io.read_weights(weights)
-    warning = check_architecture(ckpt["config"], spec, str(weights), resume=False) if ckpt else None
     if dataset is None:
         dataset = ckpt["config"]["train"]["dataset"] if ckpt else spec.train.dataset
     where = pick_device(device)
     model = build(ir, engine, seed=0)
     ckpt_io.load_model_state(model, state, str(weights))
+    check_architecture(ckpt, spec, str(weights))
     model.to(where)
     images = load_images(dataset, data_dir, spec.input.channels, spec.input.size, download=download)
     check_classes(spec.num_classes, images)
-    if warning:
-        import click
-
-        click.echo(warning, err=True)
     data = DeviceData(images, where, batch_size=1, seed=0, augment=False)
     if ckpt is not None and ckpt.get("data_mean") is not None:
         mean = ckpt["data_mean"]
@@ -151,47 +145,3 @@ def check_classes(num_classes: int, images: ImageSet) -> str | None:
             f"{num_classes - 1} are never a label"
         )
     return None
-
-
-def architecture(spec: ModelSpec) -> dict[str, Any]:
-    """The architecture part of a spec (everything but ``train``), as plain values."""
-    return spec.model_dump(mode="json", exclude={"train"})
-
-
-def architecture_changes(saved: dict[str, Any], spec: ModelSpec) -> list[str]:
-    """Top-level spec fields that differ between a run's configuration and ``spec``."""
-    old = saved.get("architecture")
-    if not isinstance(old, dict):
-        return []  # a checkpoint from before architectures were recorded
-    new = architecture(spec)
-    keys = list(new) + [k for k in old if k not in new]
-    return [
-        f"{key}: the run has {_short(old.get(key))}, now {_short(new.get(key))}"
-        for key in keys
-        if old.get(key) != new.get(key)
-    ]
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, separators=(", ", ": "))
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def check_architecture(
-    saved: dict[str, Any], spec: ModelSpec, source: str, resume: bool
-) -> str | None:
-    """Compare the spec with the one a checkpoint was trained from. Resuming refuses any
-    change; evaluating returns a warning (weights that do not fit are refused later)."""
-    if saved.get("arch_sha256") in (None, spec_hash(spec)):
-        return None
-    changes = architecture_changes(saved, spec) or ["the architecture"]
-    what = "; ".join(changes)
-    if resume:
-        raise TrainError(
-            f"{source} was trained from another architecture ({what}); a resumed run keeps "
-            "its spec: resume with the run's own spec, or start a new run with another --out"
-        )
-    return (
-        f"warning: {source} was trained from another architecture ({what}); its weights "
-        "fit this spec, but the error is that of a different network"
-    )

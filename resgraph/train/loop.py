@@ -41,15 +41,10 @@ from resgraph.train import device as dev
 from resgraph.train import distributed, plots
 from resgraph.train.batches import DeviceData, mix_seed, split_validation
 from resgraph.train.data import load_images
-from resgraph.train.evaluate import (
-    build,
-    check_architecture,
-    check_classes,
-    evaluate,
-    refuse_backbone,
-)
+from resgraph.train.evaluate import build, check_classes, evaluate, refuse_backbone
 from resgraph.train.report import make_reporter, plural
 from resgraph.train.schedule import Meter, NonFiniteLoss, Schedule
+from resgraph.weights import check_architecture
 
 CURVES_EVERY_S = 600.0
 REPEAT_WINDOW_S = 5.0  # the same signal again within this time is the same request
@@ -175,9 +170,7 @@ class Trainer:
         if opts.resume and self.ckpt is None:
             self.echo(f"no checkpoint in {self.dir}: starting a new run")
         if self.ckpt is not None:
-            check_architecture(
-                self.ckpt["config"], self.spec, str(self.dir / cfg.CHECKPOINT), resume=True
-            )
+            check_architecture(self.ckpt, self.spec, str(self.dir / cfg.CHECKPOINT), resume=True)
         recipe = cfg.override(
             self.spec.train, opts, saved=self.ckpt["config"] if self.ckpt is not None else None
         )
@@ -301,7 +294,9 @@ class Trainer:
         (and finds a bad file itself); DDP would broadcast rank 0's anyway when it wraps the
         model."""
         with self._weights_error_on_rank0():
-            return ckpt_io.read_weights(path)[0]
+            state, ckpt = ckpt_io.read_weights(path)
+        check_architecture(ckpt, self.spec, str(path), echo=self.echo)
+        return state
 
     def _init_from(self, state: dict[str, torch.Tensor]) -> None:
         """Load the weights a new run starts from, strictly."""
