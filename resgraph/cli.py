@@ -3,7 +3,7 @@
 Commands live in the modules that implement them and are imported only when run, so
 ``validate``, ``summary``, ``build`` and ``render`` answer without importing torch.
 Every :class:`ResgraphError` becomes ``error: ...`` on stderr (one line per problem, see
-:func:`resgraph.errors.error_lines`) and exit status 1.
+:func:`resgraph.errors.error_lines`) and exit status 1 (its ``exit_status``).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class _LazyGroup(click.Group):
         except ResgraphError as exc:
             for line in error_lines(exc):
                 click.echo(line, err=True)
-            ctx.exit(1)
+            ctx.exit(exc.exit_status)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)

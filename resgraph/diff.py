@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
+from resgraph.errors import ResgraphError
 from resgraph.ir import IR, block_members
-from resgraph.ops import Conv
+from resgraph.ops import Conv, Input, Output
 from resgraph.options import (
     SPEC,
     input_size_option,
@@ -162,8 +164,21 @@ def _runs(items: list[str]) -> str:
     return ", ".join(f"{item} x{n}" for item, n in runs)
 
 
-def stage_facts(spec: ModelSpec, info: Summary) -> dict[str, dict[str, Any]]:
+def op_counts(ir: IR) -> Counter[str]:
+    """The ops of each part of the network, as the IR records it: ``stem``, each stage by
+    its path (``layer1``), ``head``. The input and a backbone's output markers are no ops."""
+    stage_of = {b: s.path for s in ir.stages for b in s.blocks}
+    return Counter(
+        stage_of[n.scope] if n.section == "stage" else n.section
+        for n in ir.nodes()
+        if not isinstance(n.op, (Input, Output))
+    )
+
+
+def stage_facts(ir: IR, info: Summary) -> dict[str, dict[str, Any]]:
     """Every stage's fields (see FIELDS) by stage name."""
+    spec: ModelSpec = ir.spec
+    counts = op_counts(ir)
     facts: dict[str, dict[str, Any]] = {}
     top = {k: v for k, v in spec.model_dump(mode="json").items() if k not in _NOT_NETWORK}
     facts["network"] = {"options": {"type": "network", **top}}
@@ -173,7 +188,7 @@ def stage_facts(spec: ModelSpec, info: Summary) -> dict[str, dict[str, Any]]:
     paths = [r.name for r in info.stages if r.name not in ("stem", "head")]
     for row in info.stages:
         f: dict[str, Any] = {
-            "ops": sum(r.name.split(".")[0] == row.name for r in info.layers),
+            "ops": counts[row.name],
             "blocks": row.blocks,
             "output": row.output,
             "params": row.params,
@@ -265,7 +280,7 @@ def diff_irs(ir_a: IR, ir_b: IR, a_name: str = "A", b_name: str = "B") -> SpecDi
     """What differs between two lowered networks (their specs are ``ir.spec``)."""
     a, b = ir_a.spec, ir_b.spec
     info_a, info_b = summarize(ir_a), summarize(ir_b)
-    fa, fb = stage_facts(a, info_a), stage_facts(b, info_b)
+    fa, fb = stage_facts(ir_a, info_a), stage_facts(ir_b, info_b)
     order = list(fa) + [s for s in fb if s not in fa]
     stages = []
     for name in order:
@@ -287,10 +302,7 @@ def diff_irs(ir_a: IR, ir_b: IR, a_name: str = "A", b_name: str = "B") -> SpecDi
             stages.append(d)
     totals = {
         "input": (info_a.input, info_b.input),
-        "ops": (
-            len([r for r in info_a.layers if r.op != "input"]),
-            len([r for r in info_b.layers if r.op != "input"]),
-        ),
+        "ops": (op_counts(ir_a).total(), op_counts(ir_b).total()),
         "blocks": (len(ir_a.blocks), len(ir_b.blocks)),
         "params": (info_a.params, info_b.params),
         "MACs": (info_a.macs, info_b.macs),
@@ -398,7 +410,26 @@ def diff_cmd(
     """Compare the networks of specs A and B stage by stage.
 
     --set changes B only, so `resgraph diff X.yaml X.yaml --set block.groups=32` shows
-    what an override does."""
+    what an override does. Exit status, as diff(1)'s: 0 when both lower to the same
+    network, 1 when the networks differ, 2 on an error."""
+    try:
+        same = _diff(a, b, as_json, input_size, picture, overrides)
+    except ResgraphError as exc:
+        exc.exit_status = 2
+        raise
+    if not same:
+        click.get_current_context().exit(1)
+
+
+def _diff(
+    a: Path,
+    b: Path,
+    as_json: bool,
+    input_size: int | None,
+    picture: Path | None,
+    overrides: tuple[str, ...],
+) -> bool:
+    """Print the differences (and draw them); whether both are the same network."""
     if picture is not None:  # refused before any work
         from resgraph.fsutil import check_output
         from resgraph.render.command import picture_format
@@ -412,3 +443,4 @@ def diff_cmd(
         shown = render_diff(result, ir_a, ir_b, picture, fmt)
         click.echo(f"wrote {picture} ({shown} nodes)", err=True)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_text(result))
+    return result.same_ir

@@ -25,6 +25,8 @@ class SourceLoc:
 class ResgraphError(Exception):
     """Base class of every error resgraph reports to users."""
 
+    exit_status = 1  # the command line's exit status (``diff`` uses 2, like diff(1))
+
 
 @dataclass
 class Problem:

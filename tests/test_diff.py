@@ -105,7 +105,7 @@ def test_extra_stage(tmp_path: Path) -> None:
 def test_cli_json_and_errors(tmp_path: Path) -> None:
     a, b = str(SPECS / "resnet50.yaml"), str(SPECS / "resnet50_torchvision.yaml")
     r = run_cli("diff", a, b, "--json")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # they differ
     data = json.loads(r.stdout)
     assert data["same_ir"] is False
     assert [s["name"] for s in data["stages"]] == ["layer1", "layer2", "layer3", "layer4"]
@@ -114,7 +114,7 @@ def test_cli_json_and_errors(tmp_path: Path) -> None:
     assert "stride_on=1x1" in text.stdout and "total MACs" in text.stdout
     missing = run_cli("diff", a, str(tmp_path / "missing.yaml"))
     lines = missing.stderr.strip().splitlines()
-    assert missing.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:")
+    assert missing.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:")
 
 
 def test_diff_answers_without_torch() -> None:

@@ -143,7 +143,7 @@ def run(*args: object):  # type: ignore[no-untyped-def]
 def test_cli_writes_valid_svg_and_the_table(tmp_path: Path) -> None:
     out = tmp_path / "d.svg"
     r = run(SPECS / "resnet18.yaml", SPECS / "resnet34.yaml", "--render", out)
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # they differ
     assert "total params" in r.stdout and f"wrote {out}" in r.stderr
     root = ET.parse(out).getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
@@ -160,7 +160,7 @@ def test_cli_dot_file_needs_no_graphviz(tmp_path: Path, monkeypatch) -> None:  #
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     out = tmp_path / "d.dot"
     r = run(SPECS / "cifar_resnet20.yaml", SPECS / "cifar_plain20.yaml", "--render", out)
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output
     dot = Dot(out.read_text())
     assert len(highlighted(dot)) == 2 * 9  # every block: plain blocks have no shortcut
     assert text_of(dot.nodes["B/layer1.0"]["label"]).endswith("no shortcut")
@@ -170,7 +170,7 @@ def test_cli_without_dot_is_one_error_line(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     out = tmp_path / "d.svg"
     r = run(SPECS / "resnet18.yaml", SPECS / "resnet34.yaml", "--render", out)
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "'dot' program is not installed" in errors[0]
     assert "--render FILE.dot" in r.stderr and "Traceback" not in r.output
@@ -178,7 +178,7 @@ def test_cli_without_dot_is_one_error_line(tmp_path: Path, monkeypatch) -> None:
     kept = (tmp_path / "d.dot").read_text()
     assert Dot(kept).nodes  # the DOT source is kept beside
     again = run(SPECS / "resnet18.yaml", SPECS / "resnet50.yaml", "--render", out)
-    assert again.exit_code == 1 and (tmp_path / "d.dot").read_text() == kept  # never replaced
+    assert again.exit_code == 2 and (tmp_path / "d.dot").read_text() == kept  # never replaced
     assert "exists and was left alone" in again.stderr
     assert "resgraph diff" in again.stderr and "--render OTHER.dot" in again.stderr
 
