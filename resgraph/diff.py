@@ -278,7 +278,6 @@ def diff_specs(a: ModelSpec, b: ModelSpec, a_name: str = "A", b_name: str = "B")
 
 def diff_irs(ir_a: IR, ir_b: IR, a_name: str = "A", b_name: str = "B") -> SpecDiff:
     """What differs between two lowered networks (their specs are ``ir.spec``)."""
-    a, b = ir_a.spec, ir_b.spec
     info_a, info_b = summarize(ir_a), summarize(ir_b)
     fa, fb = stage_facts(ir_a, info_a), stage_facts(ir_b, info_b)
     order = list(fa) + [s for s in fb if s not in fa]
