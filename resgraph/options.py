@@ -26,41 +26,70 @@ SET_HELP = (
 )
 
 
+ORDER = "resgraph.spec_flags"  # ctx.meta key: the spec flags' names, in command-line order
+
+
+class SpecFlag(click.Option):
+    """``--set``, ``--input-size`` or ``--outputs``: repeatable, and remembered in the order
+    they were typed (the parser records each occurrence; this keeps that record on the
+    context), so that the later of two flags on one field wins whatever their kinds."""
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        if ORDER in ctx.meta:  # another spec flag wrapped this parser already
+            return
+        ctx.meta[ORDER] = []
+        parse = parser.parse_args
+
+        def parse_args(args: list[str]) -> Any:
+            opts, rest, order = parse(args=args)
+            ctx.meta[ORDER] = [p.name for p in order if isinstance(p, SpecFlag)]
+            return opts, rest, order
+
+        parser.parse_args = parse_args
+
+
 def spec_overrides(*, shorthands: bool = True, what: str = "the spec") -> Callable[..., Any]:
     """Add ``--set`` (and, unless ``shorthands`` is false, ``--input-size`` and ``--outputs``)
-    to a command; the command receives them as one ``overrides`` tuple, shorthands first."""
+    to a command; the command receives them as one ``overrides`` tuple, in the order they
+    were given on the command line."""
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(f)
         def command(*args: Any, **kwargs: Any) -> Any:
-            size = kwargs.pop("input_size", None) if shorthands else None
-            outputs = kwargs.pop("outputs", None) if shorthands else None
-            sets = kwargs.pop("sets", ())
-            overrides: list[str] = []
-            if size is not None:
-                overrides.append(input_size_override(size))
-            if outputs is not None:
-                names = ", ".join(n.strip() for n in outputs.split(","))
-                flag = f"--outputs {shlex.quote(outputs)}"
-                overrides.append(Override(f"outputs=[{names}]", flag=flag))
-            overrides += [Override(s) for s in sets]
+            names = ("input_size", "outputs", "sets") if shorthands else ("sets",)
+            given = {name: list(kwargs.pop(name)) for name in names}
+            order = click.get_current_context().meta.get(ORDER, [])
+            make = {
+                "input_size": input_size_override,
+                "outputs": outputs_override,
+                "sets": Override,
+            }
+            overrides = [make[name](given[name].pop(0)) for name in order if given.get(name)]
             return f(*args, overrides=tuple(overrides), **kwargs)
 
         command = click.option(
             "--set",
             "sets",
+            cls=SpecFlag,
             multiple=True,
             metavar="PATH=VALUE",
             help=SET_HELP.replace("the spec", what),
         )(command)
         if shorthands:
-            command = input_size_option(
-                f"Input resolution N x N instead of {what}'s input.size "
-                "(same as --set input.size=N)."
+            command = click.option(
+                "--input-size",
+                cls=SpecFlag,
+                type=int,
+                multiple=True,
+                metavar="N",
+                help=f"Input resolution N x N instead of {what}'s input.size "
+                "(same as --set input.size=N).",
             )(command)
             command = click.option(
                 "--outputs",
-                default=None,
+                cls=SpecFlag,
+                multiple=True,
                 metavar="NAMES",
                 help="Make it a backbone that returns these feature maps, comma-separated "
                 "(--outputs layer2,layer3,layer4; same as --set outputs=[...]).",
@@ -68,6 +97,11 @@ def spec_overrides(*, shorthands: bool = True, what: str = "the spec") -> Callab
         return command
 
     return decorate
+
+
+def outputs_override(outputs: str) -> Override:
+    names = ", ".join(n.strip() for n in outputs.split(","))
+    return Override(f"outputs=[{names}]", flag=f"--outputs {shlex.quote(outputs)}")
 
 
 def input_size_option(help: str) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ not at a line of the file. Missing mappings along the path are created; lists ar
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 from collections.abc import Sequence
@@ -131,6 +132,21 @@ def _shown(parts: Sequence[str | int]) -> str:
     return format_path(tuple(parts))
 
 
+def _nothing_to_index(parts: Sequence[str | int], node: yaml.MappingNode) -> str:
+    """Why ``name[i]`` cannot be set when the spec has no ``name`` where the path says:
+    a close field name that it has, or that a list the spec does not write is set whole."""
+    *path, index = parts
+    name = str(path[-1])
+    close = difflib.get_close_matches(name, [k.value for k, _ in node.value], n=1)
+    if close:
+        return f"unknown key {name!r} (did you mean {close[0]!r}?)"
+    shown = _shown(path)
+    return (
+        f"{shown} is not written in the spec, so it has no [{index}]; set the whole "
+        f"list instead (--set '{shown}=[...]')"
+    )
+
+
 def apply_override(root: yaml.MappingNode, override: str) -> None:
     """Apply one ``PATH=VALUE`` to the spec tree ``root`` in place."""
     flag = getattr(override, "flag", None) or f"--set {shlex.quote(override)}"
@@ -160,6 +176,8 @@ def apply_override(root: yaml.MappingNode, override: str) -> None:
         if not isinstance(node, yaml.MappingNode):
             raise flag_error(flag, f"{here} is {_describe(node)}, not a mapping")
         entry = next((j for j, (k, _) in enumerate(node.value) if k.value == part), None)
+        if entry is None and not last and isinstance(parts[i + 1], int):
+            raise flag_error(flag, _nothing_to_index(parts[: i + 2], node))
         if entry is None:
             key = yaml.ScalarNode(STR_TAG, part, _flag_mark(flag), _flag_mark(flag))
             child = value if last else yaml.MappingNode(MAP_TAG, [], _flag_mark(flag))
