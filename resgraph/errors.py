@@ -17,9 +17,13 @@ class SourceLoc:
     line: int
     column: int
     path: str = ""  # field path, e.g. "stages[1].width"
+    also: tuple[str, ...] = ()  # other places that wrote part of it: flags, other files
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
+        return f"{self.file}:{self.line}:{self.column}{self.with_also()}"
+
+    def with_also(self) -> str:
+        return f" (with {', '.join(self.also)})" if self.also else ""
 
 
 class ResgraphError(Exception):

@@ -476,7 +476,7 @@ def lower(spec: ModelSpec) -> IR:
         block_spec = spec.stage_block(si)
         shortcut = cast(ShortcutOption, spec.stage_shortcut(si))
         path_of_stage = stage_path(si)
-        stage_loc = locate("stages", si)
+        stage_loc = smap.locate(("stages", si), causes=[("input",)]) if smap else None
         opener = STAGE_OPENERS.get(block_spec.type) if stage.stride > 1 else None
         plan = [(opener, stage.stride, False)] if opener else []
         plan += [

@@ -77,8 +77,8 @@ def _resolve(
     ):
         raise at("must be the path of a spec file (a string), relative to this spec")
     folder = Path.cwd() if filename == "<string>" else Path(filename).parent
-    path = folder / value.value
-    resolved = path.resolve()
+    resolved = (folder / value.value).resolve()
+    path = _shown(resolved)
     if resolved in chain:
         names = " -> ".join(str(p) for p in [*chain, resolved])
         raise at(f"the chain of bases comes back to a spec it started from: {names}")
@@ -95,6 +95,15 @@ def _resolve(
     _tag(base_root, name)
     base = _resolve(base_root, name, [*chain, resolved], depth + 1)
     return _merge(base, own)
+
+
+def _shown(path: Path) -> Path:
+    """How a base file is named in messages: relative to the working folder when inside
+    it (``specs/resnet50.yaml``, not ``specs/timm/bases/../../resnet50.yaml``)."""
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def _tag(node: yaml.Node, name: str) -> None:
@@ -123,6 +132,8 @@ def _merge(base: yaml.Node, child: yaml.Node) -> yaml.Node:
             pairs.append((key, value))
         else:
             pairs[i] = (key, _merge(pairs[i][1], value))
-    return yaml.MappingNode(
+    merged = yaml.MappingNode(
         child.tag, pairs, child.start_mark, child.end_mark, flow_style=child.flow_style
     )
+    merged.merged_by = child.start_mark  # type: ignore[attr-defined]  # read by SourceMap
+    return merged

@@ -26,6 +26,7 @@ from resgraph.spec.overrides import FlagLoc, apply_overrides
 from resgraph.spec.schema import ModelSpec
 
 MAX_SPEC_BYTES = 1 << 20  # 1 MiB: real specs are a few hundred bytes
+MAX_ALSO = 3  # other places a location names
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -55,29 +56,81 @@ class SourceMap:
         self.filename = filename
         self.root = root
 
-    def _mark_loc(self, mark: Any, path: str) -> SourceLoc:
+    def _mark_loc(self, mark: Any, path: str, also: tuple[str, ...] = ()) -> SourceLoc:
         # A value written by --set carries its flag (resgraph.spec.overrides), one merged in
         # from a base spec its own file (resgraph.spec.compose).
         if getattr(mark, "flag", None):
-            return FlagLoc(mark.flag, path=path)
-        return SourceLoc(getattr(mark, "file", self.filename), mark.line + 1, mark.column + 1, path)
+            return FlagLoc(mark.flag, path=path, also=also)
+        file = getattr(mark, "file", self.filename)
+        return SourceLoc(file, mark.line + 1, mark.column + 1, path, also)
 
-    def locate(self, path: Path_, *, key: bool = False) -> SourceLoc:
+    def locate(self, path: Path_, *, key: bool = False, causes: Sequence[Path_] = ()) -> SourceLoc:
         """The position of the deepest node along ``path`` (its key's, when ``key``).
 
         Path elements that are not in the document (pydantic's union tags, missing fields)
-        are skipped, so a missing field is reported at the mapping that lacks it.
+        are skipped, so a missing field is reported at the mapping that lacks it. The
+        location also names the flags and other files that wrote part of what it points
+        at: inside the node (not the whole spec), beside it in a mapping that a child or a
+        flag merged keys into after it was written, or inside the nodes at ``causes``
+        (``input``, for a shape).
         """
-        node, key_node = self.root, None
+        node, key_node, parent, depth = self.root, None, None, 0
         for part in path:
             child = _child(node, part)
             if child is None:
                 continue
+            parent, depth = node, depth + 1
             key_node, node = child
         if node is None:
             return SourceLoc(self.filename, 1, 1, format_path(path))
         target = key_node if key and key_node is not None else node
-        return self._mark_loc(target.start_mark, format_path(path))
+        near = [*([node] if depth else []), *(self._find(c) for c in causes)]
+        merger = getattr(parent, "merged_by", None)  # who merged keys into the mapping
+        own = _origin(target.start_mark, self.filename)[0]
+        if merger is not None and _origin(merger, self.filename)[0] != own:
+            near += [v for _, v in parent.value]  # a value a later key may conflict with
+        return self._mark_loc(target.start_mark, format_path(path), self._others(target, near))
+
+    def _find(self, path: Path_) -> Any:
+        node = self.root
+        for part in path:
+            child = _child(node, part)
+            node = child[1] if child is not None else None
+        return node
+
+    def _others(self, target: yaml.Node, nodes: list[Any]) -> tuple[str, ...]:
+        """The flags and files other than ``target``'s that wrote any of ``nodes``."""
+        own = _origin(target.start_mark, self.filename)
+        found: dict[str, None] = {}
+        for mark in _marks([n for n in nodes if n is not None]):
+            origin = _origin(mark, self.filename)
+            if origin[0] != own[0]:
+                found.setdefault(origin[1])
+        return tuple(found)[:MAX_ALSO]
+
+
+def _origin(mark: Any, filename: str) -> tuple[str, str]:
+    """Who wrote a node: (the flag or file, how a location names it)."""
+    flag = getattr(mark, "flag", None)
+    if flag:
+        return flag, flag
+    file = getattr(mark, "file", filename)
+    return file, f"{file}:{mark.line + 1}:{mark.column + 1}"
+
+
+def _marks(nodes: list[yaml.Node]) -> list[Any]:
+    """The marks of ``nodes`` and of everything inside them (keys included)."""
+    marks, stack = [], list(nodes)
+    while stack:
+        n = stack.pop()
+        marks.append(n.start_mark)
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                marks.append(k.start_mark)
+                stack.append(v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return marks
 
 
 def _child(node: Any, part: str | int) -> tuple[Any, Any] | None:

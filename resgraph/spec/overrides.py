@@ -47,7 +47,8 @@ class FlagLoc(SourceLoc):
     column: int = 0
 
     def __str__(self) -> str:  # a flag as typed, shortened if it is very long
-        return self.file if len(self.file) <= 100 else self.file[:96] + " ..."
+        flag = self.file if len(self.file) <= 100 else self.file[:96] + " ..."
+        return flag + self.with_also()
 
 
 def flag_error(flag: str, message: str) -> SpecError:
@@ -175,6 +176,8 @@ def apply_override(root: yaml.MappingNode, override: str) -> None:
             continue
         if not isinstance(node, yaml.MappingNode):
             raise flag_error(flag, f"{here} is {_describe(node)}, not a mapping")
+        if last:
+            node.merged_by = _flag_mark(flag)  # type: ignore[attr-defined]  # see SourceMap
         entry = next((j for j, (k, _) in enumerate(node.value) if k.value == part), None)
         if entry is None and not last and isinstance(parts[i + 1], int):
             raise flag_error(flag, _nothing_to_index(parts[: i + 2], node))
