@@ -28,6 +28,7 @@ from resgraph.fsutil import atomic_write_bytes
 # Keys under which training scripts keep the weights, most specific first.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights", "params")
 PREFIXES = ("module.", "_orig_mod.")  # added by (Distributed)DataParallel and torch.compile
+MAX_NESTING = 4  # wrapper levels searched for the state_dict
 
 
 def save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -93,23 +94,44 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], An
 
 def unwrap_state_dict(obj: object, where: str = "checkpoint") -> dict[str, Tensor]:
     """Find the mapping of names to tensors in ``obj``: ``obj`` itself when all its values
-    are tensors, else the first of :data:`WRAPPER_KEYS` that leads to one (at most three
-    levels down). Prefixes in :data:`PREFIXES` shared by every key are removed."""
-    for _ in range(4):
-        if _is_state_dict(obj):
-            return strip_prefixes(dict(obj))  # type: ignore[call-overload]
-        if not isinstance(obj, Mapping):
-            break
-        inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if inner is None:
-            break
-        obj = inner
-    if isinstance(obj, Mapping) and obj:
-        keys = ", ".join(map(str, list(obj)[:6])) + (", ..." if len(obj) > 6 else "")
-        found = f"; its keys are {keys}"
-    else:
-        found = f"; it holds {type(obj).__name__}"
-    raise WeightsError(f"{where}: holds no state_dict (a mapping of names to tensors){found}")
+    are tensors, else the one that :data:`WRAPPER_KEYS` lead to (at most
+    :data:`MAX_NESTING` levels down). Two different ones are refused rather than one picked.
+    Prefixes in :data:`PREFIXES` shared by every key are removed."""
+    found = _state_dicts(obj, "", 0)
+    if not found:
+        if isinstance(obj, Mapping) and obj:
+            keys = ", ".join(map(str, list(obj)[:6])) + (", ..." if len(obj) > 6 else "")
+            what = f"; its keys are {keys}"
+        else:
+            what = f"; it holds {type(obj).__name__}"
+        raise WeightsError(f"{where}: holds no state_dict (a mapping of names to tensors){what}")
+    first = found[0][1]
+    others = [path for path, state in found[1:] if not _same(state, first)]
+    if others:
+        paths = " and ".join(p for p, s in found if p == found[0][0] or p in others)
+        raise WeightsError(
+            f"{where}: holds different state_dicts under {paths}; save the one you mean "
+            f"on its own (torch.save(checkpoint{found[0][0]}, 'weights.pt')) and pass that"
+        )
+    return strip_prefixes(dict(first))
+
+
+def _state_dicts(obj: object, path: str, depth: int) -> list[tuple[str, Mapping[str, Tensor]]]:
+    """Every state_dict in ``obj`` that wrapper keys lead to, with its path (``['model']``)."""
+    if _is_state_dict(obj):
+        return [(path, obj)]  # type: ignore[list-item]
+    if depth == MAX_NESTING or not isinstance(obj, Mapping):
+        return []
+    return [
+        found
+        for key in WRAPPER_KEYS
+        if isinstance(obj.get(key), Mapping)
+        for found in _state_dicts(obj[key], f"{path}[{key!r}]", depth + 1)
+    ]
+
+
+def _same(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _is_state_dict(obj: object) -> bool:
