@@ -136,6 +136,7 @@ def prepare(ir: IR, weights: Path | None, fuse: bool) -> tuple[nn.Module, int, i
 
         try:
             state, ckpt = ckpt_io.read_weights(weights)
+            state = without_classifier_only(ir, model, state, str(weights))
             ckpt_io.load_model_state(model, state, str(weights))
         except ResgraphError as exc:  # torch's reasons can run over several lines
             raise ExportError(_first_line(exc)) from None
@@ -163,6 +164,30 @@ def check_example_size(ir: IR, batch: int | None) -> None:
             f"{binary_bytes(need)}, over the {binary_bytes(MAX_EXAMPLE_BYTES, '.0f')} limit; "
             "--batch dynamic exports one file for every batch size"
         )
+
+
+def without_classifier_only(
+    ir: IR, model: nn.Module, state: dict[str, Any], source: str
+) -> dict[str, Any]:
+    """For a backbone, ``state`` without the tensors that only its classifier has (the
+    head, the stages after the last output), said on stderr; anything else as it is."""
+    if ir.spec.outputs is None:
+        return state
+    from resgraph.emit.graph_module import build_module
+    from resgraph.passes import lower
+
+    own = model.state_dict().keys()
+    extra = [k for k in state if k not in own]
+    classifier = build_module(lower(ir.spec.model_copy(update={"outputs": None})), seed=0)
+    if not extra or not set(extra) <= classifier.state_dict().keys():
+        return state
+    shown = ", ".join(extra[:3]) + (f" (+{len(extra) - 3} more)" if len(extra) > 3 else "")
+    click.echo(
+        f"note: {source}: {len(extra)} tensors of the classifier that the backbone does not "
+        f"have are left out: {shown}",
+        err=True,
+    )
+    return {k: v for k, v in state.items() if k in own}
 
 
 def _example(ir: IR, batch: int | None) -> Any:
