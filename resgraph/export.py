@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from resgraph.errors import ResgraphError
+from resgraph.errors import OutputError, ResgraphError
 from resgraph.options import SPEC, spec_overrides
 
 if TYPE_CHECKING:
@@ -359,6 +359,7 @@ def export_spec(
     is_flag=True,
     help="Fold each BatchNorm into the convolution before it (eval semantics).",
 )
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @spec_overrides()
 def export_cmd(
     spec: Path,
@@ -366,8 +367,13 @@ def export_cmd(
     weights: Path | None,
     batch: str,
     fuse_bn: bool,
+    force: bool,
     overrides: tuple[str, ...],
 ) -> None:
-    """Export SPEC's network as ONNX (.onnx) or a torch.export program (.pt2), in eval mode."""
+    """Export SPEC's network as ONNX (.onnx) or a torch.export program (.pt2), in eval mode.
+
+    An existing OUTPUT is kept unless --force is given."""
+    if out.is_file() and not force:
+        raise OutputError(out, "it exists; pass --force to overwrite it")
     result = export_spec(spec, out, weights=weights, batch=batch, fuse=fuse_bn, overrides=overrides)
     click.echo(result.line())
