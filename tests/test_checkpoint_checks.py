@@ -90,7 +90,7 @@ def test_export_warns_about_weights_of_another_network(files, tmp_path):
     assert WARNING in result.stderr
     same = CliRunner().invoke(
         main,
-        ["export", str(spec), "-o", str(out), "--weights", str(ckpt), "--set", RUN_FLAG],
+        ["export", str(spec), "-o", str(out), "--force", "--weights", str(ckpt), "--set", RUN_FLAG],
     )
     assert same.exit_code == 0 and "warning" not in same.stderr
 

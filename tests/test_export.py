@@ -156,9 +156,11 @@ def test_cli_export_and_errors(tmp_path: Path) -> None:
         (["-o", str(afile / "m.onnx")], "not a folder"),
         (["-o", str(tmp_path / "missing" / "m.onnx")], "does not exist"),
         (["-o", str(tmp_path)], "is a folder"),
-        (["-o", str(keep), "--weights", str(other)], "do not fit"),
-        (["-o", str(keep), "--weights", str(afile)], "not a PyTorch checkpoint"),
-        (["-o", str(keep), "--batch", "many"], "--batch"),
+        (["-o", str(keep)], "it exists; pass --force"),
+        # a failed export never replaces the file, even with --force
+        (["-o", str(keep), "--force", "--weights", str(other)], "do not fit"),
+        (["-o", str(keep), "--force", "--weights", str(afile)], "not a PyTorch checkpoint"),
+        (["-o", str(keep), "--force", "--batch", "many"], "--batch"),
     ]
     for args, words in bad:
         r = run_cli("export", str(spec), *args)
