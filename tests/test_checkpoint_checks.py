@@ -110,3 +110,17 @@ def test_import_weights_warns_strict_and_with_a_source_spec(files, tmp_path):
     )
     assert sourced.exit_code == 0, sourced.output
     assert WARNING in sourced.stderr
+
+
+def test_init_from_warns_about_weights_of_another_network(tmp_path):
+    from train_helpers import write_tiny_spec
+
+    spec = write_tiny_spec(tmp_path)
+    run = load_spec(spec, [RUN_FLAG])
+    ckpt = tmp_path / "last.pt"
+    state = build_module(lower(run), seed=0).state_dict()
+    torch.save({"format": "resgraph-train/1", "model": state, "config": _record(run)}, ckpt)
+    args = ["train", str(spec), "--out", str(tmp_path / "run"), "--init-from", str(ckpt)]
+    result = CliRunner().invoke(main, [*args, "--iterations", "1", "--eval-every", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {ckpt} was {WARNING}" in result.output
