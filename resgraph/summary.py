@@ -291,7 +291,7 @@ def canonical_name(ir: IR) -> str:
     else:
         family = f"{family}-{d}"
     parts = [family]
-    if spec.stem.kind == "cifar":
+    if spec.stem.layout == "cifar":
         parts[0] += " (CIFAR)"
     if spec.stem.type != "single":
         parts.append(f"{spec.stem.type} stem")

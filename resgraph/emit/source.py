@@ -38,6 +38,7 @@ from resgraph.ir import (
     block_members,
     model_class_name,
 )
+from resgraph.spec.digest import spec_hash
 from resgraph.spec.schema import ModelSpec
 from resgraph.summary import canonical_name
 
@@ -477,12 +478,6 @@ def _fold_sequentials(
         out.append(item)
         i += 1
     return out
-
-
-def spec_hash(spec: ModelSpec) -> str:
-    """First 16 hex digits of the sha256 of the validated architecture (the spec without its
-    training recipe), independent of formatting and comments."""
-    return hashlib.sha256(spec.model_dump_json(exclude={"train"}).encode()).hexdigest()[:16]
 
 
 # -- the in-memory engine ---------------------------------------------------------------------

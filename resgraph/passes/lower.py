@@ -418,14 +418,14 @@ def _lower_stem(s: _Scope, x: str, spec: ModelSpec) -> str:
             x = s.add(f"conv1.{3 * i + 2}", ReLUModule(), x)
             cin = w
         x = s.add("conv1.6", Conv(cin, width, 3, 1, 1), x)
-    elif stem.kind == "imagenet":  # paper Table 1, conv1: 7x7, 64, stride 2
+    elif stem.layout == "imagenet":  # paper Table 1, conv1: 7x7, 64, stride 2
         x = s.add("conv1", Conv(cin, width, 7, 2, 3), x)
     else:  # paper sec. 4.2: the first layer is a 3x3 convolution
         x = s.add("conv1", Conv(cin, width, 3, 1, 1), x)
     if stem.activation:
         x = s.norm("bn1", width, x, None)
         x = s.add("relu", ReLU(), x)
-    if stem.kind != "imagenet":
+    if stem.layout != "imagenet":
         return x
     aa = stem.anti_alias.type if stem.anti_alias else None
     if stem.pool == "conv":  # ResNet-RS (Bello et al. 2021): a 3x3/2 conv replaces the max pool

@@ -289,8 +289,13 @@ def _problem(err: Any, smap: SourceMap) -> Problem:
     kind, loc, ctx, value = err["type"], tuple(err["loc"]), err.get("ctx") or {}, err.get("input")
     loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
     if kind == "extra_forbidden":
-        allowed = sorted(_fields_at(loc[:-1]))
-        message = f"unknown key {str(loc[-1])!r}{_suggest(loc[-1], allowed)}"
+        model = _model_at(loc[:-1])
+        renamed = _renamed_of(model).get(str(loc[-1]))
+        if renamed is not None:
+            message = f"'{loc[-1]}' is now called '{renamed}' (same values): rename the key"
+        else:
+            allowed = sorted(_fields_of(model))
+            message = f"unknown key {str(loc[-1])!r}{_suggest(loc[-1], allowed)}"
         return Problem(message, smap.locate(loc, key=True), format_path(_document_path(loc)))
     if kind == "missing":
         message = f"required field '{loc[-1]}' is missing"
@@ -378,14 +383,14 @@ def _document_path(loc: Path_) -> Path_:
     return tuple(out)
 
 
-def _fields_at(loc: Path_) -> set[str]:
+def _model_at(loc: Path_) -> Any:
     model: Any = ModelSpec
     for part in loc:
         if isinstance(part, str) and part not in _fields_of(model):
             model = _member(model, part)
         else:
             model = _step(model, part)
-    return _fields_of(model)
+    return model
 
 
 def _unwrap(tp: Any) -> list[Any]:
@@ -401,6 +406,12 @@ def _unwrap(tp: Any) -> list[Any]:
 def _fields_of(model: Any) -> set[str]:
     models = [t for t in _unwrap(model) if isinstance(t, type) and issubclass(t, BaseModel)]
     return {name for m in models for name in m.model_fields}
+
+
+def _renamed_of(model: Any) -> dict[str, str]:
+    """Old key -> new key, for the models an annotation admits (their ``RENAMED``)."""
+    models = [t for t in _unwrap(model) if isinstance(t, type) and issubclass(t, BaseModel)]
+    return {old: new for m in models for old, new in getattr(m, "RENAMED", {}).items()}
 
 
 def _step(model: Any, part: str | int) -> Any:

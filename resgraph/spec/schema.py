@@ -17,7 +17,6 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
-    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails
@@ -51,36 +50,6 @@ STEM_OUTPUT = "stem"  # the name of the stem's feature map among a backbone's ou
 def stage_path(index: int) -> str:
     """The module path (and feature map name) of stage ``index``: ``layer1``, ``layer2``, ..."""
     return f"layer{index + 1}"
-
-
-class _Extensible(StrictModel):
-    """A model with fields added after the language's first release (``_ADDED``).
-
-    While such a field holds its default it is left out of the serialised form, so a spec that
-    does not use it dumps (and hashes: generated files record the hash) as it did before the
-    field existed.
-    """
-
-    _ADDED: ClassVar[tuple[str, ...]] = ()
-
-    @model_serializer(mode="wrap")
-    def _drop_unused_additions(self, handler: Any) -> Any:
-        data = handler(self)
-        if isinstance(data, dict):
-            for name in self.added_in_use(unused=True):
-                data.pop(name, None)
-        return data
-
-    def added_in_use(self, *, unused: bool = False) -> list[str]:
-        """The added fields that hold a value other than their default (or, with ``unused``,
-        those that hold their default)."""
-        fields = type(self).model_fields
-        return [
-            name
-            for name in self._ADDED
-            if (getattr(self, name) == fields[name].get_default(call_default_factory=True))
-            == unused
-        ]
 
 
 def _type_shorthand(value: Any) -> Any:
@@ -194,15 +163,16 @@ class InputSpec(StrictModel):
     )
 
 
-class StemSpec(_Extensible):
+class StemSpec(StrictModel):
     """The layers before the first stage."""
 
-    _ADDED = ("type", "inner_width", "pool", "anti_alias")
+    # keys an older spec language used -> their names now (the loader's error names them)
+    RENAMED: ClassVar[dict[str, str]] = {"kind": "layout"}
 
-    kind: Literal["imagenet", "cifar"] = Field(
+    layout: Literal["imagenet", "cifar"] = Field(
         "imagenet",
-        description="'imagenet': 7x7/2 conv, BN, ReLU, 3x3/2 max pool (paper Table 1). "
-        "'cifar': 3x3/1 conv, BN, ReLU (paper sec. 4.2).",
+        description="Which of the paper's stem layouts: 'imagenet': 7x7/2 conv, BN, ReLU, "
+        "3x3/2 max pool (paper Table 1). 'cifar': 3x3/1 conv, BN, ReLU (paper sec. 4.2).",
     )
     width: int = Field(64, ge=1, le=MAX_WIDTH, description="Output channels of the stem conv.")
     activation: bool = Field(
@@ -212,12 +182,12 @@ class StemSpec(_Extensible):
     )
     type: Literal["single", "deep", "tiered"] = Field(
         "single",
-        description="'single': one conv as 'kind' says. 'deep' (He et al. 2019, 'Bag of "
+        description="'single': one conv as 'layout' says. 'deep' (He et al. 2019, 'Bag of "
         "Tricks', ResNet-C): the imagenet 7x7/2 conv becomes three 3x3 convs, the first with "
         "stride 2, of widths inner_width, inner_width, width, with norm and ReLU between them "
         "(state 'conv1.0', 'conv1.1', 'conv1.3', 'conv1.4', 'conv1.6', then 'bn1' as before). "
         "'tiered': the same with widths 3 x (inner_width // 4), inner_width, width (timm's "
-        "'deep_tiered', the 't' models). Deep stems need kind 'imagenet'.",
+        "'deep_tiered', the 't' models). Deep stems need layout 'imagenet'.",
     )
     inner_width: int | None = Field(
         None,
@@ -239,7 +209,7 @@ class StemSpec(_Extensible):
         "replaces the max pool by a 2x2/2 average pool and 'blur' runs the max pool at "
         "stride 1 and blurs with stride 2 after it ('maxpool.1'); with pool 'conv', the conv "
         "runs at stride 1 and the filter follows it (state 'maxpool.0' conv, 'maxpool.2' "
-        "norm). Needs a pool (kind 'imagenet').",
+        "norm). Needs a pool (layout 'imagenet').",
     )
 
     def conv_widths(self) -> tuple[int, ...]:
@@ -251,9 +221,7 @@ class StemSpec(_Extensible):
         return (first, inner, self.width)
 
 
-class _ResidualBlockBase(_Extensible):
-    _ADDED = ("attention", "anti_alias", "reduce_first")
-
+class _ResidualBlockBase(StrictModel):
     join: Literal["add", "gate"] = Field(
         "add",
         description="How branch F(x) and shortcut x meet: 'add' F(x) + x (ResNet); 'gate' "
@@ -370,10 +338,8 @@ BlockSpec = Annotated[
 ]
 
 
-class StageSpec(_Extensible):
+class StageSpec(StrictModel):
     """A run of blocks at one resolution: torchvision's layerN, the paper's convN_x."""
-
-    _ADDED = ("widths",)
 
     width: int | None = Field(
         None,
@@ -454,10 +420,8 @@ class NormSpec(StrictModel):
 Norm = Annotated[NormSpec, BeforeValidator(_type_shorthand)]
 
 
-class ModelSpec(_Extensible):
+class ModelSpec(StrictModel):
     """One network. Defaults follow He et al. 2015 so paper specs stay short."""
-
-    _ADDED = ("base", "norm", "projection_kernel", "outputs")
 
     base: str | None = Field(
         None,
@@ -655,13 +619,13 @@ class ModelSpec(_Extensible):
                 "'base' is resolved when a spec file is loaded; load the file with load_spec",
             )
         stem = self.stem
-        if stem.kind == "cifar":
+        if stem.layout == "cifar":
             for name, default in (("type", "single"), ("pool", "max"), ("anti_alias", None)):
                 if getattr(stem, name) != default:
                     error(
                         ("stem", name),
                         getattr(stem, name),
-                        f"a cifar stem is one 3x3 conv without a pool: '{name}' needs kind "
+                        f"a cifar stem is one 3x3 conv without a pool: '{name}' needs layout "
                         f"'imagenet'",
                     )
         if stem.type == "single" and stem.inner_width is not None:

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resgraph.emit.source import spec_hash
 from resgraph.errors import TrainError
 from resgraph.ir import IR
+from resgraph.spec.digest import spec_hash
 from resgraph.spec.schema import ModelSpec
 from resgraph.train.data import ImageSet
 
