@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Literal
 
 import networkx as nx
 
+from resgraph import names
 from resgraph.errors import IRError, SourceLoc
 from resgraph.ops import Op, Output, Shape
+from resgraph.spec.schema import DenseBlockSpec, ShortcutOption
 
 if TYPE_CHECKING:
-    from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
+    from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, ModelSpec
 
 Role = Literal["main", "shortcut", "gate", "attention"]
 Section = Literal["stem", "stage", "head", "output"]  # output: a backbone's Output markers
@@ -32,7 +34,6 @@ JoinKind = Literal["add", "gate", "concat"]
 # projection (option D), or none (no shortcut: a plain block whose join was removed, or a
 # block built without a residual join).
 ShortcutKind = Literal["identity", "zero-pad", "projection", "avg-projection", "none"]
-ShortcutOption = Literal["A", "B", "C", "D", "identity", "none"]
 ArgValue = int | float
 
 
@@ -89,7 +90,7 @@ class Block:
     def anti_aliased(self) -> bool:
         """A low-pass filter (module ``aa``) downsamples after the strided conv: only where
         the block's stride is 2."""
-        return getattr(self.spec, "anti_alias", None) is not None and self.stride == 2
+        return not isinstance(self.spec, DenseBlockSpec) and self.spec.anti_aliased_at(self.stride)
 
     @property
     def residual(self) -> bool:
@@ -308,22 +309,28 @@ def block_class_names(ir: IR, members: dict[str, list[Node]], helpers: set[str])
     for path, block in ir.blocks.items():
         key = block_signature(ir, block, members[path], specs)
         if key not in names:
-            base = BLOCK_CLASS_NAMES.get(block.kind) or class_identifier(block.kind)
-            attention = getattr(block.spec, "attention", None)
-            if attention is not None:
-                base = {"se": "SE", "eca": "ECA"}[attention.type] + base
-            if block.anti_aliased:
-                base = "AntiAliased" + base
-            if block.preactivation:
-                base = "PreAct" + base
-            if block.shortcut == "none":
-                base = "Plain" + base
-            elif block.join_kind == "gate":
-                base = "Gated" + base
-            names[key] = _free(base, taken)
+            names[key] = _free(_block_class_base(block), taken)
             taken.add(names[key])
         out[path] = names[key]
     return out
+
+
+def _block_class_base(block: Block) -> str:
+    """``BasicBlock``, ``Bottleneck``, ..., after the prefixes of the options it uses, e.g.
+    ``PreActSEBottleneck`` (names.py's ``cls``)."""
+    base = BLOCK_CLASS_NAMES.get(block.kind) or class_identifier(block.kind)
+    attention = getattr(block.spec, "attention", None)
+    if attention is not None:
+        base = names.ATTENTION[attention.type].cls + base
+    if block.anti_aliased:
+        base = names.ANTI_ALIAS.cls + base
+    if block.preactivation:
+        base = names.PREACTIVATION.cls + base
+    if block.shortcut == "none":
+        return names.SHORTCUT["none"].cls + base
+    if block.join_kind == "gate":
+        return names.GATED.cls + base
+    return base
 
 
 def model_class_name(ir: IR, taken: set[str]) -> str:

@@ -31,7 +31,6 @@ from resgraph.ir import (
     Node,
     Role,
     Section,
-    ShortcutOption,
     Stage,
 )
 from resgraph.ops import (
@@ -65,6 +64,7 @@ from resgraph.spec.schema import (
     ECASpec,
     ModelSpec,
     SESpec,
+    ShortcutOption,
     stage_path,
 )
 
@@ -148,7 +148,7 @@ def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowe
     """(He et al. 2015, Fig. 2) 3x3 conv-BN-ReLU repeated, the last ReLU after the join; or
     BN-ReLU-conv with nothing after the join when pre-activated (He et al. 2016)."""
     cin, w, pre = c.in_channels, c.widths[-1], spec.preactivation
-    aa = _anti_aliased(spec, c.stride)
+    aa = spec.anti_aliased_at(c.stride)
     names = _width_names(spec, c, spec.convs - 1) + ["width"]
     projection_from = x
     for i in range(1, spec.convs + 1):
@@ -195,7 +195,7 @@ def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx
     cin = c.in_channels
     first, mid, out = c.widths
     names = _width_names(spec, c, 1) + ["width"]
-    aa = _anti_aliased(spec, c.stride)
+    aa = spec.anti_aliased_at(c.stride)
     strided = 1 if spec.stride_on == "1x1" else 2  # the conv that carries the stride
     s1, s3 = (c.stride, 1) if strided == 1 else (1, c.stride)
     plan: list[tuple[Conv, Bind]] = [
@@ -255,12 +255,6 @@ def _width_args(names: list[str], widths: tuple[int, ...]) -> list[BlockArg]:
         for name, value in zip(names, widths, strict=False)
         if name.startswith("width") and name[5:].isdigit()
     ]
-
-
-def _anti_aliased(spec: BasicBlockSpec | BottleneckBlockSpec, stride: int) -> bool:
-    """The block's strided conv runs at stride 1 and a low-pass filter downsamples after it:
-    only where the block's stride is 2 (Zhang 2019; timm's rule)."""
-    return spec.anti_alias is not None and stride == 2
 
 
 def _anti_alias(

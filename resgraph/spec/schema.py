@@ -44,6 +44,7 @@ SHORTCUT_HELP = (
     "'identity' identity only (a shape change is an error), 'none' no shortcut at all (a plain "
     "network)."
 )
+ANTI_ALIAS_STRIDE = 2  # the one stride an anti-aliasing filter downsamples by
 STEM_OUTPUT = "stem"  # the name of the stem's feature map among a backbone's outputs
 
 
@@ -53,7 +54,8 @@ def stage_path(index: int) -> str:
 
 
 def _type_shorthand(value: Any) -> Any:
-    """Accept ``option: name`` as shorthand for ``option: {type: name}``."""
+    """Accept ``option: name`` as shorthand for ``option: {type: name}`` (``block:
+    bottleneck``, ``attention: se``, ``norm: group``, ...)."""
     return {"type": value} if isinstance(value, str) else value
 
 
@@ -231,6 +233,12 @@ class _ResidualBlockBase(StrictModel):
     anti_alias: AntiAlias | None = Field(None, description=ANTI_ALIAS_HELP)
     reduce_first: int = Field(1, ge=1, le=64, description=REDUCE_FIRST_HELP)
 
+    def anti_aliased_at(self, stride: int) -> bool:
+        """Whether a block of this spec with ``stride`` runs its strided conv at stride 1 and
+        low-pass filters after it: only where the stride is the filter's (Zhang 2019; timm's
+        rule). Other strides are refused, except 1, where the option has no effect."""
+        return self.anti_alias is not None and stride == ANTI_ALIAS_STRIDE
+
 
 class BasicBlockSpec(_ResidualBlockBase):
     """3x3 convolutions with BN and ReLU, and a shortcut around them (paper Fig. 2)."""
@@ -326,15 +334,10 @@ class DenseBlockSpec(StrictModel):
     )
 
 
-def _block_shorthand(value: Any) -> Any:
-    """Accept ``block: bottleneck`` as shorthand for ``block: {type: bottleneck}``."""
-    return {"type": value} if isinstance(value, str) else value
-
-
 BlockSpec = Annotated[
     BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec,
     Field(discriminator="type"),
-    BeforeValidator(_block_shorthand),
+    BeforeValidator(_type_shorthand),
 ]
 
 
@@ -684,11 +687,12 @@ class ModelSpec(StrictModel):
                 widths = [block.conv_widths(stage.width * self.width_factor)] * stage.repeats
             else:
                 continue
-            if block.anti_alias is not None and stage.stride not in (1, 2):
+            if block.anti_alias is not None and stage.stride not in (1, ANTI_ALIAS_STRIDE):
                 error(
                     ("stages", i, "stride"),
                     stage.stride,
-                    f"anti-aliasing filters downsample by 2: a stride-{stage.stride} stage "
+                    f"anti-aliasing filters downsample by {ANTI_ALIAS_STRIDE}: a "
+                    f"stride-{stage.stride} stage "
                     f"cannot use the block's anti_alias",
                 )
             for bi, convs in enumerate(widths):
