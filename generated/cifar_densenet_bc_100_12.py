@@ -66,9 +66,9 @@ class Transition(nn.Module):
 
 
 class CIFARDenseNetBC100(nn.Module):
-    """CIFAR DenseNet-BC-100 (3x32x32 input, 10 classes)."""
+    """CIFAR DenseNet-BC-100 (3x32x32 input, 10 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 24, kernel_size=3, padding=1, bias=False)
         self.layer1 = nn.Sequential(
@@ -90,7 +90,7 @@ class CIFARDenseNetBC100(nn.Module):
             DenseLayer(204, growth_rate=12),
         )
         self.layer2 = nn.Sequential(
-            Transition(216, 108, stride=2),
+            Transition(216, out_channels=108, stride=2),
             DenseLayer(108, growth_rate=12),
             DenseLayer(120, growth_rate=12),
             DenseLayer(132, growth_rate=12),
@@ -109,7 +109,7 @@ class CIFARDenseNetBC100(nn.Module):
             DenseLayer(288, growth_rate=12),
         )
         self.layer3 = nn.Sequential(
-            Transition(300, 150, stride=2),
+            Transition(300, out_channels=150, stride=2),
             DenseLayer(150, growth_rate=12),
             DenseLayer(162, growth_rate=12),
             DenseLayer(174, growth_rate=12),
@@ -128,7 +128,7 @@ class CIFARDenseNetBC100(nn.Module):
             DenseLayer(330, growth_rate=12),
         )
         self.final_bn = nn.BatchNorm2d(342)
-        self.fc = nn.Linear(342, 10, bias=True)
+        self.fc = nn.Linear(342, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -152,6 +152,6 @@ class CIFARDenseNetBC100(nn.Module):
         return x
 
 
-def build_model() -> CIFARDenseNetBC100:
-    """The network, freshly initialised."""
-    return CIFARDenseNetBC100()
+def build_model(num_classes: int = 10) -> CIFARDenseNetBC100:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return CIFARDenseNetBC100(num_classes=num_classes)

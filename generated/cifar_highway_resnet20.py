@@ -71,22 +71,22 @@ class GatedBasicBlock(nn.Module):
 
 
 class CIFARHighwayResNet20(nn.Module):
-    """CIFAR Highway ResNet-20 (3x32x32 input, 10 classes)."""
+    """CIFAR Highway ResNet-20 (3x32x32 input, 10 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = nn.Sequential(*(GatedBasicBlock(16, 16) for _ in range(3)))
+        self.layer1 = nn.Sequential(*(GatedBasicBlock(16, width=16) for _ in range(3)))
         self.layer2 = nn.Sequential(
-            GatedBasicBlock(16, 32, stride=2, downsample=PadShortcut(16, 32, stride=2)),
-            *(GatedBasicBlock(32, 32) for _ in range(2)),
+            GatedBasicBlock(16, width=32, stride=2, downsample=PadShortcut(16, 32, stride=2)),
+            *(GatedBasicBlock(32, width=32) for _ in range(2)),
         )
         self.layer3 = nn.Sequential(
-            GatedBasicBlock(32, 64, stride=2, downsample=PadShortcut(32, 64, stride=2)),
-            *(GatedBasicBlock(64, 64) for _ in range(2)),
+            GatedBasicBlock(32, width=64, stride=2, downsample=PadShortcut(32, 64, stride=2)),
+            *(GatedBasicBlock(64, width=64) for _ in range(2)),
         )
-        self.fc = nn.Linear(64, 10, bias=True)
+        self.fc = nn.Linear(64, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -110,6 +110,6 @@ class CIFARHighwayResNet20(nn.Module):
         return x
 
 
-def build_model() -> CIFARHighwayResNet20:
-    """The network, freshly initialised."""
-    return CIFARHighwayResNet20()
+def build_model(num_classes: int = 10) -> CIFARHighwayResNet20:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return CIFARHighwayResNet20(num_classes=num_classes)

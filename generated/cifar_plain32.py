@@ -41,20 +41,22 @@ class PlainBasicBlock(nn.Module):
 
 
 class CIFARPlain32(nn.Module):
-    """CIFAR Plain-32 (3x32x32 input, 10 classes)."""
+    """CIFAR Plain-32 (3x32x32 input, 10 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = nn.Sequential(*(PlainBasicBlock(16, 16) for _ in range(5)))
+        self.layer1 = nn.Sequential(*(PlainBasicBlock(16, width=16) for _ in range(5)))
         self.layer2 = nn.Sequential(
-            PlainBasicBlock(16, 32, stride=2), *(PlainBasicBlock(32, 32) for _ in range(4))
+            PlainBasicBlock(16, width=32, stride=2),
+            *(PlainBasicBlock(32, width=32) for _ in range(4)),
         )
         self.layer3 = nn.Sequential(
-            PlainBasicBlock(32, 64, stride=2), *(PlainBasicBlock(64, 64) for _ in range(4))
+            PlainBasicBlock(32, width=64, stride=2),
+            *(PlainBasicBlock(64, width=64) for _ in range(4)),
         )
-        self.fc = nn.Linear(64, 10, bias=True)
+        self.fc = nn.Linear(64, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -78,6 +80,6 @@ class CIFARPlain32(nn.Module):
         return x
 
 
-def build_model() -> CIFARPlain32:
-    """The network, freshly initialised."""
-    return CIFARPlain32()
+def build_model(num_classes: int = 10) -> CIFARPlain32:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return CIFARPlain32(num_classes=num_classes)

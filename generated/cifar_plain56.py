@@ -41,20 +41,22 @@ class PlainBasicBlock(nn.Module):
 
 
 class CIFARPlain56(nn.Module):
-    """CIFAR Plain-56 (3x32x32 input, 10 classes)."""
+    """CIFAR Plain-56 (3x32x32 input, 10 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = nn.Sequential(*(PlainBasicBlock(16, 16) for _ in range(9)))
+        self.layer1 = nn.Sequential(*(PlainBasicBlock(16, width=16) for _ in range(9)))
         self.layer2 = nn.Sequential(
-            PlainBasicBlock(16, 32, stride=2), *(PlainBasicBlock(32, 32) for _ in range(8))
+            PlainBasicBlock(16, width=32, stride=2),
+            *(PlainBasicBlock(32, width=32) for _ in range(8)),
         )
         self.layer3 = nn.Sequential(
-            PlainBasicBlock(32, 64, stride=2), *(PlainBasicBlock(64, 64) for _ in range(8))
+            PlainBasicBlock(32, width=64, stride=2),
+            *(PlainBasicBlock(64, width=64) for _ in range(8)),
         )
-        self.fc = nn.Linear(64, 10, bias=True)
+        self.fc = nn.Linear(64, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -78,6 +80,6 @@ class CIFARPlain56(nn.Module):
         return x
 
 
-def build_model() -> CIFARPlain56:
-    """The network, freshly initialised."""
-    return CIFARPlain56()
+def build_model(num_classes: int = 10) -> CIFARPlain56:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return CIFARPlain56(num_classes=num_classes)

@@ -51,48 +51,48 @@ class PreActBottleneck(nn.Module):
 
 
 class CIFARPreActResNet164(nn.Module):
-    """CIFAR PreAct-ResNet-164 (3x32x32 input, 10 classes)."""
+    """CIFAR PreAct-ResNet-164 (3x32x32 input, 10 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.layer1 = nn.Sequential(
             PreActBottleneck(
                 16,
-                16,
-                64,
+                width=16,
+                out_channels=64,
                 downsample=nn.Sequential(
                     nn.Conv2d(16, 64, kernel_size=1, bias=False), nn.BatchNorm2d(64)
                 ),
             ),
-            *(PreActBottleneck(64, 16, 64) for _ in range(17)),
+            *(PreActBottleneck(64, width=16, out_channels=64) for _ in range(17)),
         )
         self.layer2 = nn.Sequential(
             PreActBottleneck(
                 64,
-                32,
-                128,
+                width=32,
+                out_channels=128,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(64, 128, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(128)
                 ),
             ),
-            *(PreActBottleneck(128, 32, 128) for _ in range(17)),
+            *(PreActBottleneck(128, width=32, out_channels=128) for _ in range(17)),
         )
         self.layer3 = nn.Sequential(
             PreActBottleneck(
                 128,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(128, 256, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
-            *(PreActBottleneck(256, 64, 256) for _ in range(17)),
+            *(PreActBottleneck(256, width=64, out_channels=256) for _ in range(17)),
         )
         self.final_bn = nn.BatchNorm2d(256)
-        self.fc = nn.Linear(256, 10, bias=True)
+        self.fc = nn.Linear(256, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -116,6 +116,6 @@ class CIFARPreActResNet164(nn.Module):
         return x
 
 
-def build_model() -> CIFARPreActResNet164:
-    """The network, freshly initialised."""
-    return CIFARPreActResNet164()
+def build_model(num_classes: int = 10) -> CIFARPreActResNet164:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return CIFARPreActResNet164(num_classes=num_classes)

@@ -87,15 +87,16 @@ class BasicBlock(nn.Module):
 
 
 class CIFARResNet110StochasticDepth(nn.Module):
-    """CIFAR ResNet-110 stochastic depth (3x32x32 input, 10 classes)."""
+    """CIFAR ResNet-110 stochastic depth (3x32x32 input, 10 classes unless num_classes says
+    otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.layer1 = nn.Sequential(
             *(
-                BasicBlock(16, 16, survival=survival)
+                BasicBlock(16, width=16, survival=survival)
                 for survival in (
                     0.9907407407407407,
                     0.9814814814814815,
@@ -121,13 +122,13 @@ class CIFARResNet110StochasticDepth(nn.Module):
         self.layer2 = nn.Sequential(
             BasicBlock(
                 16,
-                32,
+                width=32,
                 stride=2,
                 survival=0.8240740740740741,
                 downsample=PadShortcut(16, 32, stride=2),
             ),
             *(
-                BasicBlock(32, 32, survival=survival)
+                BasicBlock(32, width=32, survival=survival)
                 for survival in (
                     0.8148148148148149,
                     0.8055555555555556,
@@ -152,13 +153,13 @@ class CIFARResNet110StochasticDepth(nn.Module):
         self.layer3 = nn.Sequential(
             BasicBlock(
                 32,
-                64,
+                width=64,
                 stride=2,
                 survival=0.6574074074074074,
                 downsample=PadShortcut(32, 64, stride=2),
             ),
             *(
-                BasicBlock(64, 64, survival=survival)
+                BasicBlock(64, width=64, survival=survival)
                 for survival in (
                     0.6481481481481481,
                     0.6388888888888888,
@@ -180,7 +181,7 @@ class CIFARResNet110StochasticDepth(nn.Module):
                 )
             ),
         )
-        self.fc = nn.Linear(64, 10, bias=True)
+        self.fc = nn.Linear(64, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -204,6 +205,6 @@ class CIFARResNet110StochasticDepth(nn.Module):
         return x
 
 
-def build_model() -> CIFARResNet110StochasticDepth:
-    """The network, freshly initialised."""
-    return CIFARResNet110StochasticDepth()
+def build_model(num_classes: int = 10) -> CIFARResNet110StochasticDepth:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return CIFARResNet110StochasticDepth(num_classes=num_classes)

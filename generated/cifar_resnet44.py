@@ -64,22 +64,22 @@ class BasicBlock(nn.Module):
 
 
 class CIFARResNet44(nn.Module):
-    """CIFAR ResNet-44 (3x32x32 input, 10 classes)."""
+    """CIFAR ResNet-44 (3x32x32 input, 10 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = nn.Sequential(*(BasicBlock(16, 16) for _ in range(7)))
+        self.layer1 = nn.Sequential(*(BasicBlock(16, width=16) for _ in range(7)))
         self.layer2 = nn.Sequential(
-            BasicBlock(16, 32, stride=2, downsample=PadShortcut(16, 32, stride=2)),
-            *(BasicBlock(32, 32) for _ in range(6)),
+            BasicBlock(16, width=32, stride=2, downsample=PadShortcut(16, 32, stride=2)),
+            *(BasicBlock(32, width=32) for _ in range(6)),
         )
         self.layer3 = nn.Sequential(
-            BasicBlock(32, 64, stride=2, downsample=PadShortcut(32, 64, stride=2)),
-            *(BasicBlock(64, 64) for _ in range(6)),
+            BasicBlock(32, width=64, stride=2, downsample=PadShortcut(32, 64, stride=2)),
+            *(BasicBlock(64, width=64) for _ in range(6)),
         )
-        self.fc = nn.Linear(64, 10, bias=True)
+        self.fc = nn.Linear(64, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -103,6 +103,6 @@ class CIFARResNet44(nn.Module):
         return x
 
 
-def build_model() -> CIFARResNet44:
-    """The network, freshly initialised."""
-    return CIFARResNet44()
+def build_model(num_classes: int = 10) -> CIFARResNet44:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return CIFARResNet44(num_classes=num_classes)

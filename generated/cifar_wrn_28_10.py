@@ -47,46 +47,46 @@ class PreActBasicBlock(nn.Module):
         return out
 
 
-class CIFARWRN2810(nn.Module):
-    """CIFAR WRN-28-10 (3x32x32 input, 10 classes)."""
+class CIFARWRN28_10(nn.Module):
+    """CIFAR WRN-28-10 (3x32x32 input, 10 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.layer1 = nn.Sequential(
             PreActBasicBlock(
                 16,
-                160,
+                width=160,
                 downsample=nn.Sequential(
                     nn.Conv2d(16, 160, kernel_size=1, bias=False), nn.BatchNorm2d(160)
                 ),
             ),
-            *(PreActBasicBlock(160, 160) for _ in range(3)),
+            *(PreActBasicBlock(160, width=160) for _ in range(3)),
         )
         self.layer2 = nn.Sequential(
             PreActBasicBlock(
                 160,
-                320,
+                width=320,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(160, 320, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(320)
                 ),
             ),
-            *(PreActBasicBlock(320, 320) for _ in range(3)),
+            *(PreActBasicBlock(320, width=320) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             PreActBasicBlock(
                 320,
-                640,
+                width=640,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(320, 640, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(640)
                 ),
             ),
-            *(PreActBasicBlock(640, 640) for _ in range(3)),
+            *(PreActBasicBlock(640, width=640) for _ in range(3)),
         )
         self.final_bn = nn.BatchNorm2d(640)
-        self.fc = nn.Linear(640, 10, bias=True)
+        self.fc = nn.Linear(640, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -110,6 +110,6 @@ class CIFARWRN2810(nn.Module):
         return x
 
 
-def build_model() -> CIFARWRN2810:
-    """The network, freshly initialised."""
-    return CIFARWRN2810()
+def build_model(num_classes: int = 10) -> CIFARWRN28_10:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return CIFARWRN28_10(num_classes=num_classes)

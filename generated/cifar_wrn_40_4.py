@@ -45,46 +45,46 @@ class PreActBasicBlock(nn.Module):
         return out
 
 
-class CIFARWRN404(nn.Module):
-    """CIFAR WRN-40-4 (3x32x32 input, 10 classes)."""
+class CIFARWRN40_4(nn.Module):
+    """CIFAR WRN-40-4 (3x32x32 input, 10 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1, bias=False)
         self.layer1 = nn.Sequential(
             PreActBasicBlock(
                 16,
-                64,
+                width=64,
                 downsample=nn.Sequential(
                     nn.Conv2d(16, 64, kernel_size=1, bias=False), nn.BatchNorm2d(64)
                 ),
             ),
-            *(PreActBasicBlock(64, 64) for _ in range(5)),
+            *(PreActBasicBlock(64, width=64) for _ in range(5)),
         )
         self.layer2 = nn.Sequential(
             PreActBasicBlock(
                 64,
-                128,
+                width=128,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(64, 128, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(128)
                 ),
             ),
-            *(PreActBasicBlock(128, 128) for _ in range(5)),
+            *(PreActBasicBlock(128, width=128) for _ in range(5)),
         )
         self.layer3 = nn.Sequential(
             PreActBasicBlock(
                 128,
-                256,
+                width=256,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(128, 256, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
-            *(PreActBasicBlock(256, 256) for _ in range(5)),
+            *(PreActBasicBlock(256, width=256) for _ in range(5)),
         )
         self.final_bn = nn.BatchNorm2d(256)
-        self.fc = nn.Linear(256, 10, bias=True)
+        self.fc = nn.Linear(256, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -108,6 +108,6 @@ class CIFARWRN404(nn.Module):
         return x
 
 
-def build_model() -> CIFARWRN404:
-    """The network, freshly initialised."""
-    return CIFARWRN404()
+def build_model(num_classes: int = 10) -> CIFARWRN40_4:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return CIFARWRN40_4(num_classes=num_classes)

@@ -41,18 +41,24 @@ class PlainBasicBlock(nn.Module):
 
 
 class Plain18(nn.Module):
-    """Plain-18 (3x224x224 input, 1000 classes)."""
+    """Plain-18 (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = nn.Sequential(*(PlainBasicBlock(64, 64) for _ in range(2)))
-        self.layer2 = nn.Sequential(PlainBasicBlock(64, 128, stride=2), PlainBasicBlock(128, 128))
-        self.layer3 = nn.Sequential(PlainBasicBlock(128, 256, stride=2), PlainBasicBlock(256, 256))
-        self.layer4 = nn.Sequential(PlainBasicBlock(256, 512, stride=2), PlainBasicBlock(512, 512))
-        self.fc = nn.Linear(512, 1000, bias=True)
+        self.layer1 = nn.Sequential(*(PlainBasicBlock(64, width=64) for _ in range(2)))
+        self.layer2 = nn.Sequential(
+            PlainBasicBlock(64, width=128, stride=2), PlainBasicBlock(128, width=128)
+        )
+        self.layer3 = nn.Sequential(
+            PlainBasicBlock(128, width=256, stride=2), PlainBasicBlock(256, width=256)
+        )
+        self.layer4 = nn.Sequential(
+            PlainBasicBlock(256, width=512, stride=2), PlainBasicBlock(512, width=512)
+        )
+        self.fc = nn.Linear(512, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -78,6 +84,6 @@ class Plain18(nn.Module):
         return x
 
 
-def build_model() -> Plain18:
-    """The network, freshly initialised."""
-    return Plain18()
+def build_model(num_classes: int = 1000) -> Plain18:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return Plain18(num_classes=num_classes)

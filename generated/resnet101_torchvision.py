@@ -52,9 +52,10 @@ class Bottleneck(nn.Module):
 
 
 class ResNet101Torchvision(nn.Module):
-    """ResNet-101 (torchvision) (3x224x224 input, 1000 classes)."""
+    """ResNet-101 (torchvision) (3x224x224 input, 1000 classes unless num_classes says
+    otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -62,51 +63,51 @@ class ResNet101Torchvision(nn.Module):
         self.layer1 = nn.Sequential(
             Bottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 downsample=nn.Sequential(
                     nn.Conv2d(64, 256, kernel_size=1, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
-            *(Bottleneck(256, 64, 256) for _ in range(2)),
+            *(Bottleneck(256, width=64, out_channels=256) for _ in range(2)),
         )
         self.layer2 = nn.Sequential(
             Bottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(256, 512, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(512)
                 ),
             ),
-            *(Bottleneck(512, 128, 512) for _ in range(3)),
+            *(Bottleneck(512, width=128, out_channels=512) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             Bottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(512, 1024, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(1024)
                 ),
             ),
-            *(Bottleneck(1024, 256, 1024) for _ in range(22)),
+            *(Bottleneck(1024, width=256, out_channels=1024) for _ in range(22)),
         )
         self.layer4 = nn.Sequential(
             Bottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(1024, 2048, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(2048)
                 ),
             ),
-            *(Bottleneck(2048, 512, 2048) for _ in range(2)),
+            *(Bottleneck(2048, width=512, out_channels=2048) for _ in range(2)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -132,6 +133,6 @@ class ResNet101Torchvision(nn.Module):
         return x
 
 
-def build_model() -> ResNet101Torchvision:
-    """The network, freshly initialised."""
-    return ResNet101Torchvision()
+def build_model(num_classes: int = 1000) -> ResNet101Torchvision:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNet101Torchvision(num_classes=num_classes)

@@ -114,6 +114,9 @@ class IR:
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     blocks: dict[str, Block] = field(default_factory=dict)
     stages: list[Stage] = field(default_factory=list)
+    # the network's own constructor parameters (a classifier's num_classes), which its nodes
+    # name in ``Node.bind`` as blocks' nodes name their block's
+    args: tuple[BlockArg, ...] = ()
     _order: tuple[int, list[str]] | None = field(default=None, repr=False)
 
     # -- building: passes change the structure through these, which keep order() cached ---
@@ -241,11 +244,50 @@ class IR:
         return "\n".join(lines)
 
 
+# Words of lower-case model names (timm's spelling) as the papers write them.
+_WORDS = {
+    "resnet": "ResNet",
+    "resnext": "ResNeXt",
+    "senet": "SENet",
+    "densenet": "DenseNet",
+    "preact": "PreAct",
+    "wide": "Wide",
+    "blur": "Blur",
+    "se": "SE",
+    "eca": "ECA",
+    "aa": "AA",
+    "rs": "RS",
+    "gn": "GN",
+}
+
+
+def _word_case(word: str) -> str:
+    """A word of a name in CamelCase: a word written with capitals stays as written; an
+    all-lower-case one has its leading letters spelled out from ``_WORDS`` where they are
+    made of them ('seresnext50' -> 'SEResNeXt50', 'light' -> 'Light')."""
+    if not word.islower():
+        return word[:1].upper() + word[1:]
+    letters = len(word) - len(word.lstrip("abcdefghijklmnopqrstuvwxyz"))
+    out, i = "", 0
+    while i < letters:
+        known = [w for w in _WORDS if word.startswith(w, i) and i + len(w) <= letters]
+        if not known:
+            return out + word[i:].capitalize()
+        longest = max(known, key=len)
+        out, i = out + _WORDS[longest], i + len(longest)
+    return out + word[letters:]
+
+
 def class_identifier(name: str) -> str:
     """A Python identifier in CamelCase for a spec or block name, e.g. 'CIFAR ResNet-20' ->
-    CIFARResNet20."""
+    CIFARResNet20, 'seresnext50_32x4d' -> SEResNeXt50_32x4d: numbers that follow a number
+    keep an underscore between them (WRN-28-10 -> WRN28_10)."""
     words = "".join(c if c.isascii() and c.isalnum() else " " for c in name).split()
-    ident = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
+    ident, previous = "", ""
+    for word in map(_word_case, words):
+        numbers = word[0].isdigit() and any(c.isdigit() for c in previous)
+        ident, previous = ident + ("_" if numbers else "") + word, word
+    ident = ident or "Model"
     return ident if ident[0].isalpha() else f"Net{ident}"
 
 

@@ -75,10 +75,10 @@ class ECABottleneck(nn.Module):
         return out
 
 
-class Ecaresnet101d(nn.Module):
-    """ecaresnet101d (3x224x224 input, 1000 classes)."""
+class ECAResNet101d(nn.Module):
+    """ecaresnet101d (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -94,22 +94,22 @@ class Ecaresnet101d(nn.Module):
         self.layer1 = nn.Sequential(
             ECABottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 eca_kernel=5,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            *(ECABottleneck(256, 64, 256, eca_kernel=5) for _ in range(2)),
+            *(ECABottleneck(256, width=64, out_channels=256, eca_kernel=5) for _ in range(2)),
         )
         self.layer2 = nn.Sequential(
             ECABottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 eca_kernel=5,
                 downsample=nn.Sequential(
@@ -118,13 +118,13 @@ class Ecaresnet101d(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(ECABottleneck(512, 128, 512, eca_kernel=5) for _ in range(3)),
+            *(ECABottleneck(512, width=128, out_channels=512, eca_kernel=5) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             ECABottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 eca_kernel=5,
                 downsample=nn.Sequential(
@@ -133,13 +133,13 @@ class Ecaresnet101d(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(ECABottleneck(1024, 256, 1024, eca_kernel=5) for _ in range(22)),
+            *(ECABottleneck(1024, width=256, out_channels=1024, eca_kernel=5) for _ in range(22)),
         )
         self.layer4 = nn.Sequential(
             ECABottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 eca_kernel=7,
                 downsample=nn.Sequential(
@@ -148,9 +148,9 @@ class Ecaresnet101d(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(ECABottleneck(2048, 512, 2048, eca_kernel=7) for _ in range(2)),
+            *(ECABottleneck(2048, width=512, out_channels=2048, eca_kernel=7) for _ in range(2)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -181,6 +181,6 @@ class Ecaresnet101d(nn.Module):
         return x
 
 
-def build_model() -> Ecaresnet101d:
-    """The network, freshly initialised."""
-    return Ecaresnet101d()
+def build_model(num_classes: int = 1000) -> ECAResNet101d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ECAResNet101d(num_classes=num_classes)

@@ -123,10 +123,10 @@ class ECABottleneck2(nn.Module):
         return out
 
 
-class Ecaresnet101dPruned(nn.Module):
-    """ecaresnet101d_pruned (3x224x224 input, 1000 classes)."""
+class ECAResNet101dPruned(nn.Module):
+    """ecaresnet101d_pruned (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -142,22 +142,24 @@ class Ecaresnet101dPruned(nn.Module):
         self.layer1 = nn.Sequential(
             ECABottleneck(
                 64,
-                25,
-                26,
+                width=25,
+                out_channels=26,
                 width1=45,
                 eca_kernel=5,
                 downsample=nn.Sequential(
-                    nn.Identity(), nn.Conv2d(64, 26, kernel_size=1, bias=False), nn.BatchNorm2d(26)
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
+                    nn.Conv2d(64, 26, kernel_size=1, bias=False),
+                    nn.BatchNorm2d(26),
                 ),
             ),
-            ECABottleneck(26, 20, 26, width1=53, eca_kernel=5),
-            ECABottleneck(26, 27, 26, width1=60, eca_kernel=5),
+            ECABottleneck(26, width=20, out_channels=26, width1=53, eca_kernel=5),
+            ECABottleneck(26, width=27, out_channels=26, width1=60, eca_kernel=5),
         )
         self.layer2 = nn.Sequential(
             ECABottleneck(
                 26,
-                24,
-                142,
+                width=24,
+                out_channels=142,
                 width1=81,
                 stride=2,
                 eca_kernel=5,
@@ -167,15 +169,15 @@ class Ecaresnet101dPruned(nn.Module):
                     nn.BatchNorm2d(142),
                 ),
             ),
-            ECABottleneck(142, 49, 142, width1=93, eca_kernel=5),
-            ECABottleneck(142, 54, 142, width1=102, eca_kernel=5),
-            ECABottleneck(142, 78, 142, width1=122, eca_kernel=5),
+            ECABottleneck(142, width=49, out_channels=142, width1=93, eca_kernel=5),
+            ECABottleneck(142, width=54, out_channels=142, width1=102, eca_kernel=5),
+            ECABottleneck(142, width=78, out_channels=142, width1=122, eca_kernel=5),
         )
         self.layer3 = nn.Sequential(
             ECABottleneck(
                 142,
-                25,
-                278,
+                width=25,
+                out_channels=278,
                 width1=101,
                 stride=2,
                 eca_kernel=5,
@@ -185,34 +187,35 @@ class Ecaresnet101dPruned(nn.Module):
                     nn.BatchNorm2d(278),
                 ),
             ),
-            ECABottleneck(278, 160, 278, width1=239, eca_kernel=5),
-            ECABottleneck(278, 156, 278, width1=234, eca_kernel=5),
-            ECABottleneck(278, 176, 278, width1=250, eca_kernel=5),
-            ECABottleneck(278, 191, 278, width1=253, eca_kernel=5),
-            ECABottleneck(278, 175, 278, width1=251, eca_kernel=5),
-            ECABottleneck(278, 128, 278, width1=230, eca_kernel=5),
-            ECABottleneck(278, 154, 278, width1=244, eca_kernel=5),
-            ECABottleneck(278, 159, 278, width1=244, eca_kernel=5),
-            ECABottleneck(278, 97, 278, width1=238, eca_kernel=5),
-            ECABottleneck(278, 149, 278, width1=244, eca_kernel=5),
-            ECABottleneck(278, 181, 278, width1=253, eca_kernel=5),
-            ECABottleneck(278, 119, 278, width1=245, eca_kernel=5),
-            ECABottleneck(278, 216, 278, width1=255, eca_kernel=5),
-            ECABottleneck(278, 201, 278, width1=256, eca_kernel=5),
-            ECABottleneck(278, 149, 278, width1=253, eca_kernel=5),
-            ECABottleneck(278, 141, 278, width1=254, eca_kernel=5),
-            ECABottleneck(278, 190, 278, width1=256, eca_kernel=5),
-            ECABottleneck(278, 217, 278, width1=256, eca_kernel=5),
-            ECABottleneck(278, 156, 278, width1=255, eca_kernel=5),
-            ECABottleneck(278, 155, 278, width1=256, eca_kernel=5),
-            ECABottleneck(278, 232, 278, width1=256, eca_kernel=5),
-            ECABottleneck(278, 214, 278, width1=256, eca_kernel=5),
+            ECABottleneck(278, width=160, out_channels=278, width1=239, eca_kernel=5),
+            ECABottleneck(278, width=156, out_channels=278, width1=234, eca_kernel=5),
+            ECABottleneck(278, width=176, out_channels=278, width1=250, eca_kernel=5),
+            ECABottleneck(278, width=191, out_channels=278, width1=253, eca_kernel=5),
+            ECABottleneck(278, width=175, out_channels=278, width1=251, eca_kernel=5),
+            ECABottleneck(278, width=128, out_channels=278, width1=230, eca_kernel=5),
+            ECABottleneck(278, width=154, out_channels=278, width1=244, eca_kernel=5),
+            ECABottleneck(278, width=159, out_channels=278, width1=244, eca_kernel=5),
+            ECABottleneck(278, width=97, out_channels=278, width1=238, eca_kernel=5),
+            ECABottleneck(278, width=149, out_channels=278, width1=244, eca_kernel=5),
+            ECABottleneck(278, width=181, out_channels=278, width1=253, eca_kernel=5),
+            ECABottleneck(278, width=119, out_channels=278, width1=245, eca_kernel=5),
+            ECABottleneck(278, width=216, out_channels=278, width1=255, eca_kernel=5),
+            ECABottleneck(278, width=201, out_channels=278, width1=256, eca_kernel=5),
+            ECABottleneck(278, width=149, out_channels=278, width1=253, eca_kernel=5),
+            ECABottleneck(278, width=141, out_channels=278, width1=254, eca_kernel=5),
+            ECABottleneck(278, width=190, out_channels=278, width1=256, eca_kernel=5),
+            ECABottleneck(278, width=217, out_channels=278, width1=256, eca_kernel=5),
+            ECABottleneck(278, width=156, out_channels=278, width1=255, eca_kernel=5),
+            *(
+                ECABottleneck(278, width=width, out_channels=278, width1=256, eca_kernel=5)
+                for width in (155, 232, 214)
+            ),
         )
         self.layer4 = nn.Sequential(
             ECABottleneck2(
                 278,
-                289,
-                2042,
+                width=289,
+                out_channels=2042,
                 width1=499,
                 stride=2,
                 eca_kernel=7,
@@ -222,10 +225,10 @@ class Ecaresnet101dPruned(nn.Module):
                     nn.BatchNorm2d(2042),
                 ),
             ),
-            ECABottleneck2(2042, 512, 2042, width1=512, eca_kernel=7),
-            ECABottleneck2(2042, 502, 2042, width1=512, eca_kernel=7),
+            ECABottleneck2(2042, width=512, out_channels=2042, width1=512, eca_kernel=7),
+            ECABottleneck2(2042, width=502, out_channels=2042, width1=512, eca_kernel=7),
         )
-        self.fc = nn.Linear(2042, 1000, bias=True)
+        self.fc = nn.Linear(2042, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -258,6 +261,6 @@ class Ecaresnet101dPruned(nn.Module):
         return x
 
 
-def build_model() -> Ecaresnet101dPruned:
-    """The network, freshly initialised."""
-    return Ecaresnet101dPruned()
+def build_model(num_classes: int = 1000) -> ECAResNet101dPruned:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ECAResNet101dPruned(num_classes=num_classes)

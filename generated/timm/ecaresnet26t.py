@@ -75,10 +75,10 @@ class ECABottleneck(nn.Module):
         return out
 
 
-class Ecaresnet26t(nn.Module):
-    """ecaresnet26t (3x256x256 input, 1000 classes)."""
+class ECAResNet26t(nn.Module):
+    """ecaresnet26t (3x256x256 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 24, kernel_size=3, stride=2, padding=1, bias=False),
@@ -94,22 +94,22 @@ class Ecaresnet26t(nn.Module):
         self.layer1 = nn.Sequential(
             ECABottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 eca_kernel=5,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            ECABottleneck(256, 64, 256, eca_kernel=5),
+            ECABottleneck(256, width=64, out_channels=256, eca_kernel=5),
         )
         self.layer2 = nn.Sequential(
             ECABottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 eca_kernel=5,
                 downsample=nn.Sequential(
@@ -118,13 +118,13 @@ class Ecaresnet26t(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            ECABottleneck(512, 128, 512, eca_kernel=5),
+            ECABottleneck(512, width=128, out_channels=512, eca_kernel=5),
         )
         self.layer3 = nn.Sequential(
             ECABottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 eca_kernel=5,
                 downsample=nn.Sequential(
@@ -133,13 +133,13 @@ class Ecaresnet26t(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            ECABottleneck(1024, 256, 1024, eca_kernel=5),
+            ECABottleneck(1024, width=256, out_channels=1024, eca_kernel=5),
         )
         self.layer4 = nn.Sequential(
             ECABottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 eca_kernel=7,
                 downsample=nn.Sequential(
@@ -148,9 +148,9 @@ class Ecaresnet26t(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            ECABottleneck(2048, 512, 2048, eca_kernel=7),
+            ECABottleneck(2048, width=512, out_channels=2048, eca_kernel=7),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -181,6 +181,6 @@ class Ecaresnet26t(nn.Module):
         return x
 
 
-def build_model() -> Ecaresnet26t:
-    """The network, freshly initialised."""
-    return Ecaresnet26t()
+def build_model(num_classes: int = 1000) -> ECAResNet26t:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ECAResNet26t(num_classes=num_classes)

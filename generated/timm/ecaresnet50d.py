@@ -74,10 +74,10 @@ class ECABottleneck(nn.Module):
         return out
 
 
-class Ecaresnet50d(nn.Module):
-    """ecaresnet50d (3x224x224 input, 1000 classes)."""
+class ECAResNet50d(nn.Module):
+    """ecaresnet50d (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -93,22 +93,22 @@ class Ecaresnet50d(nn.Module):
         self.layer1 = nn.Sequential(
             ECABottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 eca_kernel=5,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            *(ECABottleneck(256, 64, 256, eca_kernel=5) for _ in range(2)),
+            *(ECABottleneck(256, width=64, out_channels=256, eca_kernel=5) for _ in range(2)),
         )
         self.layer2 = nn.Sequential(
             ECABottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 eca_kernel=5,
                 downsample=nn.Sequential(
@@ -117,13 +117,13 @@ class Ecaresnet50d(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(ECABottleneck(512, 128, 512, eca_kernel=5) for _ in range(3)),
+            *(ECABottleneck(512, width=128, out_channels=512, eca_kernel=5) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             ECABottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 eca_kernel=5,
                 downsample=nn.Sequential(
@@ -132,13 +132,13 @@ class Ecaresnet50d(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(ECABottleneck(1024, 256, 1024, eca_kernel=5) for _ in range(5)),
+            *(ECABottleneck(1024, width=256, out_channels=1024, eca_kernel=5) for _ in range(5)),
         )
         self.layer4 = nn.Sequential(
             ECABottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 eca_kernel=7,
                 downsample=nn.Sequential(
@@ -147,9 +147,9 @@ class Ecaresnet50d(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(ECABottleneck(2048, 512, 2048, eca_kernel=7) for _ in range(2)),
+            *(ECABottleneck(2048, width=512, out_channels=2048, eca_kernel=7) for _ in range(2)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -180,6 +180,6 @@ class Ecaresnet50d(nn.Module):
         return x
 
 
-def build_model() -> Ecaresnet50d:
-    """The network, freshly initialised."""
-    return Ecaresnet50d()
+def build_model(num_classes: int = 1000) -> ECAResNet50d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ECAResNet50d(num_classes=num_classes)

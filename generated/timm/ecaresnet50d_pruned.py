@@ -122,10 +122,10 @@ class ECABottleneck2(nn.Module):
         return out
 
 
-class Ecaresnet50dPruned(nn.Module):
-    """ecaresnet50d_pruned (3x224x224 input, 1000 classes)."""
+class ECAResNet50dPruned(nn.Module):
+    """ecaresnet50d_pruned (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -141,22 +141,24 @@ class Ecaresnet50dPruned(nn.Module):
         self.layer1 = nn.Sequential(
             ECABottleneck(
                 64,
-                18,
-                19,
+                width=18,
+                out_channels=19,
                 width1=47,
                 eca_kernel=5,
                 downsample=nn.Sequential(
-                    nn.Identity(), nn.Conv2d(64, 19, kernel_size=1, bias=False), nn.BatchNorm2d(19)
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
+                    nn.Conv2d(64, 19, kernel_size=1, bias=False),
+                    nn.BatchNorm2d(19),
                 ),
             ),
-            ECABottleneck(19, 22, 19, width1=52, eca_kernel=5),
-            ECABottleneck(19, 35, 19, width1=64, eca_kernel=5),
+            ECABottleneck(19, width=22, out_channels=19, width1=52, eca_kernel=5),
+            ECABottleneck(19, width=35, out_channels=19, width1=64, eca_kernel=5),
         )
         self.layer2 = nn.Sequential(
             ECABottleneck(
                 19,
-                37,
-                171,
+                width=37,
+                out_channels=171,
                 width1=85,
                 stride=2,
                 eca_kernel=5,
@@ -166,15 +168,15 @@ class Ecaresnet50dPruned(nn.Module):
                     nn.BatchNorm2d(171),
                 ),
             ),
-            ECABottleneck(171, 80, 171, width1=107, eca_kernel=5),
-            ECABottleneck(171, 85, 171, width1=120, eca_kernel=5),
-            ECABottleneck(171, 87, 171, width1=125, eca_kernel=5),
+            ECABottleneck(171, width=80, out_channels=171, width1=107, eca_kernel=5),
+            ECABottleneck(171, width=85, out_channels=171, width1=120, eca_kernel=5),
+            ECABottleneck(171, width=87, out_channels=171, width1=125, eca_kernel=5),
         )
         self.layer3 = nn.Sequential(
             ECABottleneck(
                 171,
-                126,
-                818,
+                width=126,
+                out_channels=818,
                 width1=198,
                 stride=2,
                 eca_kernel=5,
@@ -184,17 +186,17 @@ class Ecaresnet50dPruned(nn.Module):
                     nn.BatchNorm2d(818),
                 ),
             ),
-            ECABottleneck(818, 232, 818, width1=255, eca_kernel=5),
-            ECABottleneck(818, 233, 818, width1=256, eca_kernel=5),
-            ECABottleneck(818, 235, 818, width1=253, eca_kernel=5),
-            ECABottleneck(818, 225, 818, width1=256, eca_kernel=5),
-            ECABottleneck(818, 239, 818, width1=256, eca_kernel=5),
+            ECABottleneck(818, width=232, out_channels=818, width1=255, eca_kernel=5),
+            ECABottleneck(818, width=233, out_channels=818, width1=256, eca_kernel=5),
+            ECABottleneck(818, width=235, out_channels=818, width1=253, eca_kernel=5),
+            ECABottleneck(818, width=225, out_channels=818, width1=256, eca_kernel=5),
+            ECABottleneck(818, width=239, out_channels=818, width1=256, eca_kernel=5),
         )
         self.layer4 = nn.Sequential(
             ECABottleneck2(
                 818,
-                237,
-                2022,
+                width=237,
+                out_channels=2022,
                 width1=492,
                 stride=2,
                 eca_kernel=7,
@@ -204,10 +206,10 @@ class Ecaresnet50dPruned(nn.Module):
                     nn.BatchNorm2d(2022),
                 ),
             ),
-            ECABottleneck2(2022, 500, 2022, width1=512, eca_kernel=7),
-            ECABottleneck2(2022, 490, 2022, width1=512, eca_kernel=7),
+            ECABottleneck2(2022, width=500, out_channels=2022, width1=512, eca_kernel=7),
+            ECABottleneck2(2022, width=490, out_channels=2022, width1=512, eca_kernel=7),
         )
-        self.fc = nn.Linear(2022, 1000, bias=True)
+        self.fc = nn.Linear(2022, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -240,6 +242,6 @@ class Ecaresnet50dPruned(nn.Module):
         return x
 
 
-def build_model() -> Ecaresnet50dPruned:
-    """The network, freshly initialised."""
-    return Ecaresnet50dPruned()
+def build_model(num_classes: int = 1000) -> ECAResNet50dPruned:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ECAResNet50dPruned(num_classes=num_classes)

@@ -74,10 +74,10 @@ class ECABottleneck(nn.Module):
         return out
 
 
-class Ecaresnetlight(nn.Module):
-    """ecaresnetlight (3x224x224 input, 1000 classes)."""
+class ECAResNetLight(nn.Module):
+    """ecaresnetlight (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -85,11 +85,11 @@ class Ecaresnetlight(nn.Module):
         self.layer1 = nn.Sequential(
             ECABottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 eca_kernel=5,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
@@ -98,8 +98,8 @@ class Ecaresnetlight(nn.Module):
         self.layer2 = nn.Sequential(
             ECABottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 eca_kernel=5,
                 downsample=nn.Sequential(
@@ -112,8 +112,8 @@ class Ecaresnetlight(nn.Module):
         self.layer3 = nn.Sequential(
             ECABottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 eca_kernel=5,
                 downsample=nn.Sequential(
@@ -122,13 +122,13 @@ class Ecaresnetlight(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(ECABottleneck(1024, 256, 1024, eca_kernel=5) for _ in range(10)),
+            *(ECABottleneck(1024, width=256, out_channels=1024, eca_kernel=5) for _ in range(10)),
         )
         self.layer4 = nn.Sequential(
             ECABottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 eca_kernel=7,
                 downsample=nn.Sequential(
@@ -137,9 +137,9 @@ class Ecaresnetlight(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(ECABottleneck(2048, 512, 2048, eca_kernel=7) for _ in range(2)),
+            *(ECABottleneck(2048, width=512, out_channels=2048, eca_kernel=7) for _ in range(2)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -170,6 +170,6 @@ class Ecaresnetlight(nn.Module):
         return x
 
 
-def build_model() -> Ecaresnetlight:
-    """The network, freshly initialised."""
-    return Ecaresnetlight()
+def build_model(num_classes: int = 1000) -> ECAResNetLight:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ECAResNetLight(num_classes=num_classes)

@@ -75,10 +75,10 @@ class ECABottleneck(nn.Module):
         return out
 
 
-class Ecaresnext26t32x4d(nn.Module):
-    """ecaresnext26t_32x4d (3x224x224 input, 1000 classes)."""
+class ECAResNeXt26t_32x4d(nn.Module):
+    """ecaresnext26t_32x4d (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 24, kernel_size=3, stride=2, padding=1, bias=False),
@@ -94,23 +94,23 @@ class Ecaresnext26t32x4d(nn.Module):
         self.layer1 = nn.Sequential(
             ECABottleneck(
                 64,
-                128,
-                256,
+                width=128,
+                out_channels=256,
                 groups=32,
                 eca_kernel=5,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            ECABottleneck(256, 128, 256, groups=32, eca_kernel=5),
+            ECABottleneck(256, width=128, out_channels=256, groups=32, eca_kernel=5),
         )
         self.layer2 = nn.Sequential(
             ECABottleneck(
                 256,
-                256,
-                512,
+                width=256,
+                out_channels=512,
                 stride=2,
                 groups=32,
                 eca_kernel=5,
@@ -120,13 +120,13 @@ class Ecaresnext26t32x4d(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            ECABottleneck(512, 256, 512, groups=32, eca_kernel=5),
+            ECABottleneck(512, width=256, out_channels=512, groups=32, eca_kernel=5),
         )
         self.layer3 = nn.Sequential(
             ECABottleneck(
                 512,
-                512,
-                1024,
+                width=512,
+                out_channels=1024,
                 stride=2,
                 groups=32,
                 eca_kernel=5,
@@ -136,13 +136,13 @@ class Ecaresnext26t32x4d(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            ECABottleneck(1024, 512, 1024, groups=32, eca_kernel=5),
+            ECABottleneck(1024, width=512, out_channels=1024, groups=32, eca_kernel=5),
         )
         self.layer4 = nn.Sequential(
             ECABottleneck(
                 1024,
-                1024,
-                2048,
+                width=1024,
+                out_channels=2048,
                 stride=2,
                 groups=32,
                 eca_kernel=7,
@@ -152,9 +152,9 @@ class Ecaresnext26t32x4d(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            ECABottleneck(2048, 1024, 2048, groups=32, eca_kernel=7),
+            ECABottleneck(2048, width=1024, out_channels=2048, groups=32, eca_kernel=7),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -185,6 +185,6 @@ class Ecaresnext26t32x4d(nn.Module):
         return x
 
 
-def build_model() -> Ecaresnext26t32x4d:
-    """The network, freshly initialised."""
-    return Ecaresnext26t32x4d()
+def build_model(num_classes: int = 1000) -> ECAResNeXt26t_32x4d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ECAResNeXt26t_32x4d(num_classes=num_classes)

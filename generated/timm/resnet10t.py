@@ -45,10 +45,10 @@ class BasicBlock(nn.Module):
         return out
 
 
-class Resnet10t(nn.Module):
-    """resnet10t (3x176x176 input, 1000 classes)."""
+class ResNet10t(nn.Module):
+    """resnet10t (3x176x176 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 24, kernel_size=3, stride=2, padding=1, bias=False),
@@ -61,11 +61,11 @@ class Resnet10t(nn.Module):
         )
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = nn.Sequential(BasicBlock(64, 64))
+        self.layer1 = nn.Sequential(BasicBlock(64, width=64))
         self.layer2 = nn.Sequential(
             BasicBlock(
                 64,
-                128,
+                width=128,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -77,7 +77,7 @@ class Resnet10t(nn.Module):
         self.layer3 = nn.Sequential(
             BasicBlock(
                 128,
-                256,
+                width=256,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -89,7 +89,7 @@ class Resnet10t(nn.Module):
         self.layer4 = nn.Sequential(
             BasicBlock(
                 256,
-                512,
+                width=512,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -98,7 +98,7 @@ class Resnet10t(nn.Module):
                 ),
             ),
         )
-        self.fc = nn.Linear(512, 1000, bias=True)
+        self.fc = nn.Linear(512, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -129,6 +129,6 @@ class Resnet10t(nn.Module):
         return x
 
 
-def build_model() -> Resnet10t:
-    """The network, freshly initialised."""
-    return Resnet10t()
+def build_model(num_classes: int = 1000) -> ResNet10t:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNet10t(num_classes=num_classes)

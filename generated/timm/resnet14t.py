@@ -51,10 +51,10 @@ class Bottleneck(nn.Module):
         return out
 
 
-class Resnet14t(nn.Module):
-    """resnet14t (3x176x176 input, 1000 classes)."""
+class ResNet14t(nn.Module):
+    """resnet14t (3x176x176 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 24, kernel_size=3, stride=2, padding=1, bias=False),
@@ -70,10 +70,10 @@ class Resnet14t(nn.Module):
         self.layer1 = nn.Sequential(
             Bottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
@@ -82,8 +82,8 @@ class Resnet14t(nn.Module):
         self.layer2 = nn.Sequential(
             Bottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -95,8 +95,8 @@ class Resnet14t(nn.Module):
         self.layer3 = nn.Sequential(
             Bottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -108,8 +108,8 @@ class Resnet14t(nn.Module):
         self.layer4 = nn.Sequential(
             Bottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -118,7 +118,7 @@ class Resnet14t(nn.Module):
                 ),
             ),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -149,6 +149,6 @@ class Resnet14t(nn.Module):
         return x
 
 
-def build_model() -> Resnet14t:
-    """The network, freshly initialised."""
-    return Resnet14t()
+def build_model(num_classes: int = 1000) -> ResNet14t:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNet14t(num_classes=num_classes)

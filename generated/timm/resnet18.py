@@ -45,49 +45,49 @@ class BasicBlock(nn.Module):
         return out
 
 
-class Resnet18(nn.Module):
-    """resnet18 (3x224x224 input, 1000 classes)."""
+class ResNet18(nn.Module):
+    """resnet18 (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = nn.Sequential(*(BasicBlock(64, 64) for _ in range(2)))
+        self.layer1 = nn.Sequential(*(BasicBlock(64, width=64) for _ in range(2)))
         self.layer2 = nn.Sequential(
             BasicBlock(
                 64,
-                128,
+                width=128,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(64, 128, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(128)
                 ),
             ),
-            BasicBlock(128, 128),
+            BasicBlock(128, width=128),
         )
         self.layer3 = nn.Sequential(
             BasicBlock(
                 128,
-                256,
+                width=256,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(128, 256, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
-            BasicBlock(256, 256),
+            BasicBlock(256, width=256),
         )
         self.layer4 = nn.Sequential(
             BasicBlock(
                 256,
-                512,
+                width=512,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(256, 512, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(512)
                 ),
             ),
-            BasicBlock(512, 512),
+            BasicBlock(512, width=512),
         )
-        self.fc = nn.Linear(512, 1000, bias=True)
+        self.fc = nn.Linear(512, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -118,6 +118,6 @@ class Resnet18(nn.Module):
         return x
 
 
-def build_model() -> Resnet18:
-    """The network, freshly initialised."""
-    return Resnet18()
+def build_model(num_classes: int = 1000) -> ResNet18:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNet18(num_classes=num_classes)

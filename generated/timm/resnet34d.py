@@ -45,10 +45,10 @@ class BasicBlock(nn.Module):
         return out
 
 
-class Resnet34d(nn.Module):
-    """resnet34d (3x224x224 input, 1000 classes)."""
+class ResNet34d(nn.Module):
+    """resnet34d (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -61,11 +61,11 @@ class Resnet34d(nn.Module):
         )
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = nn.Sequential(*(BasicBlock(64, 64) for _ in range(3)))
+        self.layer1 = nn.Sequential(*(BasicBlock(64, width=64) for _ in range(3)))
         self.layer2 = nn.Sequential(
             BasicBlock(
                 64,
-                128,
+                width=128,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -73,12 +73,12 @@ class Resnet34d(nn.Module):
                     nn.BatchNorm2d(128),
                 ),
             ),
-            *(BasicBlock(128, 128) for _ in range(3)),
+            *(BasicBlock(128, width=128) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             BasicBlock(
                 128,
-                256,
+                width=256,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -86,12 +86,12 @@ class Resnet34d(nn.Module):
                     nn.BatchNorm2d(256),
                 ),
             ),
-            *(BasicBlock(256, 256) for _ in range(5)),
+            *(BasicBlock(256, width=256) for _ in range(5)),
         )
         self.layer4 = nn.Sequential(
             BasicBlock(
                 256,
-                512,
+                width=512,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -99,9 +99,9 @@ class Resnet34d(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(BasicBlock(512, 512) for _ in range(2)),
+            *(BasicBlock(512, width=512) for _ in range(2)),
         )
-        self.fc = nn.Linear(512, 1000, bias=True)
+        self.fc = nn.Linear(512, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -132,6 +132,6 @@ class Resnet34d(nn.Module):
         return x
 
 
-def build_model() -> Resnet34d:
-    """The network, freshly initialised."""
-    return Resnet34d()
+def build_model(num_classes: int = 1000) -> ResNet34d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNet34d(num_classes=num_classes)

@@ -51,10 +51,10 @@ class Bottleneck(nn.Module):
         return out
 
 
-class Resnet50d(nn.Module):
-    """resnet50d (3x224x224 input, 1000 classes)."""
+class ResNet50d(nn.Module):
+    """resnet50d (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -70,21 +70,21 @@ class Resnet50d(nn.Module):
         self.layer1 = nn.Sequential(
             Bottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            *(Bottleneck(256, 64, 256) for _ in range(2)),
+            *(Bottleneck(256, width=64, out_channels=256) for _ in range(2)),
         )
         self.layer2 = nn.Sequential(
             Bottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -92,13 +92,13 @@ class Resnet50d(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(Bottleneck(512, 128, 512) for _ in range(3)),
+            *(Bottleneck(512, width=128, out_channels=512) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             Bottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -106,13 +106,13 @@ class Resnet50d(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(Bottleneck(1024, 256, 1024) for _ in range(5)),
+            *(Bottleneck(1024, width=256, out_channels=1024) for _ in range(5)),
         )
         self.layer4 = nn.Sequential(
             Bottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -120,9 +120,9 @@ class Resnet50d(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(Bottleneck(2048, 512, 2048) for _ in range(2)),
+            *(Bottleneck(2048, width=512, out_channels=2048) for _ in range(2)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -153,6 +153,6 @@ class Resnet50d(nn.Module):
         return x
 
 
-def build_model() -> Resnet50d:
-    """The network, freshly initialised."""
-    return Resnet50d()
+def build_model(num_classes: int = 1000) -> ResNet50d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNet50d(num_classes=num_classes)

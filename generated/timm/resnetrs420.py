@@ -64,10 +64,10 @@ class SEBottleneck(nn.Module):
         return out
 
 
-class Resnetrs420(nn.Module):
-    """resnetrs420 (3x320x320 input, 1000 classes)."""
+class ResNetRS420(nn.Module):
+    """resnetrs420 (3x320x320 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -87,22 +87,22 @@ class Resnetrs420(nn.Module):
         self.layer1 = nn.Sequential(
             SEBottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 se_width=64,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            *(SEBottleneck(256, 64, 256, se_width=64) for _ in range(3)),
+            *(SEBottleneck(256, width=64, out_channels=256, se_width=64) for _ in range(3)),
         )
         self.layer2 = nn.Sequential(
             SEBottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 se_width=128,
                 downsample=nn.Sequential(
@@ -111,13 +111,13 @@ class Resnetrs420(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(SEBottleneck(512, 128, 512, se_width=128) for _ in range(43)),
+            *(SEBottleneck(512, width=128, out_channels=512, se_width=128) for _ in range(43)),
         )
         self.layer3 = nn.Sequential(
             SEBottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 se_width=256,
                 downsample=nn.Sequential(
@@ -126,13 +126,13 @@ class Resnetrs420(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(SEBottleneck(1024, 256, 1024, se_width=256) for _ in range(86)),
+            *(SEBottleneck(1024, width=256, out_channels=1024, se_width=256) for _ in range(86)),
         )
         self.layer4 = nn.Sequential(
             SEBottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 se_width=512,
                 downsample=nn.Sequential(
@@ -141,9 +141,9 @@ class Resnetrs420(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(SEBottleneck(2048, 512, 2048, se_width=512) for _ in range(3)),
+            *(SEBottleneck(2048, width=512, out_channels=2048, se_width=512) for _ in range(3)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -174,6 +174,6 @@ class Resnetrs420(nn.Module):
         return x
 
 
-def build_model() -> Resnetrs420:
-    """The network, freshly initialised."""
-    return Resnetrs420()
+def build_model(num_classes: int = 1000) -> ResNetRS420:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNetRS420(num_classes=num_classes)

@@ -51,10 +51,10 @@ class Bottleneck(nn.Module):
         return out
 
 
-class Resnext10132x16d(nn.Module):
-    """resnext101_32x16d (3x224x224 input, 1000 classes)."""
+class ResNeXt101_32x16d(nn.Module):
+    """resnext101_32x16d (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -62,55 +62,55 @@ class Resnext10132x16d(nn.Module):
         self.layer1 = nn.Sequential(
             Bottleneck(
                 64,
-                512,
-                256,
+                width=512,
+                out_channels=256,
                 groups=32,
                 downsample=nn.Sequential(
                     nn.Conv2d(64, 256, kernel_size=1, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
-            *(Bottleneck(256, 512, 256, groups=32) for _ in range(2)),
+            *(Bottleneck(256, width=512, out_channels=256, groups=32) for _ in range(2)),
         )
         self.layer2 = nn.Sequential(
             Bottleneck(
                 256,
-                1024,
-                512,
+                width=1024,
+                out_channels=512,
                 stride=2,
                 groups=32,
                 downsample=nn.Sequential(
                     nn.Conv2d(256, 512, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(512)
                 ),
             ),
-            *(Bottleneck(512, 1024, 512, groups=32) for _ in range(3)),
+            *(Bottleneck(512, width=1024, out_channels=512, groups=32) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             Bottleneck(
                 512,
-                2048,
-                1024,
+                width=2048,
+                out_channels=1024,
                 stride=2,
                 groups=32,
                 downsample=nn.Sequential(
                     nn.Conv2d(512, 1024, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(1024)
                 ),
             ),
-            *(Bottleneck(1024, 2048, 1024, groups=32) for _ in range(22)),
+            *(Bottleneck(1024, width=2048, out_channels=1024, groups=32) for _ in range(22)),
         )
         self.layer4 = nn.Sequential(
             Bottleneck(
                 1024,
-                4096,
-                2048,
+                width=4096,
+                out_channels=2048,
                 stride=2,
                 groups=32,
                 downsample=nn.Sequential(
                     nn.Conv2d(1024, 2048, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(2048)
                 ),
             ),
-            *(Bottleneck(2048, 4096, 2048, groups=32) for _ in range(2)),
+            *(Bottleneck(2048, width=4096, out_channels=2048, groups=32) for _ in range(2)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -141,6 +141,6 @@ class Resnext10132x16d(nn.Module):
         return x
 
 
-def build_model() -> Resnext10132x16d:
-    """The network, freshly initialised."""
-    return Resnext10132x16d()
+def build_model(num_classes: int = 1000) -> ResNeXt101_32x16d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNeXt101_32x16d(num_classes=num_classes)

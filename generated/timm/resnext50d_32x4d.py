@@ -52,10 +52,10 @@ class Bottleneck(nn.Module):
         return out
 
 
-class Resnext50d32x4d(nn.Module):
-    """resnext50d_32x4d (3x224x224 input, 1000 classes)."""
+class ResNeXt50d_32x4d(nn.Module):
+    """resnext50d_32x4d (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -71,22 +71,22 @@ class Resnext50d32x4d(nn.Module):
         self.layer1 = nn.Sequential(
             Bottleneck(
                 64,
-                128,
-                256,
+                width=128,
+                out_channels=256,
                 groups=32,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            *(Bottleneck(256, 128, 256, groups=32) for _ in range(2)),
+            *(Bottleneck(256, width=128, out_channels=256, groups=32) for _ in range(2)),
         )
         self.layer2 = nn.Sequential(
             Bottleneck(
                 256,
-                256,
-                512,
+                width=256,
+                out_channels=512,
                 stride=2,
                 groups=32,
                 downsample=nn.Sequential(
@@ -95,13 +95,13 @@ class Resnext50d32x4d(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(Bottleneck(512, 256, 512, groups=32) for _ in range(3)),
+            *(Bottleneck(512, width=256, out_channels=512, groups=32) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             Bottleneck(
                 512,
-                512,
-                1024,
+                width=512,
+                out_channels=1024,
                 stride=2,
                 groups=32,
                 downsample=nn.Sequential(
@@ -110,13 +110,13 @@ class Resnext50d32x4d(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(Bottleneck(1024, 512, 1024, groups=32) for _ in range(5)),
+            *(Bottleneck(1024, width=512, out_channels=1024, groups=32) for _ in range(5)),
         )
         self.layer4 = nn.Sequential(
             Bottleneck(
                 1024,
-                1024,
-                2048,
+                width=1024,
+                out_channels=2048,
                 stride=2,
                 groups=32,
                 downsample=nn.Sequential(
@@ -125,9 +125,9 @@ class Resnext50d32x4d(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(Bottleneck(2048, 1024, 2048, groups=32) for _ in range(2)),
+            *(Bottleneck(2048, width=1024, out_channels=2048, groups=32) for _ in range(2)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -158,6 +158,6 @@ class Resnext50d32x4d(nn.Module):
         return x
 
 
-def build_model() -> Resnext50d32x4d:
-    """The network, freshly initialised."""
-    return Resnext50d32x4d()
+def build_model(num_classes: int = 1000) -> ResNeXt50d_32x4d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNeXt50d_32x4d(num_classes=num_classes)

@@ -65,10 +65,10 @@ class SEBottleneck(nn.Module):
         return out
 
 
-class Senet154(nn.Module):
-    """senet154 (3x224x224 input, 1000 classes)."""
+class SENet154(nn.Module):
+    """senet154 (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 64, kernel_size=3, stride=2, padding=1, bias=False),
@@ -84,21 +84,24 @@ class Senet154(nn.Module):
         self.layer1 = nn.Sequential(
             SEBottleneck(
                 128,
-                256,
-                256,
+                width=256,
+                out_channels=256,
                 groups=64,
                 se_width=16,
                 downsample=nn.Sequential(
                     nn.Conv2d(128, 256, kernel_size=1, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
-            *(SEBottleneck(256, 256, 256, groups=64, se_width=16) for _ in range(2)),
+            *(
+                SEBottleneck(256, width=256, out_channels=256, groups=64, se_width=16)
+                for _ in range(2)
+            ),
         )
         self.layer2 = nn.Sequential(
             SEBottleneck(
                 256,
-                512,
-                512,
+                width=512,
+                out_channels=512,
                 stride=2,
                 groups=64,
                 se_width=32,
@@ -107,13 +110,16 @@ class Senet154(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(SEBottleneck(512, 512, 512, groups=64, se_width=32) for _ in range(7)),
+            *(
+                SEBottleneck(512, width=512, out_channels=512, groups=64, se_width=32)
+                for _ in range(7)
+            ),
         )
         self.layer3 = nn.Sequential(
             SEBottleneck(
                 512,
-                1024,
-                1024,
+                width=1024,
+                out_channels=1024,
                 stride=2,
                 groups=64,
                 se_width=64,
@@ -122,13 +128,16 @@ class Senet154(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(SEBottleneck(1024, 1024, 1024, groups=64, se_width=64) for _ in range(35)),
+            *(
+                SEBottleneck(1024, width=1024, out_channels=1024, groups=64, se_width=64)
+                for _ in range(35)
+            ),
         )
         self.layer4 = nn.Sequential(
             SEBottleneck(
                 1024,
-                2048,
-                2048,
+                width=2048,
+                out_channels=2048,
                 stride=2,
                 groups=64,
                 se_width=128,
@@ -137,9 +146,12 @@ class Senet154(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(SEBottleneck(2048, 2048, 2048, groups=64, se_width=128) for _ in range(2)),
+            *(
+                SEBottleneck(2048, width=2048, out_channels=2048, groups=64, se_width=128)
+                for _ in range(2)
+            ),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -170,6 +182,6 @@ class Senet154(nn.Module):
         return x
 
 
-def build_model() -> Senet154:
-    """The network, freshly initialised."""
-    return Senet154()
+def build_model(num_classes: int = 1000) -> SENet154:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return SENet154(num_classes=num_classes)

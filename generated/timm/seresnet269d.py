@@ -64,10 +64,10 @@ class SEBottleneck(nn.Module):
         return out
 
 
-class Seresnet269d(nn.Module):
-    """seresnet269d (3x256x256 input, 1000 classes)."""
+class SEResNet269d(nn.Module):
+    """seresnet269d (3x256x256 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -83,22 +83,22 @@ class Seresnet269d(nn.Module):
         self.layer1 = nn.Sequential(
             SEBottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 se_width=16,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            *(SEBottleneck(256, 64, 256, se_width=16) for _ in range(2)),
+            *(SEBottleneck(256, width=64, out_channels=256, se_width=16) for _ in range(2)),
         )
         self.layer2 = nn.Sequential(
             SEBottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 se_width=32,
                 downsample=nn.Sequential(
@@ -107,13 +107,13 @@ class Seresnet269d(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(SEBottleneck(512, 128, 512, se_width=32) for _ in range(29)),
+            *(SEBottleneck(512, width=128, out_channels=512, se_width=32) for _ in range(29)),
         )
         self.layer3 = nn.Sequential(
             SEBottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 se_width=64,
                 downsample=nn.Sequential(
@@ -122,13 +122,13 @@ class Seresnet269d(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(SEBottleneck(1024, 256, 1024, se_width=64) for _ in range(47)),
+            *(SEBottleneck(1024, width=256, out_channels=1024, se_width=64) for _ in range(47)),
         )
         self.layer4 = nn.Sequential(
             SEBottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 se_width=128,
                 downsample=nn.Sequential(
@@ -137,9 +137,9 @@ class Seresnet269d(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(SEBottleneck(2048, 512, 2048, se_width=128) for _ in range(7)),
+            *(SEBottleneck(2048, width=512, out_channels=2048, se_width=128) for _ in range(7)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -170,6 +170,6 @@ class Seresnet269d(nn.Module):
         return x
 
 
-def build_model() -> Seresnet269d:
-    """The network, freshly initialised."""
-    return Seresnet269d()
+def build_model(num_classes: int = 1000) -> SEResNet269d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return SEResNet269d(num_classes=num_classes)

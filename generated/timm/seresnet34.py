@@ -58,52 +58,52 @@ class SEBasicBlock(nn.Module):
         return out
 
 
-class Seresnet34(nn.Module):
-    """seresnet34 (3x224x224 input, 1000 classes)."""
+class SEResNet34(nn.Module):
+    """seresnet34 (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = nn.Sequential(*(SEBasicBlock(64, 64, se_width=8) for _ in range(3)))
+        self.layer1 = nn.Sequential(*(SEBasicBlock(64, width=64, se_width=8) for _ in range(3)))
         self.layer2 = nn.Sequential(
             SEBasicBlock(
                 64,
-                128,
+                width=128,
                 stride=2,
                 se_width=8,
                 downsample=nn.Sequential(
                     nn.Conv2d(64, 128, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(128)
                 ),
             ),
-            *(SEBasicBlock(128, 128, se_width=8) for _ in range(3)),
+            *(SEBasicBlock(128, width=128, se_width=8) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             SEBasicBlock(
                 128,
-                256,
+                width=256,
                 stride=2,
                 se_width=16,
                 downsample=nn.Sequential(
                     nn.Conv2d(128, 256, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
-            *(SEBasicBlock(256, 256, se_width=16) for _ in range(5)),
+            *(SEBasicBlock(256, width=256, se_width=16) for _ in range(5)),
         )
         self.layer4 = nn.Sequential(
             SEBasicBlock(
                 256,
-                512,
+                width=512,
                 stride=2,
                 se_width=32,
                 downsample=nn.Sequential(
                     nn.Conv2d(256, 512, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(512)
                 ),
             ),
-            *(SEBasicBlock(512, 512, se_width=32) for _ in range(2)),
+            *(SEBasicBlock(512, width=512, se_width=32) for _ in range(2)),
         )
-        self.fc = nn.Linear(512, 1000, bias=True)
+        self.fc = nn.Linear(512, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -134,6 +134,6 @@ class Seresnet34(nn.Module):
         return x
 
 
-def build_model() -> Seresnet34:
-    """The network, freshly initialised."""
-    return Seresnet34()
+def build_model(num_classes: int = 1000) -> SEResNet34:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return SEResNet34(num_classes=num_classes)

@@ -117,10 +117,10 @@ class AntiAliasedSEBottleneck(nn.Module):
         return out
 
 
-class Seresnetaa50d(nn.Module):
-    """seresnetaa50d (3x224x224 input, 1000 classes)."""
+class SEResNetAA50d(nn.Module):
+    """seresnetaa50d (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -136,22 +136,22 @@ class Seresnetaa50d(nn.Module):
         self.layer1 = nn.Sequential(
             SEBottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 se_width=16,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            *(SEBottleneck(256, 64, 256, se_width=16) for _ in range(2)),
+            *(SEBottleneck(256, width=64, out_channels=256, se_width=16) for _ in range(2)),
         )
         self.layer2 = nn.Sequential(
             AntiAliasedSEBottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 se_width=32,
                 downsample=nn.Sequential(
@@ -160,13 +160,13 @@ class Seresnetaa50d(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(SEBottleneck(512, 128, 512, se_width=32) for _ in range(3)),
+            *(SEBottleneck(512, width=128, out_channels=512, se_width=32) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             AntiAliasedSEBottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 se_width=64,
                 downsample=nn.Sequential(
@@ -175,13 +175,13 @@ class Seresnetaa50d(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(SEBottleneck(1024, 256, 1024, se_width=64) for _ in range(5)),
+            *(SEBottleneck(1024, width=256, out_channels=1024, se_width=64) for _ in range(5)),
         )
         self.layer4 = nn.Sequential(
             AntiAliasedSEBottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 se_width=128,
                 downsample=nn.Sequential(
@@ -190,9 +190,9 @@ class Seresnetaa50d(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(SEBottleneck(2048, 512, 2048, se_width=128) for _ in range(2)),
+            *(SEBottleneck(2048, width=512, out_channels=2048, se_width=128) for _ in range(2)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -225,6 +225,6 @@ class Seresnetaa50d(nn.Module):
         return x
 
 
-def build_model() -> Seresnetaa50d:
-    """The network, freshly initialised."""
-    return Seresnetaa50d()
+def build_model(num_classes: int = 1000) -> SEResNetAA50d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return SEResNetAA50d(num_classes=num_classes)

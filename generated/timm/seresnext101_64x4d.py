@@ -65,10 +65,10 @@ class SEBottleneck(nn.Module):
         return out
 
 
-class Seresnext10164x4d(nn.Module):
-    """seresnext101_64x4d (3x224x224 input, 1000 classes)."""
+class SEResNeXt101_64x4d(nn.Module):
+    """seresnext101_64x4d (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -76,21 +76,24 @@ class Seresnext10164x4d(nn.Module):
         self.layer1 = nn.Sequential(
             SEBottleneck(
                 64,
-                256,
-                256,
+                width=256,
+                out_channels=256,
                 groups=64,
                 se_width=16,
                 downsample=nn.Sequential(
                     nn.Conv2d(64, 256, kernel_size=1, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
-            *(SEBottleneck(256, 256, 256, groups=64, se_width=16) for _ in range(2)),
+            *(
+                SEBottleneck(256, width=256, out_channels=256, groups=64, se_width=16)
+                for _ in range(2)
+            ),
         )
         self.layer2 = nn.Sequential(
             SEBottleneck(
                 256,
-                512,
-                512,
+                width=512,
+                out_channels=512,
                 stride=2,
                 groups=64,
                 se_width=32,
@@ -98,13 +101,16 @@ class Seresnext10164x4d(nn.Module):
                     nn.Conv2d(256, 512, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(512)
                 ),
             ),
-            *(SEBottleneck(512, 512, 512, groups=64, se_width=32) for _ in range(3)),
+            *(
+                SEBottleneck(512, width=512, out_channels=512, groups=64, se_width=32)
+                for _ in range(3)
+            ),
         )
         self.layer3 = nn.Sequential(
             SEBottleneck(
                 512,
-                1024,
-                1024,
+                width=1024,
+                out_channels=1024,
                 stride=2,
                 groups=64,
                 se_width=64,
@@ -112,13 +118,16 @@ class Seresnext10164x4d(nn.Module):
                     nn.Conv2d(512, 1024, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(1024)
                 ),
             ),
-            *(SEBottleneck(1024, 1024, 1024, groups=64, se_width=64) for _ in range(22)),
+            *(
+                SEBottleneck(1024, width=1024, out_channels=1024, groups=64, se_width=64)
+                for _ in range(22)
+            ),
         )
         self.layer4 = nn.Sequential(
             SEBottleneck(
                 1024,
-                2048,
-                2048,
+                width=2048,
+                out_channels=2048,
                 stride=2,
                 groups=64,
                 se_width=128,
@@ -126,9 +135,12 @@ class Seresnext10164x4d(nn.Module):
                     nn.Conv2d(1024, 2048, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(2048)
                 ),
             ),
-            *(SEBottleneck(2048, 2048, 2048, groups=64, se_width=128) for _ in range(2)),
+            *(
+                SEBottleneck(2048, width=2048, out_channels=2048, groups=64, se_width=128)
+                for _ in range(2)
+            ),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -159,6 +171,6 @@ class Seresnext10164x4d(nn.Module):
         return x
 
 
-def build_model() -> Seresnext10164x4d:
-    """The network, freshly initialised."""
-    return Seresnext10164x4d()
+def build_model(num_classes: int = 1000) -> SEResNeXt101_64x4d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return SEResNeXt101_64x4d(num_classes=num_classes)

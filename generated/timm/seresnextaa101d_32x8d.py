@@ -118,10 +118,10 @@ class AntiAliasedSEBottleneck(nn.Module):
         return out
 
 
-class Seresnextaa101d32x8d(nn.Module):
-    """seresnextaa101d_32x8d (3x288x288 input, 1000 classes)."""
+class SEResNeXtAA101d_32x8d(nn.Module):
+    """seresnextaa101d_32x8d (3x288x288 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -137,23 +137,26 @@ class Seresnextaa101d32x8d(nn.Module):
         self.layer1 = nn.Sequential(
             SEBottleneck(
                 64,
-                256,
-                256,
+                width=256,
+                out_channels=256,
                 groups=32,
                 se_width=16,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            *(SEBottleneck(256, 256, 256, groups=32, se_width=16) for _ in range(2)),
+            *(
+                SEBottleneck(256, width=256, out_channels=256, groups=32, se_width=16)
+                for _ in range(2)
+            ),
         )
         self.layer2 = nn.Sequential(
             AntiAliasedSEBottleneck(
                 256,
-                512,
-                512,
+                width=512,
+                out_channels=512,
                 stride=2,
                 groups=32,
                 se_width=32,
@@ -163,13 +166,16 @@ class Seresnextaa101d32x8d(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(SEBottleneck(512, 512, 512, groups=32, se_width=32) for _ in range(3)),
+            *(
+                SEBottleneck(512, width=512, out_channels=512, groups=32, se_width=32)
+                for _ in range(3)
+            ),
         )
         self.layer3 = nn.Sequential(
             AntiAliasedSEBottleneck(
                 512,
-                1024,
-                1024,
+                width=1024,
+                out_channels=1024,
                 stride=2,
                 groups=32,
                 se_width=64,
@@ -179,13 +185,16 @@ class Seresnextaa101d32x8d(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(SEBottleneck(1024, 1024, 1024, groups=32, se_width=64) for _ in range(22)),
+            *(
+                SEBottleneck(1024, width=1024, out_channels=1024, groups=32, se_width=64)
+                for _ in range(22)
+            ),
         )
         self.layer4 = nn.Sequential(
             AntiAliasedSEBottleneck(
                 1024,
-                2048,
-                2048,
+                width=2048,
+                out_channels=2048,
                 stride=2,
                 groups=32,
                 se_width=128,
@@ -195,9 +204,12 @@ class Seresnextaa101d32x8d(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(SEBottleneck(2048, 2048, 2048, groups=32, se_width=128) for _ in range(2)),
+            *(
+                SEBottleneck(2048, width=2048, out_channels=2048, groups=32, se_width=128)
+                for _ in range(2)
+            ),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -230,6 +242,6 @@ class Seresnextaa101d32x8d(nn.Module):
         return x
 
 
-def build_model() -> Seresnextaa101d32x8d:
-    """The network, freshly initialised."""
-    return Seresnextaa101d32x8d()
+def build_model(num_classes: int = 1000) -> SEResNeXtAA101d_32x8d:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return SEResNeXtAA101d_32x8d(num_classes=num_classes)

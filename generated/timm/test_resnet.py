@@ -83,10 +83,10 @@ class Bottleneck(nn.Module):
         return out
 
 
-class TestResnet(nn.Module):
-    """test_resnet (3x160x160 input, 1000 classes)."""
+class TestResNet(nn.Module):
+    """test_resnet (3x160x160 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 16, kernel_size=3, stride=2, padding=1, bias=False),
@@ -99,11 +99,11 @@ class TestResnet(nn.Module):
         )
         self.bn1 = nn.BatchNorm2d(32)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = nn.Sequential(BasicBlock(32, 32))
+        self.layer1 = nn.Sequential(BasicBlock(32, width=32))
         self.layer2 = nn.Sequential(
             BasicBlock(
                 32,
-                48,
+                width=48,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -115,8 +115,8 @@ class TestResnet(nn.Module):
         self.layer3 = nn.Sequential(
             Bottleneck(
                 48,
-                48,
-                192,
+                width=48,
+                out_channels=192,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -128,7 +128,7 @@ class TestResnet(nn.Module):
         self.layer4 = nn.Sequential(
             BasicBlock(
                 192,
-                96,
+                width=96,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, count_include_pad=False),
@@ -137,7 +137,7 @@ class TestResnet(nn.Module):
                 ),
             ),
         )
-        self.fc = nn.Linear(96, 1000, bias=True)
+        self.fc = nn.Linear(96, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -170,6 +170,6 @@ class TestResnet(nn.Module):
         return x
 
 
-def build_model() -> TestResnet:
-    """The network, freshly initialised."""
-    return TestResnet()
+def build_model(num_classes: int = 1000) -> TestResNet:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return TestResNet(num_classes=num_classes)

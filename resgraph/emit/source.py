@@ -28,7 +28,7 @@ import jinja2
 
 import resgraph
 from resgraph import ops
-from resgraph.emit.pyformat import WIDTH, Call, Dict, Repeat, Tuple, render
+from resgraph.emit.pyformat import WIDTH, Call, Commented, Dict, Repeat, Tuple, render
 from resgraph.errors import IRError
 from resgraph.ir import (
     IR,
@@ -45,8 +45,9 @@ from resgraph.summary import canonical_name
 if TYPE_CHECKING:
     from torch import nn
 
-# Constructor parameters passed by position in calls; the others go by keyword.
-POSITIONAL = ("in_channels", "width", "out_channels")
+# Block constructor parameters passed by position in calls (the input width, as torchvision
+# passes inplanes); the others go by keyword, so a call reads as what each number is.
+POSITIONAL = ("in_channels",)
 MAX_NESTED_CALLS = 3  # a forward line nests at most this many module calls
 
 
@@ -83,16 +84,17 @@ def helper_sources() -> dict[str, str]:
     }
 
 
-def _ctor(op: ops.Op, bound: dict[str, str] | None = None) -> Call:
+def _ctor(op: ops.Op, bound: dict[str, str] | None = None) -> Call | Commented:
     """An op's constructor call (its registry entry's ``ctor`` and ``module_args``); fields in
     ``bound`` are written as the given expressions (a block's constructor parameters)."""
     bound = bound or {}
     args, kwargs = op.module_args(bound)
-    return Call(
+    call = Call(
         op.ctor,
         tuple(bound.get(f, ops.literal(v)) for f, v in args),
         tuple((k, bound.get(f, ops.literal(v))) for f, k, v in kwargs),
     )
+    return Commented(call, op.note) if op.note else call
 
 
 # -- module trees: module paths -> constructor expressions in containers ---------------------
@@ -403,7 +405,7 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
                 items.append((stage.path, ir.blocks[stage.blocks[0]].input, node.name))
         elif not isinstance(node.op, (ops.Input, ops.Output)):
             if node.op.is_module:
-                entries.append((node.name, _ctor(node.op)))
+                entries.append((node.name, _ctor(node.op, dict(node.bind))))
             items.append(node)
     tree = _tree(entries)
     results = ir.results
@@ -444,6 +446,7 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
             helpers=[helper_sources()[h] for h in helpers],
             classes=[text for text, _ in classes.values()],
             model_class=model_class,
+            args=[(a.name, type(a.value).__name__, a.value) for a in ir.args],
             init_lines=_init_lines(tree),
             forward_lines=forward,
             zero_init=[(name, bns) for name, (_, bns) in classes.items() if bns],

@@ -522,5 +522,6 @@ def lower(spec: ModelSpec) -> IR:
     x = head.add("avgpool", GlobalAvgPool(), x)
     if spec.head.dropout:
         x = head.add("dropout", Dropout(spec.head.dropout), x)
-    head.add("fc", Linear(channels, spec.num_classes), x)
+    head.add("fc", Linear(channels, spec.num_classes), x, bind={"out_features": "num_classes"})
+    ir.args = (BlockArg("num_classes", spec.num_classes),)  # build_model(num_classes=...)
     return ir

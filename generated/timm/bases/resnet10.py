@@ -46,18 +46,18 @@ class BasicBlock(nn.Module):
 
 
 class ResNet10Timm(nn.Module):
-    """ResNet-10 (timm) (3x224x224 input, 1000 classes)."""
+    """ResNet-10 (timm) (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = nn.Sequential(BasicBlock(64, 64))
+        self.layer1 = nn.Sequential(BasicBlock(64, width=64))
         self.layer2 = nn.Sequential(
             BasicBlock(
                 64,
-                128,
+                width=128,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(64, 128, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(128)
@@ -67,7 +67,7 @@ class ResNet10Timm(nn.Module):
         self.layer3 = nn.Sequential(
             BasicBlock(
                 128,
-                256,
+                width=256,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(128, 256, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(256)
@@ -77,14 +77,14 @@ class ResNet10Timm(nn.Module):
         self.layer4 = nn.Sequential(
             BasicBlock(
                 256,
-                512,
+                width=512,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(256, 512, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(512)
                 ),
             ),
         )
-        self.fc = nn.Linear(512, 1000, bias=True)
+        self.fc = nn.Linear(512, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -115,6 +115,6 @@ class ResNet10Timm(nn.Module):
         return x
 
 
-def build_model() -> ResNet10Timm:
-    """The network, freshly initialised."""
-    return ResNet10Timm()
+def build_model(num_classes: int = 1000) -> ResNet10Timm:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNet10Timm(num_classes=num_classes)

@@ -52,9 +52,9 @@ class Bottleneck(nn.Module):
 
 
 class ResNet200Timm(nn.Module):
-    """ResNet-200 (timm) (3x224x224 input, 1000 classes)."""
+    """ResNet-200 (timm) (3x224x224 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -62,51 +62,51 @@ class ResNet200Timm(nn.Module):
         self.layer1 = nn.Sequential(
             Bottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 downsample=nn.Sequential(
                     nn.Conv2d(64, 256, kernel_size=1, bias=False), nn.BatchNorm2d(256)
                 ),
             ),
-            *(Bottleneck(256, 64, 256) for _ in range(2)),
+            *(Bottleneck(256, width=64, out_channels=256) for _ in range(2)),
         )
         self.layer2 = nn.Sequential(
             Bottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(256, 512, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(512)
                 ),
             ),
-            *(Bottleneck(512, 128, 512) for _ in range(23)),
+            *(Bottleneck(512, width=128, out_channels=512) for _ in range(23)),
         )
         self.layer3 = nn.Sequential(
             Bottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(512, 1024, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(1024)
                 ),
             ),
-            *(Bottleneck(1024, 256, 1024) for _ in range(35)),
+            *(Bottleneck(1024, width=256, out_channels=1024) for _ in range(35)),
         )
         self.layer4 = nn.Sequential(
             Bottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 downsample=nn.Sequential(
                     nn.Conv2d(1024, 2048, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(2048)
                 ),
             ),
-            *(Bottleneck(2048, 512, 2048) for _ in range(2)),
+            *(Bottleneck(2048, width=512, out_channels=2048) for _ in range(2)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -137,6 +137,6 @@ class ResNet200Timm(nn.Module):
         return x
 
 
-def build_model() -> ResNet200Timm:
-    """The network, freshly initialised."""
-    return ResNet200Timm()
+def build_model(num_classes: int = 1000) -> ResNet200Timm:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNet200Timm(num_classes=num_classes)

@@ -66,9 +66,9 @@ class SEBottleneck(nn.Module):
 
 
 class ResNetRS50Timm(nn.Module):
-    """ResNet-RS-50 (timm) (3x160x160 input, 1000 classes)."""
+    """ResNet-RS-50 (timm) (3x160x160 input, 1000 classes unless num_classes says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False),
@@ -88,22 +88,22 @@ class ResNetRS50Timm(nn.Module):
         self.layer1 = nn.Sequential(
             SEBottleneck(
                 64,
-                64,
-                256,
+                width=64,
+                out_channels=256,
                 se_width=64,
                 downsample=nn.Sequential(
-                    nn.Identity(),
+                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),
             ),
-            *(SEBottleneck(256, 64, 256, se_width=64) for _ in range(2)),
+            *(SEBottleneck(256, width=64, out_channels=256, se_width=64) for _ in range(2)),
         )
         self.layer2 = nn.Sequential(
             SEBottleneck(
                 256,
-                128,
-                512,
+                width=128,
+                out_channels=512,
                 stride=2,
                 se_width=128,
                 downsample=nn.Sequential(
@@ -112,13 +112,13 @@ class ResNetRS50Timm(nn.Module):
                     nn.BatchNorm2d(512),
                 ),
             ),
-            *(SEBottleneck(512, 128, 512, se_width=128) for _ in range(3)),
+            *(SEBottleneck(512, width=128, out_channels=512, se_width=128) for _ in range(3)),
         )
         self.layer3 = nn.Sequential(
             SEBottleneck(
                 512,
-                256,
-                1024,
+                width=256,
+                out_channels=1024,
                 stride=2,
                 se_width=256,
                 downsample=nn.Sequential(
@@ -127,13 +127,13 @@ class ResNetRS50Timm(nn.Module):
                     nn.BatchNorm2d(1024),
                 ),
             ),
-            *(SEBottleneck(1024, 256, 1024, se_width=256) for _ in range(5)),
+            *(SEBottleneck(1024, width=256, out_channels=1024, se_width=256) for _ in range(5)),
         )
         self.layer4 = nn.Sequential(
             SEBottleneck(
                 1024,
-                512,
-                2048,
+                width=512,
+                out_channels=2048,
                 stride=2,
                 se_width=512,
                 downsample=nn.Sequential(
@@ -142,9 +142,9 @@ class ResNetRS50Timm(nn.Module):
                     nn.BatchNorm2d(2048),
                 ),
             ),
-            *(SEBottleneck(2048, 512, 2048, se_width=512) for _ in range(2)),
+            *(SEBottleneck(2048, width=512, out_channels=2048, se_width=512) for _ in range(2)),
         )
-        self.fc = nn.Linear(2048, 1000, bias=True)
+        self.fc = nn.Linear(2048, num_classes, bias=True)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -175,6 +175,6 @@ class ResNetRS50Timm(nn.Module):
         return x
 
 
-def build_model() -> ResNetRS50Timm:
-    """The network, freshly initialised."""
-    return ResNetRS50Timm()
+def build_model(num_classes: int = 1000) -> ResNetRS50Timm:
+    """The network, freshly initialised; num_classes sets the classifier's outputs."""
+    return ResNetRS50Timm(num_classes=num_classes)
