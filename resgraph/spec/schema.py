@@ -621,6 +621,38 @@ class ModelSpec(StrictModel):
                 self.base,
                 "'base' is resolved when a spec file is loaded; load the file with load_spec",
             )
+        self._check_stem(error)
+        norm_at = ("norm", "groups")
+        if self.norm.type == "batch" and self.norm.groups is not None:
+            error(norm_at, self.norm.groups, "groups are for group norm: set type 'group'")
+        self._check_projection(error)
+        norm_widths = [("stem", w) for w in self.stem.conv_widths()]
+        for i in range(len(self.stages)):
+            norm_widths += self._check_stage_options(i, error)
+        groups = self.norm.group_count() if self.norm.type == "group" else 1
+        if groups > 1:
+            bad = next(((w, c) for w, c in norm_widths if c % groups), None)
+            if bad:
+                error(
+                    norm_at if self.norm.groups is not None else ("norm",),
+                    groups,
+                    f"group norm with {groups} groups needs channel counts divisible by "
+                    f"{groups}: {bad[0]} has a {bad[1]}-channel layer",
+                )
+        if problems:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type="value_error", loc=path, input=value, ctx={"error": message}
+                    )
+                    for path, value, message in problems
+                ],
+            )
+        return self
+
+    def _check_stem(self, error: Any) -> None:
+        """A cifar stem has one conv and no pool; inner widths only for deep stems."""
         stem = self.stem
         if stem.layout == "cifar":
             for name, default in (("type", "single"), ("pool", "max"), ("anti_alias", None)):
@@ -647,12 +679,8 @@ class ModelSpec(StrictModel):
                 f"with no channels ({stem.type} widths: {list(stem.conv_widths())})",
             )
 
-        norm_at = ("norm", "groups")
-        if self.norm.type == "batch" and self.norm.groups is not None:
-            error(norm_at, self.norm.groups, "groups are for group norm: set type 'group'")
-        groups = self.norm.group_count() if self.norm.type == "group" else 1
-        norm_widths: list[tuple[str, int]] = [("stem", w) for w in stem.conv_widths()]
-
+    def _check_projection(self, error: Any) -> None:
+        """projection_kernel: odd, and 1 wherever option D is used."""
         for kind, shortcut_at in [(self.shortcut, ("shortcut",))] + [
             (st.shortcut, ("stages", i, "shortcut")) for i, st in enumerate(self.stages)
         ]:
@@ -670,82 +698,46 @@ class ModelSpec(StrictModel):
                 f"must be odd (a centred kernel), got {self.projection_kernel}",
             )
 
-        for i, stage in enumerate(self.stages):
-            block = self.stage_block(i)
-            block_at = ("stages", i, "block") if stage.block else ("block",)
-            if isinstance(block, DenseBlockSpec):
-                if stage.widths is not None:
-                    error(
-                        ("stages", i, "widths"),
-                        stage.widths,
-                        "a dense stage has no conv widths to list: remove 'widths'",
-                    )
-                continue
+    def _check_stage_options(self, i: int, error: Any) -> list[tuple[str, int]]:
+        """Stage ``i``'s widths, anti-aliasing stride, groups and attention; the widths of
+        the layers its norms normalise, as (where, channels), for the group-norm check."""
+        stage, block = self.stages[i], self.stage_block(i)
+        block_at = ("stages", i, "block") if stage.block else ("block",)
+        if isinstance(block, DenseBlockSpec):
             if stage.widths is not None:
-                widths = self._check_widths(i, block, error)
-            elif stage.width is not None:
-                widths = [block.conv_widths(stage.width * self.width_factor)] * stage.repeats
-            else:
-                continue
-            if block.anti_alias is not None and stage.stride not in (1, ANTI_ALIAS_STRIDE):
                 error(
-                    ("stages", i, "stride"),
-                    stage.stride,
-                    f"anti-aliasing filters downsample by {ANTI_ALIAS_STRIDE}: a "
-                    f"stride-{stage.stride} stage "
-                    f"cannot use the block's anti_alias",
+                    ("stages", i, "widths"),
+                    stage.widths,
+                    "a dense stage has no conv widths to list: remove 'widths'",
                 )
-            for bi, convs in enumerate(widths):
-                where = f"stages[{i}]" + (f" block {bi}" if stage.widths is not None else "")
-                if min(convs) < 1:
-                    error(
-                        block_at + ("reduce_first",) if block.reduce_first > 1 else block_at,
-                        block.reduce_first,
-                        f"{where}: a conv of the branch is left with no channels "
-                        f"(widths {list(convs)})",
-                    )
-                    continue
-                if isinstance(block, BottleneckBlockSpec) and block.groups > 1:
-                    for c in convs[:2]:
-                        if c % block.groups:
-                            error(
-                                (*block_at, "groups"),
-                                block.groups,
-                                f"{where}: the grouped 3x3 conv has {c} input or output "
-                                f"channels, not divisible by {block.groups} groups",
-                            )
-                            break
-                norm_widths += [(where, c) for c in convs]
-                attention = block.attention
-                if isinstance(attention, SESpec) and attention.channels(convs[-1]) > convs[-1]:
-                    error(
-                        (*block_at, "attention"),
-                        attention.ratio,
-                        f"{where}: squeeze-and-excitation would widen its {convs[-1]} "
-                        f"channels to {attention.channels(convs[-1])} (ratio "
-                        f"{attention.ratio:g} rounded to a multiple of {attention.divisor}): "
-                        f"use a smaller divisor",
-                    )
-        if groups > 1:
-            bad = next(((w, c) for w, c in norm_widths if c % groups), None)
-            if bad:
-                error(
-                    norm_at if self.norm.groups is not None else ("norm",),
-                    groups,
-                    f"group norm with {groups} groups needs channel counts divisible by "
-                    f"{groups}: {bad[0]} has a {bad[1]}-channel layer",
-                )
-        if problems:
-            raise ValidationError.from_exception_data(
-                type(self).__name__,
-                [
-                    InitErrorDetails(
-                        type="value_error", loc=path, input=value, ctx={"error": message}
-                    )
-                    for path, value, message in problems
-                ],
+            return []
+        if stage.widths is not None:
+            widths = self._check_widths(i, block, error)
+        elif stage.width is not None:
+            widths = [block.conv_widths(stage.width * self.width_factor)] * stage.repeats
+        else:
+            return []
+        if block.anti_alias is not None and stage.stride not in (1, ANTI_ALIAS_STRIDE):
+            error(
+                ("stages", i, "stride"),
+                stage.stride,
+                f"anti-aliasing filters downsample by {ANTI_ALIAS_STRIDE}: a "
+                f"stride-{stage.stride} stage cannot use the block's anti_alias",
             )
-        return self
+        norm_widths: list[tuple[str, int]] = []
+        for bi, convs in enumerate(widths):
+            where = f"stages[{i}]" + (f" block {bi}" if stage.widths is not None else "")
+            if min(convs) < 1:
+                error(
+                    block_at + ("reduce_first",) if block.reduce_first > 1 else block_at,
+                    block.reduce_first,
+                    f"{where}: a conv of the branch is left with no channels "
+                    f"(widths {list(convs)})",
+                )
+                continue
+            _check_block_widths(block, convs, where, block_at, error)
+            norm_widths += [(where, c) for c in convs]
+        return norm_widths
 
     def _check_widths(
         self, i: int, block: BasicBlockSpec | BottleneckBlockSpec, error: Any
@@ -801,6 +793,36 @@ class ModelSpec(StrictModel):
     def stage_shortcut(self, index: int) -> str:
         """The shortcut option in force for stage ``index``."""
         return self.stages[index].shortcut or self.shortcut
+
+
+def _check_block_widths(
+    block: BasicBlockSpec | BottleneckBlockSpec,
+    convs: tuple[int, ...],
+    where: str,
+    block_at: tuple[str | int, ...],
+    error: Any,
+) -> None:
+    """One block's conv widths against its groups and its squeeze-and-excitation."""
+    if isinstance(block, BottleneckBlockSpec) and block.groups > 1:
+        for c in convs[:2]:
+            if c % block.groups:
+                error(
+                    (*block_at, "groups"),
+                    block.groups,
+                    f"{where}: the grouped 3x3 conv has {c} input or output "
+                    f"channels, not divisible by {block.groups} groups",
+                )
+                break
+    attention = block.attention
+    if isinstance(attention, SESpec) and attention.channels(convs[-1]) > convs[-1]:
+        error(
+            (*block_at, "attention"),
+            attention.ratio,
+            f"{where}: squeeze-and-excitation would widen its {convs[-1]} "
+            f"channels to {attention.channels(convs[-1])} (ratio "
+            f"{attention.ratio:g} rounded to a multiple of {attention.divisor}): "
+            f"use a smaller divisor",
+        )
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
