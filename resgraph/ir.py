@@ -88,8 +88,8 @@ class Block:
 
     @property
     def anti_aliased(self) -> bool:
-        """A low-pass filter (module ``aa``) downsamples after the strided conv: only where
-        the block's stride is 2."""
+        """A low-pass filter (module ``aa``) downsamples after the strided conv (where the
+        spec's ``anti_aliased_at`` says so for the block's stride)."""
         return not isinstance(self.spec, DenseBlockSpec) and self.spec.anti_aliased_at(self.stride)
 
     @property
