@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Literal
 
 import networkx as nx
 
+from resgraph import names
 from resgraph.errors import IRError, SourceLoc
 from resgraph.ops import Op, Output, Shape
+from resgraph.spec.schema import DenseBlockSpec, ShortcutOption
 
 if TYPE_CHECKING:
-    from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
+    from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, ModelSpec
 
 Role = Literal["main", "shortcut", "gate", "attention"]
 Section = Literal["stem", "stage", "head", "output"]  # output: a backbone's Output markers
@@ -32,7 +34,6 @@ JoinKind = Literal["add", "gate", "concat"]
 # projection (option D), or none (no shortcut: a plain block whose join was removed, or a
 # block built without a residual join).
 ShortcutKind = Literal["identity", "zero-pad", "projection", "avg-projection", "none"]
-ShortcutOption = Literal["A", "B", "C", "D", "identity", "none"]
 ArgValue = int | float
 
 
@@ -87,9 +88,9 @@ class Block:
 
     @property
     def anti_aliased(self) -> bool:
-        """A low-pass filter (module ``aa``) downsamples after the strided conv: only where
-        the block's stride is 2."""
-        return getattr(self.spec, "anti_alias", None) is not None and self.stride == 2
+        """A low-pass filter (module ``aa``) downsamples after the strided conv (where the
+        spec's ``anti_aliased_at`` says so for the block's stride)."""
+        return not isinstance(self.spec, DenseBlockSpec) and self.spec.anti_aliased_at(self.stride)
 
     @property
     def residual(self) -> bool:
@@ -113,6 +114,9 @@ class IR:
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     blocks: dict[str, Block] = field(default_factory=dict)
     stages: list[Stage] = field(default_factory=list)
+    # the network's own constructor parameters (a classifier's num_classes), which its nodes
+    # name in ``Node.bind`` as blocks' nodes name their block's
+    args: tuple[BlockArg, ...] = ()
     _order: tuple[int, list[str]] | None = field(default=None, repr=False)
 
     # -- building: passes change the structure through these, which keep order() cached ---
@@ -240,11 +244,50 @@ class IR:
         return "\n".join(lines)
 
 
+# Words of lower-case model names (timm's spelling) as the papers write them.
+_WORDS = {
+    "resnet": "ResNet",
+    "resnext": "ResNeXt",
+    "senet": "SENet",
+    "densenet": "DenseNet",
+    "preact": "PreAct",
+    "wide": "Wide",
+    "blur": "Blur",
+    "se": "SE",
+    "eca": "ECA",
+    "aa": "AA",
+    "rs": "RS",
+    "gn": "GN",
+}
+
+
+def _word_case(word: str) -> str:
+    """A word of a name in CamelCase: a word written with capitals stays as written; an
+    all-lower-case one has its leading letters spelled out from ``_WORDS`` where they are
+    made of them ('seresnext50' -> 'SEResNeXt50', 'light' -> 'Light')."""
+    if not word.islower():
+        return word[:1].upper() + word[1:]
+    letters = len(word) - len(word.lstrip("abcdefghijklmnopqrstuvwxyz"))
+    out, i = "", 0
+    while i < letters:
+        known = [w for w in _WORDS if word.startswith(w, i) and i + len(w) <= letters]
+        if not known:
+            return out + word[i:].capitalize()
+        longest = max(known, key=len)
+        out, i = out + _WORDS[longest], i + len(longest)
+    return out + word[letters:]
+
+
 def class_identifier(name: str) -> str:
     """A Python identifier in CamelCase for a spec or block name, e.g. 'CIFAR ResNet-20' ->
-    CIFARResNet20."""
+    CIFARResNet20, 'seresnext50_32x4d' -> SEResNeXt50_32x4d: numbers that follow a number
+    keep an underscore between them (WRN-28-10 -> WRN28_10)."""
     words = "".join(c if c.isascii() and c.isalnum() else " " for c in name).split()
-    ident = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
+    ident, previous = "", ""
+    for word in map(_word_case, words):
+        numbers = word[0].isdigit() and any(c.isdigit() for c in previous)
+        ident, previous = ident + ("_" if numbers else "") + word, word
+    ident = ident or "Model"
     return ident if ident[0].isalpha() else f"Net{ident}"
 
 
@@ -308,22 +351,28 @@ def block_class_names(ir: IR, members: dict[str, list[Node]], helpers: set[str])
     for path, block in ir.blocks.items():
         key = block_signature(ir, block, members[path], specs)
         if key not in names:
-            base = BLOCK_CLASS_NAMES.get(block.kind) or class_identifier(block.kind)
-            attention = getattr(block.spec, "attention", None)
-            if attention is not None:
-                base = {"se": "SE", "eca": "ECA"}[attention.type] + base
-            if block.anti_aliased:
-                base = "AntiAliased" + base
-            if block.preactivation:
-                base = "PreAct" + base
-            if block.shortcut == "none":
-                base = "Plain" + base
-            elif block.join_kind == "gate":
-                base = "Gated" + base
-            names[key] = _free(base, taken)
+            names[key] = _free(_block_class_base(block), taken)
             taken.add(names[key])
         out[path] = names[key]
     return out
+
+
+def _block_class_base(block: Block) -> str:
+    """``BasicBlock``, ``Bottleneck``, ..., after the prefixes of the options it uses, e.g.
+    ``PreActSEBottleneck`` (names.py's ``cls``)."""
+    base = BLOCK_CLASS_NAMES.get(block.kind) or class_identifier(block.kind)
+    attention = getattr(block.spec, "attention", None)
+    if attention is not None:
+        base = names.ATTENTION[attention.type].cls + base
+    if block.anti_aliased:
+        base = names.ANTI_ALIAS.cls + base
+    if block.preactivation:
+        base = names.PREACTIVATION.cls + base
+    if block.shortcut == "none":
+        return names.SHORTCUT["none"].cls + base
+    if block.join_kind == "gate":
+        return names.GATED.cls + base
+    return base
 
 
 def model_class_name(ir: IR, taken: set[str]) -> str:

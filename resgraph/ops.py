@@ -56,6 +56,7 @@ class Op:
     ctor_args: ClassVar[tuple[tuple[str, str | None, object], ...]] = ()
     call: ClassVar[str] = ""  # function ops: "F.relu({0})"; "{all}" joins every input
     helper: ClassVar[str | None] = None  # the resgraph.nn object it needs, if any
+    note: ClassVar[str] = ""  # module ops: a comment the generated source puts by it
     fill: ClassVar[str] = "white"  # fill colour when drawn
 
     def infer(self, inputs: list[Shape]) -> Shape:
@@ -606,6 +607,7 @@ class Identity(Op):
 
     kind: ClassVar[str] = "identity"
     ctor: ClassVar[str] = "nn.Identity"
+    note: ClassVar[str] = "stride 1, no pool: keeps timm's state_dict indices"
     is_module: ClassVar[bool] = True
     fill: ClassVar[str] = "#e9e9e9"
 

@@ -6,7 +6,9 @@ Nothing here is kept by hand: every figure is a sum over IR nodes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from resgraph import names
 from resgraph.ir import IR, block_members
 from resgraph.ops import BatchNorm, Conv, Input, Linear, Output, fmt_shape
 from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
@@ -264,35 +266,51 @@ def canonical_name(ir: IR) -> str:
         return f"{full}, backbone ({', '.join(map(str, keys))})"
     stages = range(len(spec.stages))
     blocks = [spec.stage_block(i) for i in stages]
-    dense = [b for b in blocks if isinstance(b, DenseBlockSpec)]
-    residual = [b for b in blocks if not isinstance(b, DenseBlockSpec)]
     shortcuts = sorted(
         {spec.stage_shortcut(i) for i in stages if not isinstance(blocks[i], DenseBlockSpec)}
     )
+    family = _family(ir, blocks, shortcuts)
+    if spec.stem.layout == "cifar":
+        family += " (CIFAR)"
+    return ", ".join(
+        [family, *_structure_words(spec, blocks, shortcuts), *_option_words(spec, blocks)]
+    )
+
+
+def _family(ir: IR, blocks: list[Any], shortcuts: list[str]) -> str:
+    """'ResNet-50', 'PreAct-ResNet-164', 'ResNeXt-50 32x4d', 'WRN-28-10', 'DenseNet-BC-100
+    k=12', ..."""
+    spec: ModelSpec = ir.spec
     d = depth(ir)
-    plain = shortcuts == ["none"]
-    pre = all(getattr(b, "preactivation", False) for b in residual)
-    family = "Plain" if plain else ("PreAct-ResNet" if pre else "ResNet")
+    dense = [b for b in blocks if isinstance(b, DenseBlockSpec)]
+    residual = [b for b in blocks if not isinstance(b, DenseBlockSpec)]
     first = residual[0] if residual else None
     if not residual:  # Huang et al. 2017: B = bottleneck layers, C = compression < 1
         letters = ("B" if all(b.bottleneck_layers for b in dense) else "") + (
             "C" if all(b.compression < 1 for b in dense) else ""
         )
         rates = "/".join(dict.fromkeys(str(b.growth_rate) for b in dense))
-        family = f"DenseNet{'-' + letters if letters else ''}-{d} k={rates}"
-    elif isinstance(first, BottleneckBlockSpec) and first.groups > 1:
-        family = f"ResNeXt-{d} {first.groups}x{first.base_width}d"
-    elif isinstance(first, BottleneckBlockSpec) and first.base_width != 64:
-        family = f"Wide ResNet-{d}-{first.base_width // 64}"
-    elif spec.width_factor > 1:
+        return f"DenseNet{'-' + letters if letters else ''}-{d} k={rates}"
+    if isinstance(first, BottleneckBlockSpec) and first.groups > 1:
+        return f"ResNeXt-{d} {first.groups}x{first.base_width}d"
+    if isinstance(first, BottleneckBlockSpec) and first.base_width != 64:
+        return f"Wide ResNet-{d}-{first.base_width // 64}"
+    if spec.width_factor > 1:
         # Zagoruyko & Komodakis count every conv, the 1x1 projection shortcuts included
         convs = sum(1 for n in ir.nodes() if n.role != "gate" and isinstance(n.op, Conv))
-        family = f"WRN-{convs}-{spec.width_factor}"
-    else:
-        family = f"{family}-{d}"
-    parts = [family]
-    if spec.stem.kind == "cifar":
-        parts[0] += " (CIFAR)"
+        return f"WRN-{convs}-{spec.width_factor}"
+    if shortcuts == ["none"]:
+        return f"{names.SHORTCUT['none'].cls}-{d}"
+    if all(b.preactivation for b in residual):
+        return f"{names.PREACTIVATION.summary}-{d}"
+    return f"ResNet-{d}"
+
+
+def _structure_words(spec: ModelSpec, blocks: list[Any], shortcuts: list[str]) -> list[str]:
+    """The stem, the block layout, the shortcuts and joins, the branch length, dropout."""
+    dense = [b for b in blocks if isinstance(b, DenseBlockSpec)]
+    residual = [b for b in blocks if not isinstance(b, DenseBlockSpec)]
+    parts = []
     if spec.stem.type != "single":
         parts.append(f"{spec.stem.type} stem")
     if residual and dense:
@@ -302,32 +320,31 @@ def canonical_name(ir: IR) -> str:
         parts.append("paper layout (stride on 1x1)")
     elif layouts == {"3x3"}:
         parts.append("torchvision layout (stride on 3x3)")
-    if residual and not plain:
-        names = {
-            "A": "option A",
-            "B": "option B",
-            "C": "option C",
-            "D": "option D",
-            "identity": "identity",
-            "none": "no",
-        }
-        parts.append(" / ".join(names[s] for s in shortcuts) + " shortcuts")
+    if residual and shortcuts != ["none"]:
+        parts.append(" / ".join(names.SHORTCUT[s].summary for s in shortcuts) + " shortcuts")
     if any(b.join == "gate" for b in residual):
-        parts.append("gated (highway) joins")
+        parts.append(names.GATED.summary)
     convs = [str(b.convs) for b in residual if isinstance(b, BasicBlockSpec)]
     if any(c != "2" for c in convs):
         parts.append(f"residual branches of {'/'.join(dict.fromkeys(convs))} convs")
     dropouts = {b.dropout for b in blocks if isinstance(b, BasicBlockSpec | DenseBlockSpec)}
     if dropouts - {0.0}:
         parts.append("dropout " + "/".join(f"{p:g}" for p in sorted(dropouts)))
+    return parts
+
+
+def _option_words(spec: ModelSpec, blocks: list[Any]) -> list[str]:
+    """Stochastic depth, channel attention, anti-aliasing, group norm."""
+    residual = [b for b in blocks if not isinstance(b, DenseBlockSpec)]
+    parts = []
     if spec.stochastic_depth:
         parts.append(f"stochastic depth p_L={spec.stochastic_depth.final_survival:g}")
     attention = {b.attention.type for b in residual if b.attention is not None}
     if attention:  # Hu et al. 2018; Wang et al. 2020
-        parts.append(" / ".join({"se": "SE", "eca": "ECA"}[a] for a in sorted(attention)))
+        parts.append(" / ".join(names.ATTENTION[a].summary for a in sorted(attention)))
     filters = {b.anti_alias.type for b in residual if b.anti_alias is not None}
     if filters:  # Zhang 2019
-        parts.append(f"anti-aliased ({'/'.join(sorted(filters))})")
+        parts.append(f"{names.ANTI_ALIAS.summary} ({'/'.join(sorted(filters))})")
     if spec.norm.type == "group":
         parts.append(f"group norm ({spec.norm.group_count()} groups)")
-    return ", ".join(parts)
+    return parts

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -153,50 +153,16 @@ def transfer(
     report = TransferReport(source_tensors=len(source), target_tensors=len(target))
     used: set[str] = set()
     for key, value in target.items():
-        theirs = source.get(key)
-        where = names.get(key, key)
-        shape = tuple(value.shape)
-        if theirs is None or not _counter_moves(key, target, source):
-            out[key] = value.detach().clone()
-            note = "not in the checkpoint" if theirs is None else STILL_COUNTER
-            report.entries.append(Entry(key, "new", None, None, shape, value.numel(), note))
-            continue
-        have = tuple(theirs.shape)
-        if have == shape:
-            out[key] = theirs.detach().to(value.dtype).clone()
-            report.entries.append(Entry(key, "moved", where, have, shape, value.numel()))
+        theirs = source.get(key) if _counter_moves(key, target, source) else None
+        out[key], entry = _place(key, value, theirs, names.get(key, key), adaptable)
+        if theirs is None and key in source:
+            entry = replace(entry, note=STILL_COUNTER)
+        report.entries.append(entry)
+        if entry.status != "new":
             used.add(key)
-        elif key in adaptable and _only_inputs_differ(have, shape):
-            out[key] = adapt_input_conv(theirs.detach(), shape[1]).to(value.dtype).contiguous()
-            how = "summed" if shape[1] == 1 else f"repeated, x{have[1] / shape[1]:.4g}"
-            note = f"input channels {have[1]} -> {shape[1]}: {how}"
-            report.entries.append(Entry(key, "adapted", where, have, shape, value.numel(), note))
-            used.add(key)
-        else:
-            out[key] = value.detach().clone()
-            note = f"the checkpoint's has shape {_fmt(have)}"
-            report.entries.append(Entry(key, "new", None, None, shape, value.numel(), note))
     for key, theirs in source.items():
-        if key in used:
-            continue
-        note = (
-            "not in the target"
-            if key not in target
-            else STILL_COUNTER
-            if _is_counter(key)
-            else f"the target's has shape {_fmt(tuple(target[key].shape))}"
-        )
-        report.entries.append(
-            Entry(
-                names.get(key, key),
-                "dropped",
-                names.get(key, key),
-                tuple(theirs.shape),
-                None,
-                theirs.numel(),
-                note,
-            )
-        )
+        if key not in used:
+            report.entries.append(_dropped(key, theirs, target, names))
     if not any(not _is_counter(k) for k in used) and source:
         first = ", ".join(list(source)[:3])
         raise WeightsError(
@@ -205,6 +171,44 @@ def transfer(
             "trained for with --source-spec to rename it first"
         )
     return out, report
+
+
+def _place(
+    key: str, value: Tensor, theirs: Tensor | None, where: str, adaptable: set[str]
+) -> tuple[Tensor, Entry]:
+    """The target's tensor ``key``: the checkpoint's if its shape fits (moved), an input conv
+    adapted to other input channels, else the initialised ``value`` (new)."""
+    shape = tuple(value.shape)
+    if theirs is None:
+        return value.detach().clone(), Entry(
+            key, "new", None, None, shape, value.numel(), "not in the checkpoint"
+        )
+    have = tuple(theirs.shape)
+    if have == shape:
+        moved = theirs.detach().to(value.dtype).clone()
+        return moved, Entry(key, "moved", where, have, shape, value.numel())
+    if key in adaptable and _only_inputs_differ(have, shape):
+        adapted = adapt_input_conv(theirs.detach(), shape[1]).to(value.dtype).contiguous()
+        how = "summed" if shape[1] == 1 else f"repeated, x{have[1] / shape[1]:.4g}"
+        note = f"input channels {have[1]} -> {shape[1]}: {how}"
+        return adapted, Entry(key, "adapted", where, have, shape, value.numel(), note)
+    note = f"the checkpoint's has shape {_fmt(have)}"
+    return value.detach().clone(), Entry(key, "new", None, None, shape, value.numel(), note)
+
+
+def _dropped(
+    key: str, theirs: Tensor, target: Mapping[str, Tensor], names: Mapping[str, str]
+) -> Entry:
+    """The entry of a checkpoint tensor the target does not take."""
+    note = (
+        "not in the target"
+        if key not in target
+        else STILL_COUNTER
+        if _is_counter(key)
+        else f"the target's has shape {_fmt(tuple(target[key].shape))}"
+    )
+    where = names.get(key, key)
+    return Entry(where, "dropped", where, tuple(theirs.shape), None, theirs.numel(), note)
 
 
 def import_partial(

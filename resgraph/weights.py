@@ -11,15 +11,17 @@ that give the run's network.
 
 from __future__ import annotations
 
+import copy
 import json
 import shlex
 from collections.abc import Callable
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from resgraph.errors import TrainError
-from resgraph.spec.schema import ModelSpec
+from resgraph.spec.schema import ModelSpec, StemSpec
 
 MISSING = object()  # a field one side does not have
 MAX_LISTED = 4  # fields named in a message; more are counted
@@ -64,16 +66,36 @@ def run_architecture(checkpoint: object) -> dict[str, Any] | None:
     return config if isinstance(config, dict) and "arch_sha256" in config else None
 
 
+def _recorded_spec(record: dict[str, Any]) -> ModelSpec | None:
+    """The spec a run's architecture record describes, read by today's rules (with the keys
+    renamed since), or None when it no longer validates."""
+    data = copy.deepcopy(record)
+    stem = data.get("stem")
+    if isinstance(stem, dict):
+        for old, new in StemSpec.RENAMED.items():
+            if old in stem and new not in stem:
+                stem[new] = stem.pop(old)
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError:
+        return None
+
+
 def architecture_mismatch(saved: dict[str, Any], spec: ModelSpec) -> str | None:
     """What differs between the architecture of the run ``saved`` describes and ``spec``
     (None: nothing): the fields, then the flags that give the run's network."""
-    from resgraph.emit.source import spec_hash
+    from resgraph.spec.digest import spec_hash
 
     if saved.get("arch_sha256") in (None, spec_hash(spec)):
         return None
     old = saved.get("architecture")
     if not isinstance(old, dict):  # a checkpoint from before architectures were recorded
         return "the architecture"
+    recorded = _recorded_spec(old)
+    if recorded is not None:  # read by today's rules: an older hash of the same network
+        if spec_hash(recorded) == spec_hash(spec):
+            return None
+        old = architecture(recorded)
     found = differences(old, architecture(spec))
     if not found:
         return "the architecture"

@@ -34,7 +34,7 @@ CIFAR20 = """\
 name: Test net
 input: {channels: 3, size: 32}
 num_classes: 10
-stem: {kind: cifar, width: 16}
+stem: {layout: cifar, width: 16}
 block: basic
 shortcut: A
 stages:

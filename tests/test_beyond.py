@@ -202,7 +202,7 @@ def test_resnext_and_wide_resnet_inner_widths():
 # --- pre-activation ------------------------------------------------------------------------
 
 PREACT = """\
-stem: {kind: cifar, width: 4, activation: false}
+stem: {layout: cifar, width: 4, activation: false}
 block: {type: %s, preactivation: true}
 shortcut: %s
 stages:
@@ -257,7 +257,7 @@ def _source(ir: IR) -> str:
 # --- longer skips --------------------------------------------------------------------------
 
 SKIP = """\
-stem: {kind: cifar, width: 8}
+stem: {layout: cifar, width: 8}
 block: {type: basic, convs: %d, preactivation: %s}
 shortcut: %s
 stages:
@@ -311,7 +311,7 @@ def test_drop_path_scales_in_eval_and_drops_whole_branches_in_training():
 
 def test_generated_drop_path_behaves_like_the_graph_one():
     ir = _small(
-        "stem: {kind: cifar, width: 8}\nblock: basic\nshortcut: A\n"
+        "stem: {layout: cifar, width: 8}\nblock: basic\nshortcut: A\n"
         "stochastic_depth: {final_survival: 0.5}\nstages:\n  - {width: 8, repeats: 2}\n"
     )
     gen = build_model(ir, "generated", seed=0)
@@ -341,7 +341,7 @@ def test_stochastic_depth_survival_decays_linearly_to_p_l():
 
 def test_stochastic_depth_draws_differ_across_seeds_in_training_only():
     ir = _small(
-        "stem: {kind: cifar, width: 8}\nblock: basic\nshortcut: A\n"
+        "stem: {layout: cifar, width: 8}\nblock: basic\nshortcut: A\n"
         "stochastic_depth: {final_survival: 0.2}\nstages:\n  - {width: 8, repeats: 4}\n"
     )
     graph, gen = _agree(ir)
@@ -359,7 +359,7 @@ def test_stochastic_depth_draws_differ_across_seeds_in_training_only():
 # --- gated (highway) joins -----------------------------------------------------------------
 
 GATE = """\
-stem: {kind: cifar, width: 8}
+stem: {layout: cifar, width: 8}
 block: {type: basic, join: gate, preactivation: %s}
 shortcut: %s
 stages:
@@ -414,7 +414,7 @@ def test_gate_mixes_branch_and_carry(engine):
 # --- dense blocks --------------------------------------------------------------------------
 
 DENSE = """\
-stem: {kind: cifar, width: 16, activation: false}
+stem: {layout: cifar, width: 16, activation: false}
 block: {type: dense, growth_rate: 4, bottleneck_layers: %s, compression: %s, dropout: %s}
 stages:
   - {repeats: 3}
@@ -462,7 +462,7 @@ def test_dense_without_compression_keeps_the_maps_and_dropout_agrees_in_training
 
 def test_dense_stages_mix_with_residual_ones_and_stochastic_depth():
     ir = _small(
-        "stem: {kind: cifar, width: 8}\nblock: {type: dense, growth_rate: 4}\n"
+        "stem: {layout: cifar, width: 8}\nblock: {type: dense, growth_rate: 4}\n"
         "stochastic_depth: {final_survival: 0.5}\nstages:\n  - {repeats: 2}\n"
         "  - {width: 8, repeats: 1, stride: 2, block: basic}\n"
     )
@@ -489,7 +489,7 @@ BAD = """\
 name: t
 input: {channels: 3, size: 8}
 num_classes: 4
-stem: {kind: cifar, width: 8}
+stem: {layout: cifar, width: 8}
 block: %s
 shortcut: %s
 stages:

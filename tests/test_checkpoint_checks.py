@@ -124,3 +124,20 @@ def test_init_from_warns_about_weights_of_another_network(tmp_path):
     result = CliRunner().invoke(main, [*args, "--iterations", "1", "--eval-every", "1"])
     assert result.exit_code == 0, result.output
     assert f"warning: {ckpt} was {WARNING}" in result.output
+
+
+def test_a_record_written_under_older_rules_is_read_by_today_s():
+    """A run recorded before the stem's ``kind`` became ``layout`` and before the stem's later
+    keys existed (another hash rule too) describes the same network: no difference. A real
+    difference in such a record is still named."""
+    spec = load_spec(CIFAR20)
+    record = _record(spec)
+    record["arch_sha256"] = "an-older-rule"
+    stem = record["architecture"]["stem"]
+    stem["kind"] = stem.pop("layout")
+    for key in ("type", "inner_width", "pool", "anti_alias"):
+        stem.pop(key)
+    assert architecture_mismatch(record, spec) is None
+    record["architecture"]["stages"][1]["width"] = 24
+    text = architecture_mismatch(record, spec)
+    assert text.startswith("stages[1].width: the run has 24, the spec 32")

@@ -55,7 +55,7 @@ def test_paths_text_and_one_line_mappings(in_root, tmp_path):
     assert load_spec("specs/cifar_resnet20.yaml").name == "CIFAR ResNet-20"
     assert load_spec(CIFAR20).name == "Test net"  # several lines: YAML text
     flow = (
-        "{name: One line, input: {size: 32}, num_classes: 10, stem: {kind: cifar, width: 16},"
+        "{name: One line, input: {size: 32}, num_classes: 10, stem: {layout: cifar, width: 16},"
         " stages: [{width: 16, repeats: 1}]}"
     )
     assert load_spec(flow).name == "One line"

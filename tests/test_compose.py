@@ -15,7 +15,7 @@ BASE = """\
 name: Base net
 input: {channels: 3, size: 32}
 num_classes: 10
-stem: {kind: cifar, width: 16}
+stem: {layout: cifar, width: 16}
 block: {type: basic, convs: 2}
 shortcut: A
 stages:
@@ -63,7 +63,7 @@ def test_chains_apply_in_order_nearest_file_last(tmp_path):
     _write(tmp_path, "b.yaml", "base: a.yaml\nnum_classes: 20\nstem: {width: 24}\n")
     c = _write(tmp_path, "c.yaml", "base: b.yaml\nnum_classes: 30\n")
     spec = load_spec(c)
-    assert spec.num_classes == 30 and spec.stem.width == 24 and spec.stem.kind == "cifar"
+    assert spec.num_classes == 30 and spec.stem.width == 24 and spec.stem.layout == "cifar"
 
 
 def test_the_repository_example_composes_onto_torchvision_resnet50(tmp_path):
@@ -176,7 +176,7 @@ def test_show_prints_the_merged_spec_that_loads_back_to_the_same_model(tmp_path)
     assert "base" not in yaml.safe_load(result.stdout)
     merged = _write(tmp_path, "merged.yaml", result.stdout)
     assert load_spec(merged).model_dump() == load_spec(child).model_dump()
-    assert "stem: {kind: cifar, width: 8}" in result.stdout  # the written flow style is kept
+    assert "stem: {layout: cifar, width: 8}" in result.stdout  # the written flow style is kept
 
 
 def test_show_reports_a_bad_base_in_one_line(tmp_path):

@@ -69,7 +69,7 @@ BOTTLENECK_NET = """\
 name: Zero init net
 input: {channels: 3, size: 16}
 num_classes: 10
-stem: {kind: cifar, width: 8}
+stem: {layout: cifar, width: 8}
 block: bottleneck
 shortcut: B
 zero_init_residual: true
@@ -135,7 +135,7 @@ MIXED = """\
 name: Mixed net
 input: {channels: 3, size: 16}
 num_classes: 10
-stem: {kind: cifar, width: 8}
+stem: {layout: cifar, width: 8}
 block: {type: basic, join: gate}
 shortcut: A
 stochastic_depth: {final_survival: 0.5}

@@ -92,7 +92,7 @@ def specs(draw):
         "name": "random net",
         "input": {"channels": draw(st.sampled_from([1, 3])), "size": size},
         "num_classes": draw(st.integers(1, 20)),
-        "stem": {"kind": stem, "width": 8},
+        "stem": {"layout": stem, "width": 8},
         "block": default,
         "shortcut": shortcut,
         "stages": stages,

@@ -159,7 +159,7 @@ GATED = """\
 name: Gated
 input: {channels: 3, size: 32}
 num_classes: 10
-stem: {kind: cifar, width: 16}
+stem: {layout: cifar, width: 16}
 block: {type: basic, join: gate}
 shortcut: A
 stages:

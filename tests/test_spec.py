@@ -50,6 +50,19 @@ def test_unknown_key_suggests_the_closest_valid_one(write_spec):
     ]
 
 
+def test_the_stems_old_kind_key_names_its_new_name(write_spec):
+    text = CIFAR20.replace("stem: {layout: cifar", "stem: {kind: cifar")
+    assert _errors(text, write_spec) == [
+        "4:8: stem: 'kind' is now called 'layout' (same values): rename the key"
+    ]
+    res = run_cli("validate", str(write_spec(text, "old.yaml")))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 1 and "'kind' is now called 'layout'" in res.stderr
+    # any other unknown key of the stem is still an unknown key
+    other = CIFAR20.replace("stem: {layout: cifar", "stem: {layout: cifar, knd: 1")
+    assert "unknown key 'knd'" in _errors(other, write_spec)[0]
+
+
 def test_misspelt_block_type_suggests_the_right_one(write_spec):
     errors = _errors(CIFAR20.replace("block: basic", "block: botleneck"), write_spec)
     assert errors == [

@@ -50,7 +50,7 @@ def test_values_are_yaml_lists_mappings_and_null() -> None:
 
 def test_a_later_override_wins_and_a_missing_mapping_is_created() -> None:
     assert load("input.size=64", "input.size=96").input.size == 96
-    text = "name: n\ninput: {channels: 3, size: 32}\nnum_classes: 10\nstem: {kind: cifar}\n"
+    text = "name: n\ninput: {channels: 3, size: 32}\nnum_classes: 10\nstem: {layout: cifar}\n"
     text += "block: basic\nstages:\n  - {width: 16, repeats: 1, stride: 1}\n"
     spec = resgraph.load_spec(text, ["train.batch_size=8", "head.dropout=0.5"])
     assert spec.train.batch_size == 8 and spec.head.dropout == 0.5

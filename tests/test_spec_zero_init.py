@@ -11,7 +11,7 @@ SPEC = """\
 name: t
 input: {{channels: 3, size: 32}}
 num_classes: 10
-stem: {{kind: cifar, width: 16}}
+stem: {{layout: cifar, width: 16}}
 block: {block}
 zero_init_residual: true
 shortcut: {shortcut}

@@ -23,7 +23,7 @@ HEAD = """\
 name: Zoo blocks
 input: {channels: 3, size: 16}
 num_classes: 10
-stem: {kind: cifar, width: 16}
+stem: {layout: cifar, width: 16}
 zero_init_residual: true
 """
 TWO = "  - {width: 16, repeats: 2, stride: 1}\n  - {width: 32, repeats: 2, stride: 2}\n"
@@ -242,7 +242,7 @@ def test_blur_pool_reflects_then_filters_with_stride_2():
 def test_the_stems_blur_runs_the_max_pool_at_stride_1_then_filters():
     text = (
         spec_text("{type: basic, anti_alias: blur}", extra="")
-        .replace("stem: {kind: cifar, width: 16}", "stem: {width: 16, anti_alias: blur}")
+        .replace("stem: {layout: cifar, width: 16}", "stem: {width: 16, anti_alias: blur}")
         .replace("size: 16", "size: 64")
     )
     ir = lower(load_spec(text))

@@ -31,7 +31,7 @@ TINY_SPEC = """\
 name: Tiny ResNet
 input: {channels: 3, size: 8}
 num_classes: 10
-stem: {kind: cifar, width: 8}
+stem: {layout: cifar, width: 8}
 block: basic
 shortcut: A
 stages:

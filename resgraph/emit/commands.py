@@ -6,6 +6,7 @@ import keyword
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +15,9 @@ from resgraph.fsutil import atomic_write_text, check_output
 from resgraph.options import SPEC, spec_overrides, with_flags
 from resgraph.passes import lower
 from resgraph.spec import load_spec
+
+if TYPE_CHECKING:
+    from resgraph.ir import IR
 
 # A module named like one of these, written beside the user's code, would be imported in its
 # place: the standard library, what generated files import, and resgraph itself.
@@ -224,9 +228,6 @@ def import_weights(
     moved, adapted, new or dropped.
     """
     from resgraph import torchio
-    from resgraph.emit.graph_module import build_module
-    from resgraph.emit.weights import convert_state_dict
-    from resgraph.transfer import import_partial
     from resgraph.weights import check_architecture
 
     seeded = click.get_current_context().get_parameter_source("seed")
@@ -250,34 +251,60 @@ def import_weights(
     ir = lower(load_spec(spec, overrides))
     source, whole = torchio.read_state_dict(checkpoint)
     if not partial:
-        state = convert_state_dict(ir, source, str(checkpoint))
-        build_module(ir).load_state_dict(state, strict=True)  # proves it loads
         check_architecture(whole, ir.spec, str(checkpoint))
-        torchio.save(state, output)
-        click.echo(
-            f"wrote {output} ({len(state)} tensors, "
-            f"{sum(v.numel() for v in state.values()):,} values)"
-        )
+        _import_exact(ir, source, checkpoint, output)
         return
     source_ir = lower(load_spec(source_spec)) if source_spec is not None else None
     if source_ir is not None:  # else the spec differs from the checkpoint's on purpose
         check_architecture(whole, source_ir.spec, str(checkpoint))
+    spec_text = with_flags(spec, overrides)
+    paths = (checkpoint, output, outputs[1])
+    _import_partial(ir, source, source_ir, spec_text, paths, seed, verbose)
+    click.echo(f"wrote {output} and {outputs[1]}")
+
+
+def _import_exact(ir: IR, source: dict[str, Any], checkpoint: Path, output: Path) -> None:
+    """Rename every tensor by its place in the forward pass; write only if all match."""
+    from resgraph import torchio
+    from resgraph.emit.graph_module import build_module
+    from resgraph.emit.weights import convert_state_dict
+
+    state = convert_state_dict(ir, source, str(checkpoint))
+    build_module(ir).load_state_dict(state, strict=True)  # proves it loads
+    torchio.save(state, output)
+    click.echo(
+        f"wrote {output} ({len(state)} tensors, {sum(v.numel() for v in state.values()):,} values)"
+    )
+
+
+def _import_partial(
+    ir: IR,
+    source: dict[str, Any],
+    source_ir: IR | None,
+    spec_text: str,
+    paths: tuple[Path, Path, Path],
+    seed: int,
+    verbose: bool,
+) -> None:
+    """Move what fits by name and shape, print the table, and write the weights with their
+    report (``paths``: the checkpoint, the weights and the report); no weights without it."""
+    from resgraph import torchio
+    from resgraph.transfer import import_partial
+
+    checkpoint, output, report_path = paths
     state, report = import_partial(
         ir, source, source_ir=source_ir, seed=seed, where=str(checkpoint)
     )
     click.echo(report.table(verbose))
-    text = report.to_json(
-        spec=with_flags(spec, overrides), checkpoint=str(checkpoint), output=str(output)
-    )
+    text = report.to_json(spec=spec_text, checkpoint=str(checkpoint), output=str(output))
     existed = output.exists()
     torchio.save(state, output)
     try:
-        atomic_write_text(outputs[1], text)
+        atomic_write_text(report_path, text)
     except OutputError:
         if not existed:  # no weights without their report
             output.unlink(missing_ok=True)
         raise
-    click.echo(f"wrote {output} and {outputs[1]}")
 
 
 def transfer_report_path(output: Path) -> Path:

@@ -41,7 +41,34 @@ class Repeat:
     values: Tuple | None = None
 
 
+@dataclass(frozen=True)
+class Commented:
+    """An expression with a comment after it: it forces the layout that ends its line."""
+
+    expr: object
+    note: str
+
+
+def _commented(e: object) -> bool:
+    if isinstance(e, Commented):
+        return True
+    if isinstance(e, Call):
+        return any(map(_commented, e.args)) or any(_commented(v) for _, v in e.kwargs)
+    if isinstance(e, Tuple):
+        return any(map(_commented, e.items))
+    if isinstance(e, Dict):
+        return any(_commented(v) for _, v in e.items)
+    return isinstance(e, Repeat) and _commented(e.call)
+
+
+def _line(text: str, e: object) -> str:
+    """An item of a broken-up call: its text, a comma and its comment if it has one."""
+    return f"{text},  # {e.note}" if isinstance(e, Commented) else f"{text},"
+
+
 def flat(e: object) -> str:
+    if isinstance(e, Commented):
+        return flat(e.expr)
     if isinstance(e, Call):
         parts = [flat(a) for a in e.args] + [f"{k}={flat(v)}" for k, v in e.kwargs]
         return f"{e.func}({', '.join(parts)})"
@@ -64,26 +91,36 @@ def _loop(e: Repeat) -> str:
 def render(e: object, indent: int = 0, lead: int = 0) -> str:
     """Lay out ``e`` starting at column ``indent + lead`` (``lead``: text already on the line,
     e.g. ``self.layer1 = ``); continuation lines are indented relative to ``indent``."""
+    if isinstance(e, Commented):  # the expression ends the line: the comment follows it
+        return f"{render(e.expr, indent, lead)}  # {e.note}"
     text = flat(e)
-    if indent + lead + len(text) + 1 <= WIDTH or isinstance(e, str):
+    commented = _commented(e)
+    if (indent + lead + len(text) + 1 <= WIDTH or isinstance(e, str)) and not commented:
         return text
     pad = " " * (indent + 4)
     if isinstance(e, Call):
         hugged = flat(Call("", e.args, e.kwargs))[1:-1]
-        if len(pad) + len(hugged) <= WIDTH:  # all arguments on one indented line
+        if len(pad) + len(hugged) <= WIDTH and not commented:  # all arguments on one line
             return f"{e.func}(\n{pad}{hugged}\n{' ' * indent})"
-        items = [render(a, indent + 4) for a in e.args]
-        items += [f"{k}={render(v, indent + 4, len(k) + 1)}" for k, v in e.kwargs]
-        body = "".join(f"{pad}{item},\n" for item in items)
+        items = [_line(render(_bare(a), indent + 4), a) for a in e.args]
+        items += [_line(f"{k}={render(_bare(v), indent + 4, len(k) + 1)}", v) for k, v in e.kwargs]
+        body = "".join(f"{pad}{item}\n" for item in items)
         return f"{e.func}(\n{body}{' ' * indent})"
     if isinstance(e, Tuple):
-        body = "".join(f"{pad}{render(i, indent + 4)},\n" for i in e.items)
+        body = "".join(f"{pad}{_line(render(_bare(i), indent + 4), i)}\n" for i in e.items)
         return f"(\n{body}{' ' * indent})"
     if isinstance(e, Dict):
-        body = "".join(f'{pad}"{k}": {render(v, indent + 4, len(k) + 4)},\n' for k, v in e.items)
+        body = "".join(
+            f'{pad}"{k}": {_line(render(_bare(v), indent + 4, len(k) + 4), v)}\n'
+            for k, v in e.items
+        )
         return f"{{\n{body}{' ' * indent}}}"
     assert isinstance(e, Repeat)
     loop = _loop(e)
     if e.values is not None and len(pad) + len(loop) > WIDTH:
         loop = f"for {e.var} in {render(e.values, indent + 4, len(e.var) + 8)}"
     return f"*(\n{pad}{render(e.call, indent + 4)}\n{pad}{loop}\n{' ' * indent})"
+
+
+def _bare(e: object) -> object:
+    return e.expr if isinstance(e, Commented) else e

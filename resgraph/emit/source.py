@@ -34,7 +34,7 @@ import jinja2
 
 import resgraph
 from resgraph import ops
-from resgraph.emit.pyformat import WIDTH, Call, Dict, Repeat, Tuple, render
+from resgraph.emit.pyformat import WIDTH, Call, Commented, Dict, Repeat, Tuple, render
 from resgraph.errors import IRError
 from resgraph.ir import (
     IR,
@@ -44,14 +44,16 @@ from resgraph.ir import (
     block_members,
     model_class_name,
 )
+from resgraph.spec.digest import spec_hash
 from resgraph.spec.schema import ModelSpec
 from resgraph.summary import canonical_name
 
 if TYPE_CHECKING:
     from torch import nn
 
-# Constructor parameters passed by position in calls; the others go by keyword.
-POSITIONAL = ("in_channels", "width", "out_channels")
+# Block constructor parameters passed by position in calls (the input width, as torchvision
+# passes inplanes); the others go by keyword, so a call reads as what each number is.
+POSITIONAL = ("in_channels",)
 MAX_NESTED_CALLS = 3  # a forward line nests at most this many module calls
 
 
@@ -125,16 +127,17 @@ def helper_sources() -> dict[str, str]:
     }
 
 
-def _ctor(op: ops.Op, bound: dict[str, str] | None = None) -> Call:
+def _ctor(op: ops.Op, bound: dict[str, str] | None = None) -> Call | Commented:
     """An op's constructor call (its registry entry's ``ctor`` and ``module_args``); fields in
     ``bound`` are written as the given expressions (a block's constructor parameters)."""
     bound = bound or {}
     args, kwargs = op.module_args(bound)
-    return Call(
+    call = Call(
         op.ctor,
         tuple(bound.get(f, ops.literal(v)) for f, v in args),
         tuple((k, bound.get(f, ops.literal(v))) for f, k, v in kwargs),
     )
+    return Commented(call, op.note) if op.note else call
 
 
 # -- module trees: module paths -> constructor expressions in containers ---------------------
@@ -209,15 +212,7 @@ def _forward(
     to MAX_NESTED_CALLS); a variable is reused once its value is dead, so names stay ``out``,
     ``identity``, ..."""
     returns = returns or [(None, steps[-1].name)]
-    last_use: dict[str, int] = {}
-    users: dict[str, int] = {}
-    for i, step in enumerate(steps):
-        for p in step.inputs:
-            last_use[p] = i
-            users[p] = users.get(p, 0) + 1
-    for _, name in returns:  # returned values live to the end
-        last_use[name] = len(steps)
-        users[name] = users.get(name, 0) + 1
+    last_use, users = _uses(steps, returns)
     var = {entry: "x"}
     holder: dict[str, str] = {"x": entry}  # variable -> the value it holds
     lines: list[str] = []
@@ -244,29 +239,52 @@ def _forward(
             depth, expr = 1, step.text([var[p] for p in step.inputs])
         pending = None
         nxt = steps[i + 1] if i + 1 < len(steps) else None
-        if (
-            nest
-            and step.nests
-            and nxt is not None
-            and nxt.takes_nested
-            and nxt.inputs[:1] == [step.name]
-            and users.get(step.name) == 1
-            and step.name not in forced
-            and depth < MAX_NESTED_CALLS
-        ):
+        if nest and depth < MAX_NESTED_CALLS and _nests_into(step, nxt, users, forced):
             pending = (step.name, expr, depth)
             continue
         assign(i, step, expr)
+    return lines + _return_lines(returns, var)
+
+
+def _uses(
+    steps: list[_Step], returns: list[tuple[str | None, str]]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Each value's last reader (a step index; returned values live past the end) and its
+    number of readers."""
+    last_use: dict[str, int] = {}
+    users: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        for p in step.inputs:
+            last_use[p] = i
+            users[p] = users.get(p, 0) + 1
+    for _, name in returns:
+        last_use[name] = len(steps)
+        users[name] = users.get(name, 0) + 1
+    return last_use, users
+
+
+def _nests_into(step: _Step, nxt: _Step | None, users: dict[str, int], forced: set[str]) -> bool:
+    """``step``'s call may be written inside ``nxt``'s: a single-use module call that is
+    ``nxt``'s first input, and not a value that must keep a name (``forced``)."""
+    return (
+        step.nests
+        and nxt is not None
+        and nxt.takes_nested
+        and nxt.inputs[:1] == [step.name]
+        and users.get(step.name) == 1
+        and step.name not in forced
+    )
+
+
+def _return_lines(returns: list[tuple[str | None, str]], var: dict[str, str]) -> list[str]:
+    """``return out``, or a backbone's dict of feature maps by key."""
     if returns[0][0] is None:
-        lines.append(f"return {var[returns[0][1]]}")
-    else:
-        items = [f'"{key}": {var[name]}' for key, name in returns]
-        line = f"return {{{', '.join(items)}}}"
-        if 8 + len(line) <= WIDTH:
-            lines.append(line)
-        else:  # one item a line, as a formatter would
-            lines += ["return {", *(f"    {item}," for item in items), "}"]
-    return lines
+        return [f"return {var[returns[0][1]]}"]
+    items = [f'"{key}": {var[name]}' for key, name in returns]
+    line = f"return {{{', '.join(items)}}}"
+    if 8 + len(line) <= WIDTH:
+        return [line]
+    return ["return {", *(f"    {item}," for item in items), "}"]  # as a formatter would
 
 
 def _op_step(ir: IR, node: Node, access: str, prefer: str, inputs: list[str]) -> _Step:
@@ -290,49 +308,22 @@ def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[
         (a.name, type(a.value).__name__ + ("" if a.default is None else f" = {a.default!r}"))
         for a in block.args
     ]
-    steps: list[_Step] = []
-    forced: set[str] = set()
     if block.residual:
         init.append("self.downsample = downsample")
         signature.append(("downsample", "nn.Module | None = None"))
-        forced.add(block.shortcut_input)
     signature.sort(key=lambda kv: "=" in kv[1])  # parameters with defaults last
-
-    for n in own:
-        inputs = ir.inputs(n.name)
-        if n.name == block.join and block.residual:
-            # the shortcut: the module the constructor got, or the identity
-            source = block.shortcut_input
-            steps.append(
-                _Step(
-                    "~identity",
-                    [source],
-                    lambda a: f"x if self.downsample is None else self.downsample({a[0]})",
-                    "identity",
-                    False,
-                    False,
-                )
-            )
-            inputs = [inputs[0], "~identity", *inputs[2:]]
-        local = n.name.removeprefix(prefix)
-        # a value computed inside a submodule's namespace (``se.fc1``) is named after it
-        prefer = "gate" if n.role == "gate" else local.split(".")[0] if "." in local else "out"
-        if n.name == block.shortcut_input and n.name != block.input:
-            prefer = "preact"
-        access = _access(n.name.removeprefix(prefix), tree) if n.op.is_module else ""
-        steps.append(_op_step(ir, n, access, prefer, inputs))
-    forward = _forward(steps, block.input, forced, nest=True)
+    forced = {block.shortcut_input} if block.residual else set()
+    forward = _forward(_block_steps(ir, block, own, tree), block.input, forced, nest=True)
     zero_init = [
         _access(n.name.removeprefix(prefix), tree).removeprefix("self.")
         for n in own
         if isinstance(n.op, ops.NORMS) and n.op.zero_init
     ]
-    spec = block.spec
     doc = (
         _env()
         .get_template(f"blocks/{block.kind}.py.j2")
         .render(
-            spec=spec,
+            spec=block.spec,
             residual=block.residual,
             plain=block.shortcut == "none",
             anti_aliased=block.anti_aliased,
@@ -351,6 +342,35 @@ def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[
         )
     )
     return text.rstrip("\n"), zero_init
+
+
+def _block_steps(ir: IR, block: Block, own: list[Node], tree: dict[str, object]) -> list[_Step]:
+    """The forward steps of a block's own nodes; a residual join reads the shortcut module
+    the constructor got (``self.downsample``), or the input itself."""
+    prefix = block.path + "."
+    steps: list[_Step] = []
+    for n in own:
+        inputs = ir.inputs(n.name)
+        if n.name == block.join and block.residual:
+            steps.append(
+                _Step(
+                    "~identity",
+                    [block.shortcut_input],
+                    lambda a: f"x if self.downsample is None else self.downsample({a[0]})",
+                    "identity",
+                    False,
+                    False,
+                )
+            )
+            inputs = [inputs[0], "~identity", *inputs[2:]]
+        local = n.name.removeprefix(prefix)
+        # a value computed inside a submodule's namespace (``se.fc1``) is named after it
+        prefer = "gate" if n.role == "gate" else local.split(".")[0] if "." in local else "out"
+        if n.name == block.shortcut_input and n.name != block.input:
+            prefer = "preact"
+        access = _access(local, tree) if n.op.is_module else ""
+        steps.append(_op_step(ir, n, access, prefer, inputs))
+    return steps
 
 
 def _block_call(ir: IR, block: Block, members: list[Node], name: str) -> Call:
@@ -429,40 +449,9 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
         if name not in classes:
             classes[name] = _block_class(ir, block, members[path], name)
         calls[path] = _block_call(ir, block, members[path], name)
-
-    # The network: top-level nodes, and one Sequential per stage in place of its blocks.
-    stage_of = {b: s for s in ir.stages for b in s.blocks}
-    entries: list[tuple[str, object]] = []
-    items: list[Node | tuple[str, str, str]] = []  # nodes, or (stage path, input, output)
-    for node in nodes:
-        if node.scope:
-            stage = stage_of.get(node.scope)
-            if stage is None:
-                raise IRError(f"node {node.name!r} lies outside any block the emitter knows")
-            if node.name == ir.blocks[stage.blocks[-1]].output:
-                seq = Call("nn.Sequential", tuple(_group([calls[b] for b in stage.blocks])))
-                entries.append((stage.path, seq))
-                items.append((stage.path, ir.blocks[stage.blocks[0]].input, node.name))
-        elif not isinstance(node.op, (ops.Input, ops.Output)):
-            if node.op.is_module:
-                entries.append((node.name, _ctor(node.op)))
-            items.append(node)
+    entries, items = _network_modules(ir, nodes, calls)
     tree = _tree(entries)
     results = ir.results
-    # a backbone's returned values are named after their keys: layer2 = self.layer2(x)
-    prefer = {name: key for key, name in results if key is not None}
-    steps = []
-    for item in _fold_sequentials(ir, items, tree):
-        if isinstance(item, Node):
-            access = _access(item.name, tree) if item.op.is_module else ""
-            var = prefer.get(item.name, "x")
-            steps.append(_op_step(ir, item, access, var, ir.inputs(item.name)))
-        else:  # a stage, or another nn.Sequential run whole
-            path, first, last = item
-            text: Callable[[list[str]], str] = lambda a, p=path: f"self.{p}({a[0]})"  # noqa: E731
-            steps.append(_Step(last, [first], text, prefer.get(last, "x"), True, True))
-    forward = _forward(steps, ir.input, set(), nest=False, returns=results)
-
     spec: ModelSpec = ir.spec
     model_class = model_class_name(ir, set(helpers) | set(classes))
     return (
@@ -486,11 +475,57 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
             helpers=[Code(helper_sources()[h]) for h in helpers],
             classes=[Code(text) for text, _ in classes.values()],
             model_class=model_class,
+            args=[(a.name, type(a.value).__name__, a.value) for a in ir.args],
             init_lines=list(map(Code, _init_lines(tree))),
-            forward_lines=list(map(Code, forward)),
+            forward_lines=list(map(Code, _network_forward(ir, items, tree))),
             zero_init=[(name, bns) for name, (_, bns) in classes.items() if bns],
         )
     )
+
+
+_Item = Node | tuple[str, str, str]  # a top-level node, or (stage path, input, output)
+
+
+def _network_modules(
+    ir: IR, nodes: list[Node], calls: dict[str, Call]
+) -> tuple[list[tuple[str, object]], list[_Item]]:
+    """The network's modules (top-level nodes, and one Sequential of block calls per stage
+    in place of its blocks) and what its forward runs, in order."""
+    stage_of = {b: s for s in ir.stages for b in s.blocks}
+    entries: list[tuple[str, object]] = []
+    items: list[_Item] = []
+    for node in nodes:
+        if node.scope:
+            stage = stage_of.get(node.scope)
+            if stage is None:
+                raise IRError(f"node {node.name!r} lies outside any block the emitter knows")
+            if node.name == ir.blocks[stage.blocks[-1]].output:
+                seq = Call("nn.Sequential", tuple(_group([calls[b] for b in stage.blocks])))
+                entries.append((stage.path, seq))
+                items.append((stage.path, ir.blocks[stage.blocks[0]].input, node.name))
+        elif not isinstance(node.op, (ops.Input, ops.Output)):
+            if node.op.is_module:
+                entries.append((node.name, _ctor(node.op, dict(node.bind))))
+            items.append(node)
+    return entries, items
+
+
+def _network_forward(ir: IR, items: list[_Item], tree: dict[str, object]) -> list[str]:
+    """The network's forward lines: each value is ``x``, except a backbone's returned
+    values, named after their keys (``layer2 = self.layer2(x)``)."""
+    results = ir.results
+    prefer = {name: key for key, name in results if key is not None}
+    steps = []
+    for item in _fold_sequentials(ir, items, tree):
+        if isinstance(item, Node):
+            access = _access(item.name, tree) if item.op.is_module else ""
+            var = prefer.get(item.name, "x")
+            steps.append(_op_step(ir, item, access, var, ir.inputs(item.name)))
+        else:  # a stage, or another nn.Sequential run whole
+            path, first, last = item
+            text: Callable[[list[str]], str] = lambda a, p=path: f"self.{p}({a[0]})"  # noqa: E731
+            steps.append(_Step(last, [first], text, prefer.get(last, "x"), True, True))
+    return _forward(steps, ir.input, set(), nest=False, returns=results)
 
 
 def _fold_sequentials(
@@ -520,12 +555,6 @@ def _fold_sequentials(
         out.append(item)
         i += 1
     return out
-
-
-def spec_hash(spec: ModelSpec) -> str:
-    """First 16 hex digits of the sha256 of the validated architecture (the spec without its
-    training recipe), independent of formatting and comments."""
-    return hashlib.sha256(spec.model_dump_json(exclude={"train"}).encode()).hexdigest()[:16]
 
 
 # -- the in-memory engine ---------------------------------------------------------------------

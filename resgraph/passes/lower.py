@@ -31,7 +31,6 @@ from resgraph.ir import (
     Node,
     Role,
     Section,
-    ShortcutOption,
     Stage,
 )
 from resgraph.ops import (
@@ -65,6 +64,7 @@ from resgraph.spec.schema import (
     ECASpec,
     ModelSpec,
     SESpec,
+    ShortcutOption,
     stage_path,
 )
 
@@ -148,7 +148,7 @@ def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowe
     """(He et al. 2015, Fig. 2) 3x3 conv-BN-ReLU repeated, the last ReLU after the join; or
     BN-ReLU-conv with nothing after the join when pre-activated (He et al. 2016)."""
     cin, w, pre = c.in_channels, c.widths[-1], spec.preactivation
-    aa = _anti_aliased(spec, c.stride)
+    aa = spec.anti_aliased_at(c.stride)
     names = _width_names(spec, c, spec.convs - 1) + ["width"]
     projection_from = x
     for i in range(1, spec.convs + 1):
@@ -195,7 +195,7 @@ def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx
     cin = c.in_channels
     first, mid, out = c.widths
     names = _width_names(spec, c, 1) + ["width"]
-    aa = _anti_aliased(spec, c.stride)
+    aa = spec.anti_aliased_at(c.stride)
     strided = 1 if spec.stride_on == "1x1" else 2  # the conv that carries the stride
     s1, s3 = (c.stride, 1) if strided == 1 else (1, c.stride)
     plan: list[tuple[Conv, Bind]] = [
@@ -255,12 +255,6 @@ def _width_args(names: list[str], widths: tuple[int, ...]) -> list[BlockArg]:
         for name, value in zip(names, widths, strict=False)
         if name.startswith("width") and name[5:].isdigit()
     ]
-
-
-def _anti_aliased(spec: BasicBlockSpec | BottleneckBlockSpec, stride: int) -> bool:
-    """The block's strided conv runs at stride 1 and a low-pass filter downsamples after it:
-    only where the block's stride is 2 (Zhang 2019; timm's rule)."""
-    return spec.anti_alias is not None and stride == 2
 
 
 def _anti_alias(
@@ -418,14 +412,14 @@ def _lower_stem(s: _Scope, x: str, spec: ModelSpec) -> str:
             x = s.add(f"conv1.{3 * i + 2}", ReLUModule(), x)
             cin = w
         x = s.add("conv1.6", Conv(cin, width, 3, 1, 1), x)
-    elif stem.kind == "imagenet":  # paper Table 1, conv1: 7x7, 64, stride 2
+    elif stem.layout == "imagenet":  # paper Table 1, conv1: 7x7, 64, stride 2
         x = s.add("conv1", Conv(cin, width, 7, 2, 3), x)
     else:  # paper sec. 4.2: the first layer is a 3x3 convolution
         x = s.add("conv1", Conv(cin, width, 3, 1, 1), x)
     if stem.activation:
         x = s.norm("bn1", width, x, None)
         x = s.add("relu", ReLU(), x)
-    if stem.kind != "imagenet":
+    if stem.layout != "imagenet":
         return x
     aa = stem.anti_alias.type if stem.anti_alias else None
     if stem.pool == "conv":  # ResNet-RS (Bello et al. 2021): a 3x3/2 conv replaces the max pool
@@ -444,6 +438,16 @@ def _lower_stem(s: _Scope, x: str, spec: ModelSpec) -> str:
     return s.add("maxpool", MaxPool(3, 2, 1), x)
 
 
+@dataclass
+class _Flow:
+    """Where lowering stands after the stem and each stage."""
+
+    x: str  # the last node
+    channels: int  # its channels
+    done: int = 0  # blocks of the spec lowered so far (stochastic depth counts them)
+    pre_activated: bool = False  # the last block left its output without BN-ReLU
+
+
 def lower(spec: ModelSpec) -> IR:
     """Lower a validated spec to an IR whose joins all take an identity shortcut."""
     smap = spec._source
@@ -460,73 +464,85 @@ def lower(spec: ModelSpec) -> IR:
 
     top = _Scope(ir, "", locate("stem"), "stem")
     x = top.add("input", Input(spec.input.channels, spec.input.size))
-    x = _lower_stem(top, x, spec)
-    mark(names[0], x)
-    width = spec.stem.width
+    flow = _Flow(_lower_stem(top, x, spec), spec.stem.width)
+    mark(names[0], flow.x)
     # a backbone stops at the last stage it returns: later stages would be wasted compute
-    stages = spec.stages
-    if wanted:
-        stages = stages[: max(names.index(name) for name in wanted)]
-
-    channels = width
-    total = sum(st.repeats for st in spec.stages)
-    done = 0
-    pre_activated = False
-    for si, stage in enumerate(stages):
-        block_spec = spec.stage_block(si)
-        shortcut = cast(ShortcutOption, spec.stage_shortcut(si))
-        path_of_stage = stage_path(si)
+    count = max(names.index(name) for name in wanted) if wanted else len(spec.stages)
+    for si in range(count):
         stage_loc = smap.locate(("stages", si), causes=[("input",)]) if smap else None
-        opener = STAGE_OPENERS.get(block_spec.type) if stage.stride > 1 else None
-        plan = [(opener, stage.stride, False)] if opener else []
-        plan += [
-            (BLOCK_LOWERINGS[block_spec.type], 1 if opener or bi else stage.stride, True)
-            for bi in range(stage.repeats)
-        ]
-        paths = []
-        for bi, (lowering, stride, counted) in enumerate(plan):
-            path = f"{path_of_stage}.{bi}"
-            survival = None
-            if counted:  # the spec's blocks; a stage opener is extra and never dropped
-                done += 1
-                if spec.stochastic_depth and shortcut != "none":
-                    # Huang et al. 2016, eq. 4: p_l = 1 - l/L (1 - p_L), l = 1..L
-                    survival = 1 - done / total * (1 - spec.stochastic_depth.final_survival)
-            width = stage.width * spec.width_factor if stage.width else None
-            listed = counted and stage.widths is not None
-            if isinstance(block_spec, DenseBlockSpec):
-                widths: tuple[int, ...] = ()
-            elif listed:
-                widths = tuple(stage.widths[bi])  # type: ignore[index]
-            else:
-                assert width is not None  # the schema requires a width or widths
-                widths = block_spec.conv_widths(width)
-            ctx = _BlockCtx(
-                in_channels=channels,
-                width=width,
-                widths=widths,
-                listed=listed,
-                stride=stride,
-                zero_init=spec.zero_init_residual and shortcut != "none",
-                survival=survival,
-            )
-            scope = _Scope(ir, path, stage_loc, "stage")
-            low = lowering(scope, x, block_spec, ctx)
-            block = _wrap(scope, x, low, ctx, block_spec, stage=si, index=bi, shortcut=shortcut)
-            ir.set_block(block)
-            paths.append(path)
-            x, channels, pre_activated = block.output, low.out_channels, not low.post_activation
-        ir.stages.append(Stage(path_of_stage, si, tuple(paths), stage_loc))
-        mark(path_of_stage, x)
+        _lower_stage(ir, spec, si, flow, stage_loc)
+        mark(stage_path(si), flow.x)
+    if not wanted:  # a backbone has no head
+        _lower_head(_Scope(ir, "", locate("head"), "head"), spec, flow)
+    return ir
 
-    if wanted:  # a backbone: no head
-        return ir
-    head = _Scope(ir, "", locate("head"), "head")
-    if pre_activated:  # He et al. 2016: pre-activation nets end with BN-ReLU before the pool
+
+def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc | None) -> None:
+    """Stage ``si``'s blocks (a stage opener first, if its block type has one), in order."""
+    stage, block_spec = spec.stages[si], spec.stage_block(si)
+    shortcut = cast(ShortcutOption, spec.stage_shortcut(si))
+    opener = STAGE_OPENERS.get(block_spec.type) if stage.stride > 1 else None
+    plan = [(opener, stage.stride, False)] if opener else []
+    plan += [
+        (BLOCK_LOWERINGS[block_spec.type], 1 if opener or bi else stage.stride, True)
+        for bi in range(stage.repeats)
+    ]
+    paths = []
+    for bi, (lowering, stride, counted) in enumerate(plan):
+        path = f"{stage_path(si)}.{bi}"
+        if counted:  # the spec's blocks; a stage opener is extra and never dropped
+            flow.done += 1
+        ctx = _block_ctx(spec, si, bi, flow, stride, counted)
+        scope = _Scope(ir, path, loc, "stage")
+        low = lowering(scope, flow.x, block_spec, ctx)
+        block = _wrap(scope, flow.x, low, ctx, block_spec, stage=si, index=bi, shortcut=shortcut)
+        ir.set_block(block)
+        paths.append(path)
+        flow.x, flow.channels = block.output, low.out_channels
+        flow.pre_activated = not low.post_activation
+    ir.stages.append(Stage(stage_path(si), si, tuple(paths), loc))
+
+
+def _block_ctx(
+    spec: ModelSpec, si: int, bi: int, flow: _Flow, stride: int, counted: bool
+) -> _BlockCtx:
+    """What block ``bi`` of stage ``si`` is lowered with: its widths, stride, survival."""
+    stage, block_spec = spec.stages[si], spec.stage_block(si)
+    residual = spec.stage_shortcut(si) != "none"
+    survival = None
+    if counted and spec.stochastic_depth and residual:
+        # Huang et al. 2016, eq. 4: p_l = 1 - l/L (1 - p_L), l = 1..L
+        total = sum(st.repeats for st in spec.stages)
+        survival = 1 - flow.done / total * (1 - spec.stochastic_depth.final_survival)
+    width = stage.width * spec.width_factor if stage.width else None
+    listed = counted and stage.widths is not None
+    if isinstance(block_spec, DenseBlockSpec):
+        widths: tuple[int, ...] = ()
+    elif listed:
+        widths = tuple(stage.widths[bi])  # type: ignore[index]
+    else:
+        assert width is not None  # the schema requires a width or widths
+        widths = block_spec.conv_widths(width)
+    return _BlockCtx(
+        in_channels=flow.channels,
+        width=width,
+        widths=widths,
+        listed=listed,
+        stride=stride,
+        zero_init=spec.zero_init_residual and residual,
+        survival=survival,
+    )
+
+
+def _lower_head(head: _Scope, spec: ModelSpec, flow: _Flow) -> None:
+    """Global average pool, dropout, and the classifier, whose width is the network's
+    constructor parameter ``num_classes`` (the spec's value by default)."""
+    x, channels = flow.x, flow.channels
+    if flow.pre_activated:  # He et al. 2016: pre-activation nets end with BN-ReLU before the pool
         x = head.norm("final_bn", channels, x, None)
         x = head.add("final_relu", ReLU(), x)
     x = head.add("avgpool", GlobalAvgPool(), x)
     if spec.head.dropout:
         x = head.add("dropout", Dropout(spec.head.dropout), x)
-    head.add("fc", Linear(channels, spec.num_classes), x)
-    return ir
+    head.add("fc", Linear(channels, spec.num_classes), x, bind={"out_features": "num_classes"})
+    head.ir.args = (BlockArg("num_classes", spec.num_classes),)

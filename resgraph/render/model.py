@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
+from resgraph import names
 from resgraph.ir import IR, Block, Node
 from resgraph.ops import Conv, Input, Output
 from resgraph.render.style import GRAY_TEXT
@@ -119,20 +120,20 @@ def block_text(model: Model, path: str) -> tuple[str, str]:
     what = f"{b.kind} {widths(model, path)}".strip()
     attention = getattr(b.spec, "attention", None)
     if attention is not None:
-        what += f" + {attention.type.upper()}"
+        what += f" + {names.ATTENTION[attention.type].label}"
     what += f", /{stride}" if stride != 1 else ""
     if b.anti_aliased:
-        what += f" ({b.spec.anti_alias.type} anti-aliased)"  # type: ignore[union-attr]
-    kind = model.kinds[path]
+        what += f" ({b.spec.anti_alias.type} {names.ANTI_ALIAS.label})"  # type: ignore[union-attr]
+    option = names.SHORTCUT[b.shortcut].label
     how = {
         "identity": "identity shortcut",
-        "projection": f"projection shortcut ({b.shortcut})",
-        "zeropad": "zero-pad shortcut (A)",
+        "projection": f"projection shortcut ({option})",
+        "zeropad": f"zero-pad shortcut ({option})",
         "concat": "concat join",
-        "none": "no shortcut",
-    }.get(kind, "")
+        "none": f"{option} shortcut",
+    }.get(model.kinds[path], "")
     if gated(model, path):
-        how = f"gated, {how}"
+        how = f"{names.GATED.label}, {how}"
     return what, how
 
 

@@ -1,5 +1,6 @@
 """The spec language: YAML files validated by pydantic models, with located errors."""
 
+from resgraph.spec.digest import spec_hash
 from resgraph.spec.loader import SourceMap, load_spec, with_outputs
 from resgraph.spec.schema import (
     BasicBlockSpec,
@@ -17,5 +18,6 @@ __all__ = [
     "StageSpec",
     "TrainSpec",
     "load_spec",
+    "spec_hash",
     "with_outputs",
 ]

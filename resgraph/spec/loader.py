@@ -341,12 +341,37 @@ def _suggest(word: Any, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+# pydantic's error types -> what a value must be
+_BOUNDS = {
+    "greater_than_equal": ">=",
+    "greater_than": ">",
+    "less_than_equal": "<=",
+    "less_than": "<",
+}
+_TYPES = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "dict_type": "a mapping",
+    "list_type": "a list",
+}
+
+
 def _problem(err: Any, smap: SourceMap) -> Problem:
     kind, loc, ctx, value = err["type"], tuple(err["loc"]), err.get("ctx") or {}, err.get("input")
     loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
     if kind == "extra_forbidden":
-        allowed = sorted(_fields_at(loc[:-1]))
-        message = f"unknown key {str(loc[-1])!r}{_suggest(loc[-1], allowed)}"
+        model = _model_at(loc[:-1])
+        renamed = _renamed_of(model).get(str(loc[-1]))
+        if renamed is not None:
+            message = f"'{loc[-1]}' is now called '{renamed}' (same values): rename the key"
+        else:
+            allowed = sorted(_fields_of(model))
+            message = f"unknown key {str(loc[-1])!r}{_suggest(loc[-1], allowed)}"
         return Problem(message, smap.locate(loc, key=True), format_path(_document_path(loc)))
     if kind == "missing":
         message = f"required field '{loc[-1]}' is missing"
@@ -368,30 +393,14 @@ def _problem(err: Any, smap: SourceMap) -> Problem:
             loc = loc + ("type",)
     elif kind == "union_tag_not_found":
         message = "a block mapping needs a 'type' (e.g. 'basic' or 'bottleneck')"
-    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        symbol = {
-            "greater_than_equal": ">=",
-            "greater_than": ">",
-            "less_than_equal": "<=",
-            "less_than": "<",
-        }[kind]
+    elif kind in _BOUNDS:
         bound = next(iter(ctx.values()))
         if kind == "greater_than_equal" and bound == 1 and isinstance(value, int):
             message = f"must be a positive integer, got {_show(value)}"
         else:
-            message = f"must be {symbol} {bound}, got {_show(value)}"
-    elif kind in ("int_type", "int_from_float"):
-        message = f"must be an integer, got {_show(value)}"
-    elif kind == "float_type":
-        message = f"must be a number, got {_show(value)}"
-    elif kind == "bool_type":
-        message = f"must be true or false, got {_show(value)}"
-    elif kind == "string_type":
-        message = f"must be a string, got {_show(value)}"
-    elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        message = f"must be a mapping, got {_show(value)}"
-    elif kind == "list_type":
-        message = f"must be a list, got {_show(value)}"
+            message = f"must be {_BOUNDS[kind]} {bound}, got {_show(value)}"
+    elif kind in _TYPES:
+        message = f"must be {_TYPES[kind]}, got {_show(value)}"
     elif kind == "string_pattern_mismatch":
         message = (
             f"must start with an ASCII letter or digit and use only ASCII letters, digits, "
@@ -434,14 +443,14 @@ def _document_path(loc: Path_) -> Path_:
     return tuple(out)
 
 
-def _fields_at(loc: Path_) -> set[str]:
+def _model_at(loc: Path_) -> Any:
     model: Any = ModelSpec
     for part in loc:
         if isinstance(part, str) and part not in _fields_of(model):
             model = _member(model, part)
         else:
             model = _step(model, part)
-    return _fields_of(model)
+    return model
 
 
 def _unwrap(tp: Any) -> list[Any]:
@@ -457,6 +466,12 @@ def _unwrap(tp: Any) -> list[Any]:
 def _fields_of(model: Any) -> set[str]:
     models = [t for t in _unwrap(model) if isinstance(t, type) and issubclass(t, BaseModel)]
     return {name for m in models for name in m.model_fields}
+
+
+def _renamed_of(model: Any) -> dict[str, str]:
+    """Old key -> new key, for the models an annotation admits (their ``RENAMED``)."""
+    models = [t for t in _unwrap(model) if isinstance(t, type) and issubclass(t, BaseModel)]
+    return {old: new for m in models for old, new in getattr(m, "RENAMED", {}).items()}
 
 
 def _step(model: Any, part: str | int) -> Any:

@@ -17,7 +17,6 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
-    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails
@@ -45,6 +44,7 @@ SHORTCUT_HELP = (
     "'identity' identity only (a shape change is an error), 'none' no shortcut at all (a plain "
     "network)."
 )
+ANTI_ALIAS_STRIDE = 2  # the one stride an anti-aliasing filter downsamples by
 STEM_OUTPUT = "stem"  # the name of the stem's feature map among a backbone's outputs
 
 
@@ -53,38 +53,9 @@ def stage_path(index: int) -> str:
     return f"layer{index + 1}"
 
 
-class _Extensible(StrictModel):
-    """A model with fields added after the language's first release (``_ADDED``).
-
-    While such a field holds its default it is left out of the serialised form, so a spec that
-    does not use it dumps (and hashes: generated files record the hash) as it did before the
-    field existed.
-    """
-
-    _ADDED: ClassVar[tuple[str, ...]] = ()
-
-    @model_serializer(mode="wrap")
-    def _drop_unused_additions(self, handler: Any) -> Any:
-        data = handler(self)
-        if isinstance(data, dict):
-            for name in self.added_in_use(unused=True):
-                data.pop(name, None)
-        return data
-
-    def added_in_use(self, *, unused: bool = False) -> list[str]:
-        """The added fields that hold a value other than their default (or, with ``unused``,
-        those that hold their default)."""
-        fields = type(self).model_fields
-        return [
-            name
-            for name in self._ADDED
-            if (getattr(self, name) == fields[name].get_default(call_default_factory=True))
-            == unused
-        ]
-
-
 def _type_shorthand(value: Any) -> Any:
-    """Accept ``option: name`` as shorthand for ``option: {type: name}``."""
+    """Accept ``option: name`` as shorthand for ``option: {type: name}`` (``block:
+    bottleneck``, ``attention: se``, ``norm: group``, ...)."""
     return {"type": value} if isinstance(value, str) else value
 
 
@@ -194,15 +165,16 @@ class InputSpec(StrictModel):
     )
 
 
-class StemSpec(_Extensible):
+class StemSpec(StrictModel):
     """The layers before the first stage."""
 
-    _ADDED = ("type", "inner_width", "pool", "anti_alias")
+    # keys an older spec language used -> their names now (the loader's error names them)
+    RENAMED: ClassVar[dict[str, str]] = {"kind": "layout"}
 
-    kind: Literal["imagenet", "cifar"] = Field(
+    layout: Literal["imagenet", "cifar"] = Field(
         "imagenet",
-        description="'imagenet': 7x7/2 conv, BN, ReLU, 3x3/2 max pool (paper Table 1). "
-        "'cifar': 3x3/1 conv, BN, ReLU (paper sec. 4.2).",
+        description="Which of the paper's stem layouts: 'imagenet': 7x7/2 conv, BN, ReLU, "
+        "3x3/2 max pool (paper Table 1). 'cifar': 3x3/1 conv, BN, ReLU (paper sec. 4.2).",
     )
     width: int = Field(64, ge=1, le=MAX_WIDTH, description="Output channels of the stem conv.")
     activation: bool = Field(
@@ -212,12 +184,12 @@ class StemSpec(_Extensible):
     )
     type: Literal["single", "deep", "tiered"] = Field(
         "single",
-        description="'single': one conv as 'kind' says. 'deep' (He et al. 2019, 'Bag of "
+        description="'single': one conv as 'layout' says. 'deep' (He et al. 2019, 'Bag of "
         "Tricks', ResNet-C): the imagenet 7x7/2 conv becomes three 3x3 convs, the first with "
         "stride 2, of widths inner_width, inner_width, width, with norm and ReLU between them "
         "(state 'conv1.0', 'conv1.1', 'conv1.3', 'conv1.4', 'conv1.6', then 'bn1' as before). "
         "'tiered': the same with widths 3 x (inner_width // 4), inner_width, width (timm's "
-        "'deep_tiered', the 't' models). Deep stems need kind 'imagenet'.",
+        "'deep_tiered', the 't' models). Deep stems need layout 'imagenet'.",
     )
     inner_width: int | None = Field(
         None,
@@ -239,7 +211,7 @@ class StemSpec(_Extensible):
         "replaces the max pool by a 2x2/2 average pool and 'blur' runs the max pool at "
         "stride 1 and blurs with stride 2 after it ('maxpool.1'); with pool 'conv', the conv "
         "runs at stride 1 and the filter follows it (state 'maxpool.0' conv, 'maxpool.2' "
-        "norm). Needs a pool (kind 'imagenet').",
+        "norm). Needs a pool (layout 'imagenet').",
     )
 
     def conv_widths(self) -> tuple[int, ...]:
@@ -251,9 +223,7 @@ class StemSpec(_Extensible):
         return (first, inner, self.width)
 
 
-class _ResidualBlockBase(_Extensible):
-    _ADDED = ("attention", "anti_alias", "reduce_first")
-
+class _ResidualBlockBase(StrictModel):
     join: Literal["add", "gate"] = Field(
         "add",
         description="How branch F(x) and shortcut x meet: 'add' F(x) + x (ResNet); 'gate' "
@@ -262,6 +232,12 @@ class _ResidualBlockBase(_Extensible):
     attention: Attention | None = Field(None, description=ATTENTION_HELP)
     anti_alias: AntiAlias | None = Field(None, description=ANTI_ALIAS_HELP)
     reduce_first: int = Field(1, ge=1, le=64, description=REDUCE_FIRST_HELP)
+
+    def anti_aliased_at(self, stride: int) -> bool:
+        """Whether a block of this spec with ``stride`` runs its strided conv at stride 1 and
+        low-pass filters after it: only where the stride is the filter's (Zhang 2019; timm's
+        rule). Other strides are refused, except 1, where the option has no effect."""
+        return self.anti_alias is not None and stride == ANTI_ALIAS_STRIDE
 
 
 class BasicBlockSpec(_ResidualBlockBase):
@@ -358,22 +334,15 @@ class DenseBlockSpec(StrictModel):
     )
 
 
-def _block_shorthand(value: Any) -> Any:
-    """Accept ``block: bottleneck`` as shorthand for ``block: {type: bottleneck}``."""
-    return {"type": value} if isinstance(value, str) else value
-
-
 BlockSpec = Annotated[
     BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec,
     Field(discriminator="type"),
-    BeforeValidator(_block_shorthand),
+    BeforeValidator(_type_shorthand),
 ]
 
 
-class StageSpec(_Extensible):
+class StageSpec(StrictModel):
     """A run of blocks at one resolution: torchvision's layerN, the paper's convN_x."""
-
-    _ADDED = ("widths",)
 
     width: int | None = Field(
         None,
@@ -454,10 +423,8 @@ class NormSpec(StrictModel):
 Norm = Annotated[NormSpec, BeforeValidator(_type_shorthand)]
 
 
-class ModelSpec(_Extensible):
+class ModelSpec(StrictModel):
     """One network. Defaults follow He et al. 2015 so paper specs stay short."""
-
-    _ADDED = ("base", "norm", "projection_kernel", "outputs")
 
     base: str | None = Field(
         None,
@@ -654,110 +621,15 @@ class ModelSpec(_Extensible):
                 self.base,
                 "'base' is resolved when a spec file is loaded; load the file with load_spec",
             )
-        stem = self.stem
-        if stem.kind == "cifar":
-            for name, default in (("type", "single"), ("pool", "max"), ("anti_alias", None)):
-                if getattr(stem, name) != default:
-                    error(
-                        ("stem", name),
-                        getattr(stem, name),
-                        f"a cifar stem is one 3x3 conv without a pool: '{name}' needs kind "
-                        f"'imagenet'",
-                    )
-        if stem.type == "single" and stem.inner_width is not None:
-            error(
-                ("stem", "inner_width"),
-                stem.inner_width,
-                "only deep and tiered stems have inner convs: remove inner_width or set "
-                "type 'deep' or 'tiered'",
-            )
-        elif stem.type != "single" and min(stem.conv_widths()) < 1:
-            at = ("stem", "inner_width") if stem.inner_width is not None else ("stem", "width")
-            error(
-                at,
-                stem.inner_width or stem.width,
-                f"a {stem.type} stem of inner width {stem.conv_widths()[1]} leaves a conv "
-                f"with no channels ({stem.type} widths: {list(stem.conv_widths())})",
-            )
-
+        self._check_stem(error)
         norm_at = ("norm", "groups")
         if self.norm.type == "batch" and self.norm.groups is not None:
             error(norm_at, self.norm.groups, "groups are for group norm: set type 'group'")
+        self._check_projection(error)
+        norm_widths = [("stem", w) for w in self.stem.conv_widths()]
+        for i in range(len(self.stages)):
+            norm_widths += self._check_stage_options(i, error)
         groups = self.norm.group_count() if self.norm.type == "group" else 1
-        norm_widths: list[tuple[str, int]] = [("stem", w) for w in stem.conv_widths()]
-
-        for kind, shortcut_at in [(self.shortcut, ("shortcut",))] + [
-            (st.shortcut, ("stages", i, "shortcut")) for i, st in enumerate(self.stages)
-        ]:
-            if kind == "D" and self.projection_kernel != 1:
-                error(
-                    ("projection_kernel",),
-                    self.projection_kernel,
-                    f"option D projects with a 1x1 conv after its pool (used at "
-                    f"{_dotted(shortcut_at)}): projection_kernel must be 1",
-                )
-        if self.projection_kernel % 2 == 0:
-            error(
-                ("projection_kernel",),
-                self.projection_kernel,
-                f"must be odd (a centred kernel), got {self.projection_kernel}",
-            )
-
-        for i, stage in enumerate(self.stages):
-            block = self.stage_block(i)
-            block_at = ("stages", i, "block") if stage.block else ("block",)
-            if isinstance(block, DenseBlockSpec):
-                if stage.widths is not None:
-                    error(
-                        ("stages", i, "widths"),
-                        stage.widths,
-                        "a dense stage has no conv widths to list: remove 'widths'",
-                    )
-                continue
-            if stage.widths is not None:
-                widths = self._check_widths(i, block, error)
-            elif stage.width is not None:
-                widths = [block.conv_widths(stage.width * self.width_factor)] * stage.repeats
-            else:
-                continue
-            if block.anti_alias is not None and stage.stride not in (1, 2):
-                error(
-                    ("stages", i, "stride"),
-                    stage.stride,
-                    f"anti-aliasing filters downsample by 2: a stride-{stage.stride} stage "
-                    f"cannot use the block's anti_alias",
-                )
-            for bi, convs in enumerate(widths):
-                where = f"stages[{i}]" + (f" block {bi}" if stage.widths is not None else "")
-                if min(convs) < 1:
-                    error(
-                        block_at + ("reduce_first",) if block.reduce_first > 1 else block_at,
-                        block.reduce_first,
-                        f"{where}: a conv of the branch is left with no channels "
-                        f"(widths {list(convs)})",
-                    )
-                    continue
-                if isinstance(block, BottleneckBlockSpec) and block.groups > 1:
-                    for c in convs[:2]:
-                        if c % block.groups:
-                            error(
-                                (*block_at, "groups"),
-                                block.groups,
-                                f"{where}: the grouped 3x3 conv has {c} input or output "
-                                f"channels, not divisible by {block.groups} groups",
-                            )
-                            break
-                norm_widths += [(where, c) for c in convs]
-                attention = block.attention
-                if isinstance(attention, SESpec) and attention.channels(convs[-1]) > convs[-1]:
-                    error(
-                        (*block_at, "attention"),
-                        attention.ratio,
-                        f"{where}: squeeze-and-excitation would widen its {convs[-1]} "
-                        f"channels to {attention.channels(convs[-1])} (ratio "
-                        f"{attention.ratio:g} rounded to a multiple of {attention.divisor}): "
-                        f"use a smaller divisor",
-                    )
         if groups > 1:
             bad = next(((w, c) for w, c in norm_widths if c % groups), None)
             if bad:
@@ -778,6 +650,94 @@ class ModelSpec(_Extensible):
                 ],
             )
         return self
+
+    def _check_stem(self, error: Any) -> None:
+        """A cifar stem has one conv and no pool; inner widths only for deep stems."""
+        stem = self.stem
+        if stem.layout == "cifar":
+            for name, default in (("type", "single"), ("pool", "max"), ("anti_alias", None)):
+                if getattr(stem, name) != default:
+                    error(
+                        ("stem", name),
+                        getattr(stem, name),
+                        f"a cifar stem is one 3x3 conv without a pool: '{name}' needs layout "
+                        f"'imagenet'",
+                    )
+        if stem.type == "single" and stem.inner_width is not None:
+            error(
+                ("stem", "inner_width"),
+                stem.inner_width,
+                "only deep and tiered stems have inner convs: remove inner_width or set "
+                "type 'deep' or 'tiered'",
+            )
+        elif stem.type != "single" and min(stem.conv_widths()) < 1:
+            at = ("stem", "inner_width") if stem.inner_width is not None else ("stem", "width")
+            error(
+                at,
+                stem.inner_width or stem.width,
+                f"a {stem.type} stem of inner width {stem.conv_widths()[1]} leaves a conv "
+                f"with no channels ({stem.type} widths: {list(stem.conv_widths())})",
+            )
+
+    def _check_projection(self, error: Any) -> None:
+        """projection_kernel: odd, and 1 wherever option D is used."""
+        for kind, shortcut_at in [(self.shortcut, ("shortcut",))] + [
+            (st.shortcut, ("stages", i, "shortcut")) for i, st in enumerate(self.stages)
+        ]:
+            if kind == "D" and self.projection_kernel != 1:
+                error(
+                    ("projection_kernel",),
+                    self.projection_kernel,
+                    f"option D projects with a 1x1 conv after its pool (used at "
+                    f"{_dotted(shortcut_at)}): projection_kernel must be 1",
+                )
+        if self.projection_kernel % 2 == 0:
+            error(
+                ("projection_kernel",),
+                self.projection_kernel,
+                f"must be odd (a centred kernel), got {self.projection_kernel}",
+            )
+
+    def _check_stage_options(self, i: int, error: Any) -> list[tuple[str, int]]:
+        """Stage ``i``'s widths, anti-aliasing stride, groups and attention; the widths of
+        the layers its norms normalise, as (where, channels), for the group-norm check."""
+        stage, block = self.stages[i], self.stage_block(i)
+        block_at = ("stages", i, "block") if stage.block else ("block",)
+        if isinstance(block, DenseBlockSpec):
+            if stage.widths is not None:
+                error(
+                    ("stages", i, "widths"),
+                    stage.widths,
+                    "a dense stage has no conv widths to list: remove 'widths'",
+                )
+            return []
+        if stage.widths is not None:
+            widths = self._check_widths(i, block, error)
+        elif stage.width is not None:
+            widths = [block.conv_widths(stage.width * self.width_factor)] * stage.repeats
+        else:
+            return []
+        if block.anti_alias is not None and stage.stride not in (1, ANTI_ALIAS_STRIDE):
+            error(
+                ("stages", i, "stride"),
+                stage.stride,
+                f"anti-aliasing filters downsample by {ANTI_ALIAS_STRIDE}: a "
+                f"stride-{stage.stride} stage cannot use the block's anti_alias",
+            )
+        norm_widths: list[tuple[str, int]] = []
+        for bi, convs in enumerate(widths):
+            where = f"stages[{i}]" + (f" block {bi}" if stage.widths is not None else "")
+            if min(convs) < 1:
+                error(
+                    block_at + ("reduce_first",) if block.reduce_first > 1 else block_at,
+                    block.reduce_first,
+                    f"{where}: a conv of the branch is left with no channels "
+                    f"(widths {list(convs)})",
+                )
+                continue
+            _check_block_widths(block, convs, where, block_at, error)
+            norm_widths += [(where, c) for c in convs]
+        return norm_widths
 
     def _check_widths(
         self, i: int, block: BasicBlockSpec | BottleneckBlockSpec, error: Any
@@ -833,6 +793,36 @@ class ModelSpec(_Extensible):
     def stage_shortcut(self, index: int) -> str:
         """The shortcut option in force for stage ``index``."""
         return self.stages[index].shortcut or self.shortcut
+
+
+def _check_block_widths(
+    block: BasicBlockSpec | BottleneckBlockSpec,
+    convs: tuple[int, ...],
+    where: str,
+    block_at: tuple[str | int, ...],
+    error: Any,
+) -> None:
+    """One block's conv widths against its groups and its squeeze-and-excitation."""
+    if isinstance(block, BottleneckBlockSpec) and block.groups > 1:
+        for c in convs[:2]:
+            if c % block.groups:
+                error(
+                    (*block_at, "groups"),
+                    block.groups,
+                    f"{where}: the grouped 3x3 conv has {c} input or output "
+                    f"channels, not divisible by {block.groups} groups",
+                )
+                break
+    attention = block.attention
+    if isinstance(attention, SESpec) and attention.channels(convs[-1]) > convs[-1]:
+        error(
+            (*block_at, "attention"),
+            attention.ratio,
+            f"{where}: squeeze-and-excitation would widen its {convs[-1]} "
+            f"channels to {attention.channels(convs[-1])} (ratio "
+            f"{attention.ratio:g} rounded to a multiple of {attention.divisor}): "
+            f"use a smaller divisor",
+        )
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:

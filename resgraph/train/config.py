@@ -181,7 +181,7 @@ def resolve(
     torch_version: str,
 ) -> RunConfig:
     """Fill in everything a run needs; ``train`` already holds the overrides except epochs."""
-    from resgraph.emit.source import spec_hash
+    from resgraph.spec.digest import spec_hash
     from resgraph.weights import architecture
 
     iterations = train.iterations if opts.epochs is None else opts.epochs * steps_per_epoch
