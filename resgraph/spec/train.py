@@ -7,8 +7,6 @@ pad-4 random crops and horizontal flips, per-pixel mean subtracted.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 
 from resgraph.spec.base import StrictModel
@@ -19,15 +17,33 @@ PAPER_MILESTONES = (32000, 48000)
 # CIFAR-10; for the 1,397 training digits, 300 iterations (about 30 epochs at batch 128)
 # reach about 1% test error.
 DATASET_ITERATIONS = {"cifar10": PAPER_ITERATIONS, "digits": 300}
+BUILT_IN = tuple(DATASET_ITERATIONS)  # data set names; anything else is a folder's path
+FOLDER_EPOCHS = 30  # an image folder's default length, in epochs
+
+
+def default_length(dataset: str, steps_per_epoch: int) -> int:
+    """Iterations a run takes when neither the spec nor a flag gives its length."""
+    return DATASET_ITERATIONS.get(dataset, FOLDER_EPOCHS * steps_per_epoch)
 
 
 class TrainSpec(StrictModel):
     """How to train the network. Command-line flags override these values."""
 
-    dataset: Literal["cifar10", "digits"] = Field(
+    dataset: str = Field(
         "cifar10",
-        description="Data set: 'cifar10' (the paper's; a local folder or --download) or "
-        "'digits' (scikit-learn's bundled 8x8 digits, resized to the input size; no download).",
+        min_length=1,
+        max_length=4096,
+        description="Data set: 'cifar10' (the paper's; a local folder or --download), "
+        "'digits' (scikit-learn's bundled 8x8 digits, resized to the input size; no "
+        "download), or the path of an image folder (PATH/train/<class>/* and "
+        "PATH/val/<class>/*, or class folders alone; relative to the current folder).",
+    )
+    holdout: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Share of each class held out as the test set when an image folder has "
+        "no val/ folder (a seeded draw per class).",
     )
     batch_size: int = Field(128, ge=1, le=65536, description="Examples per iteration.")
     lr: float = Field(0.1, gt=0.0, le=10.0, description="Base learning rate.")
@@ -38,7 +54,7 @@ class TrainSpec(StrictModel):
         ge=1,
         le=10**8,
         description="Iterations to train for. Left out, the data set's default length: "
-        "64,000 for cifar10 (the paper's), 300 for digits.",
+        "64,000 for cifar10 (the paper's), 300 for digits, 30 epochs for an image folder.",
     )
     milestones: list[int] = Field(
         default_factory=lambda: list(PAPER_MILESTONES),

@@ -9,6 +9,7 @@ refused. ``--iterations`` or ``--epochs`` move the lr milestones with the run's 
 from __future__ import annotations
 
 import hashlib
+import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 
 from resgraph.errors import TrainError
 from resgraph.spec.schema import ModelSpec
-from resgraph.spec.train import DATASET_ITERATIONS, TrainSpec
+from resgraph.spec.train import TrainSpec, default_length
 
 CHECKPOINT = "last.pt"
 OWN_FILES = {"config.yaml", "metrics.csv", "curves.png", "ddp_check.json", CHECKPOINT}
@@ -113,7 +114,9 @@ class RunConfig:
     world_size: int
     torch: str
     init_from: str | None = None  # the weights the run started from (--init-from)
-    command: str = field(default_factory=lambda: " ".join(["resgraph", *sys.argv[1:]]))
+    classes: list[str] | None = None  # an image folder's class names, in label order
+    # the command line as a shell would take it back (arguments with spaces stay whole)
+    command: str = field(default_factory=lambda: shlex.join(["resgraph", *sys.argv[1:]]))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,8 +132,7 @@ def override(
 ) -> TrainSpec:
     """The recipe with the flags given on the command line, validated again: the spec's
     ``train:`` section, or for a resumed run the recipe saved in its checkpoint (``saved``,
-    a RunConfig as a dict), so ``--resume`` needs no recipe flags. A new run whose length
-    neither the spec nor a flag gives takes its data set's default length."""
+    a RunConfig as a dict), so ``--resume`` needs no recipe flags."""
     if saved is not None:
         train = TrainSpec.model_validate(saved["train"])
     updates = {
@@ -138,16 +140,6 @@ def override(
         for flag, f in RECIPE_FLAGS.items()
         if getattr(opts, flag) is not None
     }
-    dataset = updates.get("dataset", train.dataset)
-    if (
-        saved is None
-        and opts.epochs is None
-        and "iterations" not in updates
-        and "iterations" not in train.model_fields_set
-    ):
-        length = DATASET_ITERATIONS[dataset]
-        if length != train.iterations:
-            updates["iterations"] = length
     if not updates:
         return train
     data = train.model_dump(exclude_unset=True)
@@ -184,7 +176,12 @@ def resolve(
     from resgraph.emit.source import spec_hash
     from resgraph.train.evaluate import architecture
 
-    iterations = train.iterations if opts.epochs is None else opts.epochs * steps_per_epoch
+    if opts.epochs is not None:
+        iterations = opts.epochs * steps_per_epoch
+    elif "iterations" in train.model_fields_set:
+        iterations = train.iterations
+    else:  # neither the spec nor a flag gives a length: the data set's default
+        iterations = default_length(train.dataset, steps_per_epoch)
     milestones = train.scaled_milestones(iterations)
     # Record the milestones in force (scaled with the run's length) in the recipe itself.
     train = TrainSpec.model_validate(

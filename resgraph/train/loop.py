@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 import random
 import signal
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,18 +25,15 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from torch import nn
 
 from resgraph.errors import TrainError, WeightsError
-from resgraph.fsutil import atomic_write_text
 from resgraph.options import with_flags
 from resgraph.passes import lower
 from resgraph.spec import load_spec
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import config as cfg
 from resgraph.train import device as dev
-from resgraph.train import distributed, plots
+from resgraph.train import distributed, plots, runfolder
 from resgraph.train.batches import DeviceData, mix_seed, split_validation
 from resgraph.train.data import load_images
 from resgraph.train.evaluate import (
@@ -48,11 +43,14 @@ from resgraph.train.evaluate import (
     evaluate,
     refuse_backbone,
 )
+from resgraph.train.model import place
 from resgraph.train.report import make_reporter, plural
 from resgraph.train.schedule import Meter, NonFiniteLoss, Schedule
+from resgraph.train.stop import REPEAT_WINDOW_S, StopRequest
+
+__all__ = ["REPEAT_WINDOW_S", "Callback", "StopRequest", "Trainer", "train"]
 
 CURVES_EVERY_S = 600.0
-REPEAT_WINDOW_S = 5.0  # the same signal again within this time is the same request
 SKIPPED_WARN = 50  # fp16: warn when the gradient scaler skips this many steps in a row
 
 
@@ -66,50 +64,6 @@ class Callback:
     def after_iteration(self, trainer: Trainer, iteration: int) -> None:
         """Called after ``iteration`` (1-based count of finished iterations) and its
         evaluation and checkpoint, if any were due."""
-
-
-class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints and stops.
-
-    Schedulers (SLURM, Kubernetes) signal every process and torchrun forwards the signal
-    too, so one request often arrives twice: the same signal again within
-    ``REPEAT_WINDOW_S`` seconds is ignored. Another signal, or the same one later, aborts
-    (KeyboardInterrupt) unless the checkpoint is being written, which always finishes, or
-    the run has stopped and the process is exiting."""
-
-    def __init__(self, keep_on_stop: bool = False) -> None:
-        self.keep_on_stop = keep_on_stop
-        self.signum: int | None = None
-        self.at = 0.0
-        self.saving = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        if self.signum is None:
-            self.signum, self.at = signum, now
-            return
-        if self.saving or (signum == self.signum and now - self.at < REPEAT_WINDOW_S):
-            return
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        if self.signum is not None and self.keep_on_stop and self._old:
-            # Stopping: the process is on its way out. Under torchrun the first process to
-            # exit makes torchrun signal the others; that signal is the same request, so it
-            # is ignored (SIG_IGN, which unlike a Python handler lasts through interpreter
-            # shutdown) and every process ends with its own status, 128 + signal.
-            for sig in self._old:
-                signal.signal(sig, signal.SIG_IGN)
-            return
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def train(opts: cfg.TrainOptions, callbacks: Sequence[Callback] = ()) -> int:
@@ -259,21 +213,7 @@ class Trainer:
         elif self.init_state is not None:
             self._init_from(self.init_state)
             self.init_state = None
-        if o.sync_bn and self.d.enabled:
-            # Convert before wrapping: batch statistics over the global mini-batch.
-            self.raw = nn.SyncBatchNorm.convert_sync_batchnorm(self.raw)
-        self.raw.to(self.device)
-        if o.channels_last:
-            self.raw.to(memory_format=torch.channels_last)
-        if o.checkpoint_activations:
-            dev.checkpoint_blocks(self.raw, self.ir)
-        # Compile the inner module, then wrap it (PyTorch's advice for DDP); evaluation
-        # uses self.raw, off the compiled path.
-        net: nn.Module = dev.compile_module(self.raw, o.compile_mode) if o.compile else self.raw
-        if self.d.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
-        self.net = net
+        self.raw, self.net = place(self.raw, self.ir, o, self.device, self.d)
         self.opt = dev.make_optimizer(self.raw.parameters(), r, self.device)
         self.schedule = Schedule(r.lr, c.milestones, r.gamma, r.warmup_lr, r.warmup_until_error)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=o.amp == "fp16")
@@ -350,25 +290,6 @@ class Trainer:
 
     # --- writing --------------------------------------------------------------------------
 
-    def _write(self, path: Path, what: str, write: Any) -> None:
-        """Run ``write()``; an OS error (read-only folder, full disk) becomes one line."""
-        try:
-            write()
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise TrainError(f"cannot write {what} {path}: {reason}") from None
-
-    def _write_config(self) -> None:
-        data = self.config.to_dict()
-        if self.ckpt is not None:
-            data["resumed_at"] = int(self.ckpt["data"]["iteration"])
-        path = self.dir / "config.yaml"
-        self._write(
-            path,
-            "the run configuration",
-            lambda: atomic_write_text(path, yaml.safe_dump(data, sort_keys=False)),
-        )
-
     def _header(self) -> None:
         c, r = self.config, self.recipe
         params = sum(p.numel() for p in self.raw.parameters())
@@ -424,14 +345,17 @@ class Trainer:
 
     def run(self) -> int:
         if self.d.is_main:
-            self._write(self.dir, "the run folder", self._make_dir)
+            runfolder.make(self.dir)
         if self.ckpt is not None and self.ckpt.get("complete"):
             self.echo(f"{self.dir} is already complete ({plural(self.start, 'iteration')})")
             if self.d.is_main and self.history:
                 self._curves()
             return 0
         if self.d.is_main:
-            self._write_config()
+            data = self.config.to_dict()
+            if self.ckpt is not None:
+                data["resumed_at"] = int(self.ckpt["data"]["iteration"])
+            runfolder.write_config(self.dir, data)
         self._header()
         if self.ckpt is not None:
             self.echo(f"resuming at iteration {self.start}")
@@ -454,13 +378,6 @@ class Trainer:
             ) from None
         finally:
             self.reporter.close()
-
-    def _make_dir(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        ckpt_io.remove_stale_temporaries(self.dir)
-        probe = self.dir / ".resgraph-write-test.tmp"  # a read-only folder fails here, early
-        probe.write_bytes(b"")
-        probe.unlink()
 
     def _loop(self) -> int:
         c = self.config
@@ -588,7 +505,7 @@ class Trainer:
             }
             self.history.append(row)
             path = self.dir / "metrics.csv"
-            self._write(path, "the metrics", lambda: plots.write_metrics(path, self.history))
+            runfolder.write(path, "the metrics", lambda: plots.write_metrics(path, self.history))
             self.reporter.row(row)
         self.mark += time.monotonic() - t0  # evaluation time is not training time
 
@@ -620,7 +537,7 @@ class Trainer:
             }
             self.stop.saving = True
             try:
-                self._write(path, "the checkpoint", lambda: ckpt_io.save_atomic(state, path))
+                runfolder.write(path, "the checkpoint", lambda: ckpt_io.save_atomic(state, path))
             except TrainError as exc:
                 error = str(exc)
             finally:
@@ -636,7 +553,7 @@ class Trainer:
     def _curves(self) -> None:
         title = f"{self.spec.name} on {self.recipe.dataset}"
         path = self.dir / "curves.png"
-        self._write(path, "the curves", lambda: plots.write_curves(path, self.history, title))
+        runfolder.write(path, "the curves", lambda: plots.write_curves(path, self.history, title))
         self.last_curves = time.monotonic()
 
     def _finish_files(self) -> None:
@@ -650,15 +567,7 @@ class Trainer:
         digests = self.d.gather(distributed.param_digest(self.raw))
         same = len(set(digests)) == 1
         if self.d.is_main:
-            path = self.dir / "ddp_check.json"
-            text = (
-                json.dumps(
-                    {"world_size": self.d.world, "param_sha256": digests, "identical": same},
-                    indent=2,
-                )
-                + "\n"
-            )
-            self._write(path, "the replica check", lambda: atomic_write_text(path, text))
+            runfolder.write_replica_check(self.dir, digests)
             self.echo(
                 f"{self.d.world} processes end with identical parameters: {'yes' if same else 'NO'}"
             )
