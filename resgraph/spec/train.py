@@ -78,8 +78,12 @@ class TrainSpec(StrictModel):
     )
     augment: bool = Field(
         True,
-        description="Pad 4 pixels and take a random crop of the input size; also flip "
-        "horizontally where a mirror image keeps its class (CIFAR-10, not digits).",
+        description="Pad 4 pixels and take a random crop of the input size (and flip, see flip).",
+    )
+    flip: bool | None = Field(
+        None,
+        description="Random horizontal flips when augmenting; null: where a mirror image "
+        "keeps its class (CIFAR-10 and image folders, not digits).",
     )
     eval_every: int | None = Field(
         None,

@@ -71,7 +71,7 @@ def recipe_option(name: str, flag: str | None = None, extra: str = "", **kw: Any
     come from :class:`resgraph.spec.train.TrainSpec` (None: the spec decides)."""
     info = TrainSpec.model_fields[name]
     text = (info.description or "").rstrip(".")
-    if "type" not in kw and info.annotation is not bool:
+    if "type" not in kw and "/" not in (flag or ""):  # an on/off flag has no range
         kind, wording = _range(name)
         kw["type"] = kind
         extra = ", ".join(x for x in (wording, extra) if x)
@@ -143,6 +143,14 @@ def _device_options(f):  # type: ignore[no-untyped-def]
 @recipe_option("warmup_lr")
 @recipe_option("seed")
 @recipe_option("augment", flag="--augment/--no-augment")
+@recipe_option("flip", flag="--flip/--no-flip")
+@recipe_option("holdout")
+@click.option(
+    "--skip-unreadable",
+    is_flag=True,
+    help="Leave out image files that are empty, not images or too large (listed in the run "
+    "folder's unreadable.txt) instead of refusing the folder.",
+)
 @recipe_option("eval_every")
 @_device_options
 @click.option(

@@ -22,7 +22,8 @@ from resgraph.spec.schema import ModelSpec
 from resgraph.spec.train import TrainSpec, default_length
 
 CHECKPOINT = "last.pt"
-OWN_FILES = {"config.yaml", "metrics.csv", "curves.png", "ddp_check.json", CHECKPOINT}
+UNREADABLE = "unreadable.txt"  # image files left out of the run, one "path: reason" a line
+OWN_FILES = {"config.yaml", "metrics.csv", "curves.png", "ddp_check.json", UNREADABLE, CHECKPOINT}
 SYNC_EVERY = 20  # iterations between reads of the running statistics (progress, warm-up)
 
 # flag name -> TrainSpec field, for flags that override the recipe
@@ -38,6 +39,8 @@ RECIPE_FLAGS = {
     "weight_decay": "weight_decay",
     "milestones": "milestones",
     "warmup_lr": "warmup_lr",
+    "flip": "flip",
+    "holdout": "holdout",
 }
 
 
@@ -55,6 +58,8 @@ class TrainOptions:
     lr: float | None = None
     seed: int | None = None
     augment: bool | None = None
+    flip: bool | None = None
+    holdout: float | None = None
     eval_every: int | None = None
     momentum: float | None = None
     weight_decay: float | None = None
@@ -74,6 +79,7 @@ class TrainOptions:
     deterministic: bool = False
     sync_bn: bool = False
     tf32: bool | None = None  # None: PyTorch's defaults
+    skip_unreadable: bool = False  # leave unusable image files out instead of refusing
     quiet: bool = False
     cifar_url: str | None = None  # for tests; else $RESGRAPH_CIFAR_URL or the official one
     cifar_md5: str | None = None
@@ -124,7 +130,7 @@ class RunConfig:
     def recipe(self) -> dict[str, Any]:
         """What decides the numbers: it must not change when a run is resumed (the run's
         length and milestones are part of ``train``)."""
-        return {"train": self.train, "sync_every": self.sync_every}
+        return {"train": self.train, "sync_every": self.sync_every, "classes": self.classes}
 
 
 def override(
@@ -171,6 +177,7 @@ def resolve(
     world: int,
     device: str,
     torch_version: str,
+    classes: list[str] | None = None,
 ) -> RunConfig:
     """Fill in everything a run needs; ``train`` already holds the overrides except epochs."""
     from resgraph.emit.source import spec_hash
@@ -215,20 +222,21 @@ def resolve(
         world_size=world,
         torch=torch_version,
         init_from=str(opts.init_from) if opts.init_from is not None else None,
+        classes=classes,
     )
 
 
 def recipe_changes(saved: dict[str, Any], now: RunConfig) -> list[str]:
     """How the recipe asked for now differs from the one a run was started with."""
     old, new = saved, now.recipe()
-    changes = []
-    for name, value in new["train"].items():
-        if old["train"].get(name) != value:
-            changes.append(f"{name}: the run has {old['train'].get(name)!r}, now {value!r}")
-    if old.get("sync_every") != new["sync_every"]:
-        changes.append(
-            f"sync_every: the run has {old.get('sync_every')!r}, now {new['sync_every']!r}"
-        )
+    changes = [
+        f"{name}: the run has {old['train'].get(name)!r}, now {value!r}"
+        for name, value in new["train"].items()
+        if old["train"].get(name) != value
+    ]
+    for name in ("sync_every", "classes"):
+        if old.get(name) != new[name]:
+            changes.append(f"{name}: the run has {old.get(name)!r}, now {new[name]!r}")
     return changes
 
 

@@ -65,18 +65,69 @@ def evaluate(
     return loss / n, wrong / n
 
 
+@torch.no_grad()
+def per_class(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per true class: images, top-1 mistakes and top-5 mistakes (int64 tensors)."""
+    model.eval()
+    seen = torch.zeros(num_classes, dtype=torch.int64)
+    wrong1, wrong5 = seen.clone(), seen.clone()
+    for x, y in batches:
+        out = model(x).float()
+        top = out.topk(min(5, out.shape[1]), dim=1).indices.cpu()
+        y = y.cpu()
+        hit = top == y[:, None]
+        seen += torch.bincount(y, minlength=num_classes)
+        wrong1 += torch.bincount(y[~hit[:, 0]], minlength=num_classes)
+        wrong5 += torch.bincount(y[~hit.any(1)], minlength=num_classes)
+    return seen, wrong1, wrong5
+
+
 @dataclass
 class EvalResult:
     dataset: str
     images: int
     loss: float
     error: float
+    top5_error: float | None = None  # image folders: also top-5 and the worst classes
+    worst: list[tuple[str, int, int]] | None = None  # (class, wrong, images)
 
     def line(self, spec_name: str) -> str:
         wrong = round(self.error * self.images)
-        return (
+        text = (
             f"{spec_name} on the {self.dataset} test set: error {100 * self.error:.2f}% "
             f"({wrong:,} of {self.images:,} wrong), loss {self.loss:.4f}"
+        )
+        if self.top5_error is not None:
+            text += f"\ntop-5 error {100 * self.top5_error:.2f}%"
+        if self.worst:
+            worst = ", ".join(f"{c} {100 * w / n:.1f}% ({w} of {n})" for c, w, n in self.worst)
+            text += f"\nworst classes: {worst}"
+        return text
+
+
+def class_result(
+    model: nn.Module, batches: Iterable[Any], classes: list[str], base: EvalResult
+) -> EvalResult:
+    """``base`` with the top-5 error and the (up to) five classes with the highest error."""
+    seen, wrong1, wrong5 = per_class(model, batches, len(classes))
+    rate = wrong1.double() / seen.clamp(min=1)
+    order = sorted(range(len(classes)), key=lambda i: (-float(rate[i]), i))
+    base.worst = [(classes[i], int(wrong1[i]), int(seen[i])) for i in order[:5] if wrong1[i] > 0]
+    base.top5_error = int(wrong5.sum()) / max(1, int(seen.sum()))
+    return base
+
+
+def check_same_classes(saved: dict[str, Any] | None, images: ImageSet, source: str) -> None:
+    """Refuse a data set whose class list differs from the one the weights were trained on."""
+    if saved is None or saved.get("classes") is None:
+        return
+    if saved["classes"] != images.classes:
+        raise TrainError(
+            f"{images.name}'s classes differ from those {source} was trained on: the run has "
+            f"{_short(saved['classes'])}, the data set {_short(images.classes)}; evaluate on "
+            "a folder with the run's classes"
         )
 
 
@@ -111,7 +162,12 @@ def evaluate_weights(
     model = build(ir, engine, seed=0)
     ckpt_io.load_model_state(model, state, str(weights))
     model.to(where)
-    images = load_images(dataset, data_dir, spec.input.channels, spec.input.size, download=download)
+    holdout = ckpt["config"]["train"].get("holdout", 0.1) if ckpt else spec.train.holdout
+    inp = spec.input
+    images = load_images(
+        dataset, data_dir, inp.channels, inp.size, download=download, holdout=holdout
+    )
+    check_same_classes(ckpt["config"] if ckpt else None, images, str(weights))
     check_classes(spec.num_classes, images)
     if warning:
         import click
@@ -123,7 +179,11 @@ def evaluate_weights(
         if tuple(mean.shape) == tuple(data.mean.shape):
             data.mean = mean.to(where)  # the mean of the run's own training images
     loss, error = evaluate(model, data.eval_batches("test", batch_size))
-    return spec.name, EvalResult(dataset, len(images.test_y), loss, error)
+    result = EvalResult(dataset, len(images.test_y), loss, error)
+    if images.classes is not None:
+        batches = data.eval_batches("test", batch_size)
+        result = class_result(model, batches, images.classes, result)
+    return spec.name, result
 
 
 def refuse_backbone(spec: ModelSpec, what: str) -> None:
@@ -138,7 +198,16 @@ def refuse_backbone(spec: ModelSpec, what: str) -> None:
 
 def check_classes(num_classes: int, images: ImageSet) -> str | None:
     """Refuse a classifier with fewer outputs than the data set has classes; return a
-    warning (or None) when some outputs will never see a label."""
+    warning (or None) when some outputs will never see a label. An image folder's classes
+    must match the outputs exactly."""
+    if images.classes is not None and num_classes != images.num_classes:
+        raise TrainError(
+            f"the spec has num_classes {num_classes} but {images.name} has "
+            f"{images.num_classes} classes ({_short(images.classes)}): add --set "
+            f"num_classes={images.num_classes}; for a pretrained network, convert its weights "
+            f"with 'resgraph import-weights SPEC WEIGHTS -o OUT.pt --partial --set "
+            f"num_classes={images.num_classes}' and start from OUT.pt with --init-from"
+        )
     if num_classes < images.num_classes:
         raise TrainError(
             f"the spec has num_classes {num_classes} but {images.name} has "

@@ -12,6 +12,7 @@ the group is torn down at interpreter exit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import random
@@ -44,7 +45,7 @@ from resgraph.train.evaluate import (
     refuse_backbone,
 )
 from resgraph.train.model import place
-from resgraph.train.report import make_reporter, plural
+from resgraph.train.report import make_reporter, plural, progress
 from resgraph.train.schedule import Meter, NonFiniteLoss, Schedule
 from resgraph.train.stop import REPEAT_WINDOW_S, StopRequest
 
@@ -146,6 +147,7 @@ class Trainer:
             d.world,
             str(device),
             str(torch.__version__),
+            classes=self.images.classes,
         )
         if self.ckpt is not None:
             changes = cfg.recipe_changes(self.ckpt["config"], self.config)
@@ -171,7 +173,14 @@ class Trainer:
             if not self.d.is_main:  # every process finds it: rank 0 alone says so
                 raise click.exceptions.Exit(1)
             raise TrainError(message)
-        loader: dict[str, Any] = {"download": o.download, "url": o.cifar_url, "log": self.echo}
+        loader: dict[str, Any] = {
+            "download": o.download,
+            "url": o.cifar_url,
+            "log": self.echo,
+            "holdout": recipe.holdout,
+            "skip_unreadable": o.skip_unreadable,
+            "progress": progress(not o.quiet),
+        }
         if o.cifar_md5:
             loader["md5"] = o.cifar_md5
         images, error = None, None
@@ -186,7 +195,10 @@ class Trainer:
                 raise click.exceptions.Exit(1)
             raise TrainError(error)
         if images is None:
-            images = load_images(recipe.dataset, o.data_dir, inp.channels, inp.size)
+            del loader["download"], loader["log"], loader["progress"]  # rank 0 has read it
+            images = load_images(recipe.dataset, o.data_dir, inp.channels, inp.size, **loader)
+        if recipe.flip is not None:
+            images = dataclasses.replace(images, mirror=recipe.flip)
         unused = check_classes(self.spec.num_classes, images)
         if unused and self.d.is_main:
             click.echo(f"warning: {unused}", err=True)
@@ -294,6 +306,8 @@ class Trainer:
         c, r = self.config, self.recipe
         params = sum(p.numel() for p in self.raw.parameters())
         self.echo(f"{self.spec.name} ({params:,} parameters) on {self.images.describe()}")
+        for note in self.images.notes:
+            self.echo(f"  {note}")
         ms = ", ".join(map(str, c.milestones))
         lr = f"lr {r.lr:g} x{r.gamma:g} at {ms}" if ms else f"lr {r.lr:g} (no milestones)"
         epochs = c.iterations / c.steps_per_epoch
@@ -351,6 +365,9 @@ class Trainer:
             if self.d.is_main and self.history:
                 self._curves()
             return 0
+        if self.d.is_main and self.images.skipped:
+            text = "".join(f"{line}\n" for line in self.images.skipped)
+            runfolder.write_text(self.dir / cfg.UNREADABLE, "the unreadable files' list", text)
         if self.d.is_main:
             data = self.config.to_dict()
             if self.ckpt is not None:

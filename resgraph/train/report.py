@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import click
 
+T = TypeVar("T")
 PLAIN_EVERY_S = 30.0  # plain mode: a progress line at most this often between evaluations
 
 
@@ -62,6 +64,21 @@ def row_line(row: dict[str, Any], total: int, width: int | None = None, eta: str
     if eta:
         parts.append((f"ETA {eta}", 3))
     return fit(parts, width)
+
+
+def progress(show: bool) -> Callable[[Sequence[T], str], Iterator[T]]:
+    """Wrap a sequence in a transient rich progress bar on a terminal (when ``show``)."""
+
+    def bar(items: Sequence[T], what: str) -> Iterator[T]:
+        if not (show and sys.stderr.isatty()):
+            return iter(items)
+        from rich.console import Console
+        from rich.progress import track
+
+        console = Console(stderr=True)
+        return iter(track(items, description=what, transient=True, console=console))
+
+    return bar
 
 
 def terminal_width() -> int | None:
