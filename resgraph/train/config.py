@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from resgraph.errors import TrainError
 from resgraph.spec.schema import ModelSpec
 from resgraph.spec.train import TrainSpec, default_length
+from resgraph.train.data import class_difference
 
 CHECKPOINT = "last.pt"
 UNREADABLE = "unreadable.txt"  # image files left out of the run, one "path: reason" a line
@@ -234,9 +235,14 @@ def recipe_changes(saved: dict[str, Any], now: RunConfig) -> list[str]:
         for name, value in new["train"].items()
         if old["train"].get(name) != value
     ]
-    for name in ("sync_every", "classes"):
-        if old.get(name) != new[name]:
-            changes.append(f"{name}: the run has {old.get(name)!r}, now {new[name]!r}")
+    if old.get("sync_every") != new["sync_every"]:
+        changes.append(
+            f"sync_every: the run has {old.get('sync_every')!r}, now {new['sync_every']!r}"
+        )
+    if old.get("classes") != new["classes"]:
+        changes.append(
+            f"classes: {class_difference(old.get('classes') or [], new['classes'] or [])}"
+        )
     return changes
 
 

@@ -98,6 +98,20 @@ def load_images(
     return read_cifar(folder)
 
 
+def class_difference(run: Sequence[str], now: Sequence[str]) -> str:
+    """How two class lists differ, naming the classes (a few of each side)."""
+
+    def names(items: list[str]) -> str:
+        more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+        return ", ".join(repr(c) for c in items[:3]) + more
+
+    gone = [c for c in run if c not in now]
+    new = [c for c in now if c not in run]
+    parts = [f"the run's {names(gone)} missing"] if gone else []
+    parts += [f"{names(new)} new"] if new else []
+    return "; ".join(parts) or "the same classes in another order"
+
+
 def _no_progress(paths: Sequence[Path], what: str) -> Iterator[Path]:
     return iter(paths)
 

@@ -17,7 +17,7 @@ from resgraph.emit.source import spec_hash
 from resgraph.errors import TrainError
 from resgraph.ir import IR
 from resgraph.spec.schema import ModelSpec
-from resgraph.train.data import ImageSet
+from resgraph.train.data import ImageSet, class_difference
 
 
 def build(ir: IR, engine: str, seed: int | None) -> nn.Module:
@@ -125,9 +125,9 @@ def check_same_classes(saved: dict[str, Any] | None, images: ImageSet, source: s
         return
     if saved["classes"] != images.classes:
         raise TrainError(
-            f"{images.name}'s classes differ from those {source} was trained on: the run has "
-            f"{_short(saved['classes'])}, the data set {_short(images.classes)}; evaluate on "
-            "a folder with the run's classes"
+            f"{images.name}'s classes differ from those {source} was trained on "
+            f"({class_difference(saved['classes'], images.classes or [])}); evaluate on a "
+            "folder with the run's classes"
         )
 
 
