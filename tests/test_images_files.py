@@ -84,7 +84,8 @@ def test_every_format_and_mode_decodes_to_the_colour(tmp_path: Path) -> None:
 def test_grey_and_16_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
     sixteen = Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16))  # half of 65535
     path = _save(sixteen, tmp_path / "deep.png")
-    assert Image.open(path).mode.startswith("I")
+    with Image.open(path) as opened:
+        assert opened.mode.startswith("I")
     assert abs(int(tfolder.decode(path, 1, 8)[0, 0, 0]) - 128) <= 1
     rgb = tfolder.decode(path, 3, 8)
     assert rgb.shape == (3, 8, 8) and abs(int(rgb[2, 3, 3]) - 128) <= 1
