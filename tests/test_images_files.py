@@ -124,6 +124,7 @@ def _classes(root: Path, n: int = 3, names: tuple[str, ...] = ("cat", "dog")) ->
     return root
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # pytest resets
 def test_bad_files_are_named_and_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _classes(tmp_path / "set")
     (root / "cat" / "empty.jpg").write_bytes(b"")
