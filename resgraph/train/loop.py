@@ -253,7 +253,9 @@ class Trainer:
         (and finds a bad file itself); DDP would broadcast rank 0's anyway when it wraps the
         model."""
         with self._weights_error_on_rank0():
-            return ckpt_io.read_weights(path)[0]
+            state = ckpt_io.read_weights(path)[0]
+            ckpt_io.check_finite(state, str(path))
+            return state
 
     def _init_from(self, state: dict[str, torch.Tensor]) -> None:
         """Load the weights a new run starts from, strictly."""
