@@ -129,39 +129,45 @@ class Trainer:
         self.init_state = self._read_init(opts.init_from) if opts.init_from else None
         if opts.resume and self.ckpt is None:
             self.echo(f"no checkpoint in {self.dir}: starting a new run")
-        if self.ckpt is not None:
-            check_architecture(
-                self.ckpt["config"], self.spec, str(self.dir / cfg.CHECKPOINT), resume=True
-            )
-        recipe = cfg.override(
-            self.spec.train, opts, saved=self.ckpt["config"] if self.ckpt is not None else None
-        )
-        self.recipe = recipe
-        self.data = self._data(recipe)
-        self.config = cfg.resolve(
-            opts.spec,
+        self.recipe = self._recipe()
+        self.data = self._data(self.recipe)
+        self.config = self._config()
+        self._model()
+        self._last_saved: int | None = self.start if self.ckpt is not None else None
+        self._it = self._last_read = self.start
+        self.reporter = make_reporter(opts.quiet, d.is_main)
+        d.barrier()  # every process has checked the folder before rank 0 writes to it
+
+    def _recipe(self) -> Any:
+        """The spec's recipe with the flags; a resumed run's own, checked against the spec."""
+        saved = self.ckpt["config"] if self.ckpt is not None else None
+        if saved is not None:
+            source = str(self.dir / cfg.CHECKPOINT)
+            check_architecture(saved, self.spec, source, resume=True)
+        return cfg.override(self.spec.train, self.opts, saved=saved)
+
+    def _config(self) -> cfg.RunConfig:
+        """The resolved run configuration; a resumed run must keep its recipe."""
+        config = cfg.resolve(
+            self.opts.spec,
             self.spec,
-            recipe,
-            opts,
+            self.recipe,
+            self.opts,
             self.data.steps_per_epoch,
-            d.world,
-            str(device),
+            self.d.world,
+            str(self.device),
             str(torch.__version__),
             classes=self.images.classes,
         )
         if self.ckpt is not None:
-            changes = cfg.recipe_changes(self.ckpt["config"], self.config)
+            changes = cfg.recipe_changes(self.ckpt["config"], config)
             if changes:
                 raise TrainError(
                     f"{self.dir} was started with another recipe ({'; '.join(changes)}); a "
                     "resumed run keeps its recipe: drop the flags that change it, or start a "
                     "new run with another --out"
                 )
-        self._model()
-        self._last_saved: int | None = self.start if self.ckpt is not None else None
-        self._it = self._last_read = self.start
-        self.reporter = make_reporter(opts.quiet, d.is_main)
-        d.barrier()  # every process has checked the folder before rank 0 writes to it
+        return config
 
     def _data(self, recipe: Any) -> DeviceData:
         o, inp = self.opts, self.spec.input
@@ -442,15 +448,7 @@ class Trainer:
         self.reporter.close()
         self._finish_files()
         if stopping:
-            signum = self.stop.signum or signal.SIGTERM
-            name = signal.Signals(signum).name
-            if self.d.is_main:  # even with --quiet
-                click.echo(
-                    f"stopped by {name} after iteration {it}: checkpoint saved to "
-                    f"{self.dir / cfg.CHECKPOINT}; continue with: resgraph train "
-                    f"{with_flags(self.opts.spec, self.opts.overrides)} --out {self.dir} --resume"
-                )
-            return 128 + signum
+            return self._stopped(it)
         self._check_replicas()
         last = self.history[-1] if self.history else None
         if last is not None:
@@ -459,6 +457,18 @@ class Trainer:
                 f"{plural(it, 'iteration')} ({last['time_s']:.0f} s); results in {self.dir}"
             )
         return 0
+
+    def _stopped(self, it: int) -> int:
+        """Say how to continue a stopped run; the exit status is 128 + the signal."""
+        signum = self.stop.signum or signal.SIGTERM
+        name = signal.Signals(signum).name
+        if self.d.is_main:  # even with --quiet
+            click.echo(
+                f"stopped by {name} after iteration {it}: checkpoint saved to "
+                f"{self.dir / cfg.CHECKPOINT}; continue with: resgraph train "
+                f"{with_flags(self.opts.spec, self.opts.overrides)} --out {self.dir} --resume"
+            )
+        return 128 + signum
 
     def _step(self, it: int, lr: float) -> None:
         for group in self.opt.param_groups:
