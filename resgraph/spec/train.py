@@ -43,7 +43,7 @@ class TrainSpec(StrictModel):
         gt=0.0,
         lt=1.0,
         description="Share of each class held out as the test set when an image folder has "
-        "no val/ folder (a seeded draw per class).",
+        "no val/ folder (a fixed draw per class, the same for every run).",
     )
     batch_size: int = Field(128, ge=1, le=65536, description="Examples per iteration.")
     lr: float = Field(0.1, gt=0.0, le=10.0, description="Base learning rate.")
@@ -82,8 +82,8 @@ class TrainSpec(StrictModel):
     )
     flip: bool | None = Field(
         None,
-        description="Random horizontal flips when augmenting; null: where a mirror image "
-        "keeps its class (CIFAR-10 and image folders, not digits).",
+        description="Random horizontal flips when augmenting; left out (none), where a "
+        "mirror image keeps its class: CIFAR-10 and image folders, not digits.",
     )
     eval_every: int | None = Field(
         None,
