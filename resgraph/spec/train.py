@@ -7,6 +7,8 @@ pad-4 random crops and horizontal flips, per-pixel mean subtracted.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from resgraph.spec.base import StrictModel
@@ -63,6 +65,19 @@ class TrainSpec(StrictModel):
         "the paper's fractions of the run (1/2 and 3/4 of the iterations).",
     )
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="lr multiplier at each milestone.")
+    schedule: Literal["step", "cosine"] = Field(
+        "step",
+        description="'step': the lr is multiplied by gamma at each milestone (the paper's); "
+        "'cosine': it falls from lr to 0 along a half cosine over the run (Loshchilov and "
+        "Hutter 2017, SGDR), milestones unused.",
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Label smoothing (Szegedy et al. 2016): the training target spreads this "
+        "share of its mass evenly over all classes; 0 for none.",
+    )
     warmup_lr: float | None = Field(
         None,
         gt=0.0,

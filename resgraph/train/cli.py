@@ -7,7 +7,7 @@ or N CPU processes with gloo).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from pydantic_core import PydanticUndefined
@@ -140,6 +140,10 @@ def _device_options(f):  # type: ignore[no-untyped-def]
     metavar="I,J,...",
     extra="increasing, between 1 and the run's length - 1; 'none' for a constant lr",
 )
+@recipe_option(
+    "schedule", type=click.Choice(get_args(TrainSpec.model_fields["schedule"].annotation))
+)
+@recipe_option("label_smoothing")
 @recipe_option("warmup_lr")
 @recipe_option("seed")
 @recipe_option("augment", flag="--augment/--no-augment")

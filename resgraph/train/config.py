@@ -42,6 +42,8 @@ RECIPE_FLAGS = {
     "warmup_lr": "warmup_lr",
     "flip": "flip",
     "holdout": "holdout",
+    "schedule": "schedule",
+    "label_smoothing": "label_smoothing",
 }
 
 
@@ -61,6 +63,8 @@ class TrainOptions:
     augment: bool | None = None
     flip: bool | None = None
     holdout: float | None = None
+    schedule: str | None = None
+    label_smoothing: float | None = None
     eval_every: int | None = None
     momentum: float | None = None
     weight_decay: float | None = None

@@ -233,7 +233,10 @@ class Trainer:
             self.init_state = None
         self.raw, self.net = place(self.raw, self.ir, o, self.device, self.d)
         self.opt = dev.make_optimizer(self.raw.parameters(), r, self.device)
-        self.schedule = Schedule(r.lr, c.milestones, r.gamma, r.warmup_lr, r.warmup_until_error)
+        cosine = c.iterations if r.schedule == "cosine" else None
+        self.schedule = Schedule(
+            r.lr, c.milestones, r.gamma, r.warmup_lr, r.warmup_until_error, cosine_over=cosine
+        )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=o.amp == "fp16")
         self.autocast = dev.autocast(o.amp, self.device)
         self.meter = Meter(self.device)
@@ -318,6 +321,10 @@ class Trainer:
             self.echo(f"  {note}")
         ms = ", ".join(map(str, c.milestones))
         lr = f"lr {r.lr:g} x{r.gamma:g} at {ms}" if ms else f"lr {r.lr:g} (no milestones)"
+        if r.schedule == "cosine":
+            lr = f"lr {r.lr:g} along a cosine to 0"
+        if r.label_smoothing:
+            lr += f", label smoothing {r.label_smoothing:g}"
         epochs = c.iterations / c.steps_per_epoch
         unit = "epoch" if epochs == 1 else "epochs"
         self.echo(
@@ -481,7 +488,7 @@ class Trainer:
         try:
             with self.autocast():
                 out = self.net(x)
-                loss = F.cross_entropy(out, y)
+                loss = F.cross_entropy(out, y, label_smoothing=self.recipe.label_smoothing)
             for callback in self.callbacks:
                 loss = callback.on_loss(self, it, loss)
             self.opt.zero_grad(set_to_none=True)
