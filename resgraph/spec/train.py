@@ -95,6 +95,15 @@ class TrainSpec(StrictModel):
         True,
         description="Pad 4 pixels and take a random crop of the input size (and flip, see flip).",
     )
+    crop: Literal["auto", "pad", "scale", "resized"] = Field(
+        "auto",
+        description="Training crops: 'pad' (pad 4, random crop of the input size: the "
+        "paper's CIFAR recipe, images decoded once to the input size), 'scale' (the paper's "
+        "ImageNet recipe: shorter side at random in [256, 480], random crop of the input "
+        "size, PCA lighting, read from the files at every step), 'resized' (torchvision's "
+        "RandomResizedCrop, from the files); 'auto': 'scale' for an image folder and a "
+        "network with an ImageNet stem, else 'pad'.",
+    )
     flip: bool | None = Field(
         None,
         description="Random horizontal flips when augmenting; left out (none), where a "
@@ -123,6 +132,12 @@ class TrainSpec(StrictModel):
                 f"got {self.milestones}"
             )
         return self
+
+    def crops_for(self, folder: bool, stem_kind: str) -> str:
+        """The crop in force: 'auto' resolved for the data set and the network's stem."""
+        if self.crop != "auto":
+            return self.crop
+        return "scale" if folder and stem_kind == "imagenet" else "pad"
 
     def scaled_milestones(self, iterations: int | None = None) -> list[int]:
         """Milestones for a run of ``iterations`` (default: the spec's own).

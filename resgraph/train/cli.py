@@ -149,6 +149,14 @@ def _device_options(f):  # type: ignore[no-untyped-def]
 @recipe_option("augment", flag="--augment/--no-augment")
 @recipe_option("flip", flag="--flip/--no-flip")
 @recipe_option("holdout")
+@recipe_option("crop", type=click.Choice(get_args(TrainSpec.model_fields["crop"].annotation)))
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 256),
+    default=None,
+    help="Processes decoding images for crops read from files (0: in the training "
+    "process) [default: the CPUs this process may use, at most 8].",
+)
 @click.option(
     "--skip-unreadable",
     is_flag=True,

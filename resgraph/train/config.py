@@ -42,6 +42,7 @@ RECIPE_FLAGS = {
     "warmup_lr": "warmup_lr",
     "flip": "flip",
     "holdout": "holdout",
+    "crop": "crop",
     "schedule": "schedule",
     "label_smoothing": "label_smoothing",
 }
@@ -63,6 +64,8 @@ class TrainOptions:
     augment: bool | None = None
     flip: bool | None = None
     holdout: float | None = None
+    crop: str | None = None
+    workers: int | None = None  # decoding processes for crops read from files (None: auto)
     schedule: str | None = None
     label_smoothing: float | None = None
     eval_every: int | None = None

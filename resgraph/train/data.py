@@ -56,13 +56,12 @@ class ImageSet:
     classes: list[str] | None = None  # an image folder's class names, in label order
     notes: list[str] = field(default_factory=list)  # start-up lines about how it was read
     skipped: list[str] = field(default_factory=list)  # "path: reason" of files left out
+    files: list[tuple[Path, int]] | None = None  # training files, when read at every step
 
     def describe(self) -> str:
         c, h, w = self.train_x.shape[1:]
-        return (
-            f"{self.name}: {len(self.train_x):,} train / {len(self.test_x):,} test images "
-            f"{c}x{h}x{w}"
-        )
+        n = len(self.files) if self.files is not None else len(self.train_x)
+        return f"{self.name}: {n:,} train / {len(self.test_x):,} test images {c}x{h}x{w}"
 
 
 def load_images(
@@ -78,6 +77,7 @@ def load_images(
     holdout: float = 0.1,
     skip_unreadable: bool = False,
     progress: Progress | None = None,
+    resize: int | None = None,
 ) -> ImageSet:
     """The data set fitted to a spec's input (``channels`` x ``size`` x ``size``): a built-in
     one by name, else an image folder by path."""
@@ -85,7 +85,13 @@ def load_images(
         return load_digits(channels, size)
     if dataset not in BUILT_IN:
         return load_folder(
-            Path(dataset), channels, size, holdout, skip_unreadable, progress or _no_progress
+            Path(dataset),
+            channels,
+            size,
+            holdout,
+            skip_unreadable,
+            progress or _no_progress,
+            resize,
         )
     if (channels, size) != (3, 32):
         raise TrainError(
@@ -117,7 +123,13 @@ def _no_progress(paths: Sequence[Path], what: str) -> Iterator[Path]:
 
 
 def load_folder(
-    root: Path, channels: int, size: int, holdout: float, skip: bool, progress: Progress
+    root: Path,
+    channels: int,
+    size: int,
+    holdout: float,
+    skip: bool,
+    progress: Progress,
+    resize: int | None = None,
 ) -> ImageSet:
     """An image folder (:mod:`resgraph.train.folder`) as an ImageSet with its class names."""
     if channels not in (1, 3):
@@ -126,7 +138,13 @@ def load_folder(
             "or RGB (3): set input.channels to 1 or 3"
         )
     layout, a = read_folder(
-        root, channels, size, holdout=holdout, skip_unreadable=skip, progress=progress
+        root,
+        channels,
+        size,
+        holdout=holdout,
+        skip_unreadable=skip,
+        progress=progress,
+        resize=resize,
     )
     notes = [layout.split] if layout.split else []
     if layout.ignored:
@@ -140,6 +158,7 @@ def load_folder(
         classes=layout.classes,
         notes=notes,
         skipped=layout.skipped,
+        files=layout.train if resize is not None else None,
         **a,
     )
 

@@ -17,6 +17,7 @@ from resgraph.emit.source import spec_hash
 from resgraph.errors import TrainError
 from resgraph.ir import IR
 from resgraph.spec.schema import ModelSpec
+from resgraph.spec.train import BUILT_IN, TrainSpec
 from resgraph.train.data import ImageSet, class_difference
 
 
@@ -150,6 +151,7 @@ def evaluate_weights(
     from resgraph.train.batches import DeviceData
     from resgraph.train.data import load_images
     from resgraph.train.device import pick_device
+    from resgraph.train.stream import CROPS, eval_resize
 
     spec = load_spec(spec_path, overrides)
     refuse_backbone(spec, "evaluate")
@@ -162,10 +164,18 @@ def evaluate_weights(
     model = build(ir, engine, seed=0)
     ckpt_io.load_model_state(model, state, str(weights))
     model.to(where)
-    holdout = ckpt["config"]["train"].get("holdout", 0.1) if ckpt else spec.train.holdout
+    recipe = TrainSpec.model_validate(ckpt["config"]["train"]) if ckpt else spec.train
+    crop = recipe.crops_for(dataset not in BUILT_IN, spec.stem.kind)
     inp = spec.input
+    resize = eval_resize(inp.size) if crop in CROPS else None
     images = load_images(
-        dataset, data_dir, inp.channels, inp.size, download=download, holdout=holdout
+        dataset,
+        data_dir,
+        inp.channels,
+        inp.size,
+        download=download,
+        holdout=recipe.holdout,
+        resize=resize,
     )
     check_same_classes(ckpt["config"] if ckpt else None, images, str(weights))
     check_classes(spec.num_classes, images)

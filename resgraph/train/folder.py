@@ -33,6 +33,7 @@ TEST_FOLDERS = ("val", "validation")
 CACHE_ENV = "RESGRAPH_CACHE_DIR"
 SHOW_BAD = 5  # bad files named in an error; the rest are counted
 SPLIT_SEED = 0  # the held-out draw is the same for every run
+MEAN_SAMPLE = 256  # training images whose mean stands for the set's when read per step
 # Files over the limit are named by the scan (and refused or left out); Pillow's warning
 # for each would only repeat it.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -244,28 +245,43 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img.convert("L" if channels == 1 else "RGB")
 
 
-def decode(path: Path, channels: int, size: int) -> np.ndarray:
-    """One image as uint8 ``channels x size x size``: EXIF orientation applied, the shorter
-    side resized to ``size`` (JPEGs decoded at a reduced scale first where that keeps at
-    least ``size`` pixels), then the centre crop."""
-    from PIL import Image, ImageOps
+def open_image(path: Path, channels: int, min_side: int) -> Image.Image:
+    """An image in 'L' or 'RGB' with its EXIF orientation applied; a JPEG is decoded at the
+    smallest reduced scale whose shorter side keeps at least ``min_side`` pixels."""
+    from PIL import ImageOps
 
     with Image.open(path) as img:
-        img.draft("L" if channels == 1 else "RGB", (size, size))  # JPEG only; a no-op else
+        img.draft("L" if channels == 1 else "RGB", (min_side, min_side))  # JPEG only
         img = ImageOps.exif_transpose(img)
-        img = _to_mode(img, channels)
+        return _to_mode(img, channels)
+
+
+def resize_shorter(img: Image.Image, side: int) -> Image.Image:
+    """Resize (bilinear) so that the shorter side is ``side`` pixels."""
     w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    img = img.crop((left, top, left + size, top + size))
+    scale = side / min(w, h)
+    nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
+    if (nw, nh) == (w, h):
+        return img
+    return img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+
+def to_array(img: Image.Image, channels: int) -> np.ndarray:
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if channels == 1 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def _decode_or_none(args: tuple[Path, int, int]) -> np.ndarray | str:
+def decode(path: Path, channels: int, size: int, resize: int | None = None) -> np.ndarray:
+    """One image as uint8 ``channels x size x size``: the shorter side resized to ``resize``
+    (default ``size``), then the centre crop."""
+    side = resize or size
+    img = resize_shorter(open_image(path, channels, side), side)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return to_array(img.crop((left, top, left + size, top + size)), channels)
+
+
+def _decode_or_none(args: tuple[Path, int, int, int | None]) -> np.ndarray | str:
     try:
         return decode(*args)
     except Exception as exc:  # a file that passed the scan can still be truncated
@@ -273,14 +289,19 @@ def _decode_or_none(args: tuple[Path, int, int]) -> np.ndarray | str:
 
 
 def decode_all(
-    pairs: list[tuple[Path, int]], channels: int, size: int, progress: Progress, what: str
+    pairs: list[tuple[Path, int]],
+    channels: int,
+    size: int,
+    progress: Progress,
+    what: str,
+    resize: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode ``pairs`` in threads; failures are left out and returned as 'path: reason'."""
     paths = [p for p, _ in pairs]
     x = np.zeros((len(pairs), channels, size, size), dtype=np.uint8)
     keep = np.ones(len(pairs), dtype=bool)
     failed: list[str] = []
-    jobs = ((p, channels, size) for p in progress(paths, what))
+    jobs = ((p, channels, size, resize) for p in progress(paths, what))
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for i, out in enumerate(pool.map(_decode_or_none, jobs)):
             if isinstance(out, str):
@@ -319,20 +340,27 @@ def read_folder(
     holdout: float,
     skip_unreadable: bool,
     progress: Progress,
+    resize: int | None = None,
 ) -> tuple[Layout, dict[str, np.ndarray]]:
-    """The layout and the decoded ``train_x, train_y, test_x, test_y`` arrays of a folder."""
+    """The layout and the decoded ``train_x, train_y, test_x, test_y`` arrays of a folder.
+    With ``resize`` (images read from their files at every step), the test images are
+    resized to it before the centre crop and ``train_x`` is only a sample of
+    :data:`MEAN_SAMPLE` training images, decoded the same way, for the mean."""
     layout = find_layout(root, holdout)
     paths = [p for p, _ in layout.train + layout.test]
     key = _key(paths)
     layout = refuse_or_skip(layout, scan(paths, key, progress), skip_unreadable)
-    arrays_key = hashlib.sha256(f"{key} {channels}x{size} {holdout!r} {SPLIT_SEED}".encode())
+    what = f"{key} {channels}x{size} {resize} {holdout!r} {SPLIT_SEED}"
 
     def build() -> dict[str, np.ndarray]:
-        tx, ty, bad = decode_all(layout.train, channels, size, progress, "decoding train")
-        vx, vy, more = decode_all(layout.test, channels, size, progress, "decoding test")
+        train = layout.train
+        if resize is not None:
+            train = train[:: max(1, len(train) // MEAN_SAMPLE)][:MEAN_SAMPLE]
+        tx, ty, bad = decode_all(train, channels, size, progress, "decoding train", resize)
+        vx, vy, more = decode_all(layout.test, channels, size, progress, "decoding test", resize)
         failed = np.array(bad + more, dtype=str)
         return {"train_x": tx, "train_y": ty, "test_x": vx, "test_y": vy, "failed": failed}
 
-    arrays = _cached_arrays(arrays_key.hexdigest(), build)
+    arrays = _cached_arrays(hashlib.sha256(what.encode()).hexdigest(), build)
     layout.skipped += [str(f) for f in arrays.pop("failed")]
     return layout, arrays

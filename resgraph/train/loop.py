@@ -31,12 +31,14 @@ from resgraph.errors import TrainError, WeightsError
 from resgraph.options import with_flags
 from resgraph.passes import lower
 from resgraph.spec import load_spec
+from resgraph.spec.train import BUILT_IN
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import config as cfg
 from resgraph.train import device as dev
 from resgraph.train import distributed, plots, runfolder
+from resgraph.train import stream as stream_io
 from resgraph.train.batches import DeviceData, mix_seed, split_validation
-from resgraph.train.data import load_images
+from resgraph.train.data import ImageSet, load_images
 from resgraph.train.evaluate import (
     build,
     check_architecture,
@@ -144,7 +146,9 @@ class Trainer:
         if saved is not None:
             source = str(self.dir / cfg.CHECKPOINT)
             check_architecture(saved, self.spec, source, resume=True)
-        return cfg.override(self.spec.train, self.opts, saved=saved)
+        recipe = cfg.override(self.spec.train, self.opts, saved=saved)
+        crop = recipe.crops_for(recipe.dataset not in BUILT_IN, self.spec.stem.kind)
+        return recipe.model_copy(update={"crop": crop})
 
     def _config(self) -> cfg.RunConfig:
         """The resolved run configuration; a resumed run must keep its recipe."""
@@ -169,16 +173,10 @@ class Trainer:
                 )
         return config
 
-    def _data(self, recipe: Any) -> DeviceData:
+    def _load(self, recipe: Any, resize: int | None) -> ImageSet:
+        """The data set, read by rank 0 first (it downloads, scans and fills the cache), then
+        by the others; an error is rank 0's to report."""
         o, inp = self.opts, self.spec.input
-        if recipe.batch_size % self.d.world:
-            message = (
-                f"batch size {recipe.batch_size} does not split evenly over "
-                f"{self.d.world} processes"
-            )
-            if not self.d.is_main:  # every process finds it: rank 0 alone says so
-                raise click.exceptions.Exit(1)
-            raise TrainError(message)
         loader: dict[str, Any] = {
             "download": o.download,
             "url": o.cifar_url,
@@ -186,11 +184,12 @@ class Trainer:
             "holdout": recipe.holdout,
             "skip_unreadable": o.skip_unreadable,
             "progress": progress(not o.quiet),
+            "resize": resize,
         }
         if o.cifar_md5:
             loader["md5"] = o.cifar_md5
         images, error = None, None
-        if self.d.is_main:  # rank 0 downloads (if asked) before the others read
+        if self.d.is_main:
             try:
                 images = load_images(recipe.dataset, o.data_dir, inp.channels, inp.size, **loader)
             except TrainError as exc:
@@ -203,6 +202,24 @@ class Trainer:
         if images is None:
             del loader["download"], loader["log"], loader["progress"]  # rank 0 has read it
             images = load_images(recipe.dataset, o.data_dir, inp.channels, inp.size, **loader)
+        return images
+
+    def _data(self, recipe: Any) -> DeviceData:
+        if recipe.batch_size % self.d.world:
+            message = (
+                f"batch size {recipe.batch_size} does not split evenly over "
+                f"{self.d.world} processes"
+            )
+            if not self.d.is_main:  # every process finds it: rank 0 alone says so
+                raise click.exceptions.Exit(1)
+            raise TrainError(message)
+        stream = recipe.crop in stream_io.CROPS
+        if stream and recipe.validation_split:
+            raise TrainError(
+                f"validation_split holds out in-memory images: it needs crop 'pad', not "
+                f"'{recipe.crop}' (an image folder's val/ is its test set)"
+            )
+        images = self._load(recipe, stream_io.eval_resize(self.spec.input.size) if stream else None)
         if recipe.flip is not None:
             images = dataclasses.replace(images, mirror=recipe.flip)
         unused = check_classes(self.spec.num_classes, images)
@@ -210,17 +227,22 @@ class Trainer:
             click.echo(f"warning: {unused}", err=True)
         images, validation = split_validation(images, recipe.validation_split)
         self.images = images
-        return DeviceData(
-            images,
-            self.device,
-            batch_size=recipe.batch_size,
-            seed=recipe.seed,
-            augment=recipe.augment,
-            rank=self.d.rank,
-            world=self.d.world,
-            channels_last=o.channels_last,
-            validation=validation,
-        )
+        common: dict[str, Any] = {
+            "batch_size": recipe.batch_size,
+            "seed": recipe.seed,
+            "augment": recipe.augment,
+            "rank": self.d.rank,
+            "world": self.d.world,
+            "channels_last": self.opts.channels_last,
+        }
+        if stream:
+            workers = (
+                self.opts.workers if self.opts.workers is not None else stream_io.default_workers()
+            )
+            return stream_io.StreamData(
+                images, self.device, crop=recipe.crop, workers=workers, **common
+            )
+        return DeviceData(images, self.device, validation=validation, **common)
 
     def _model(self) -> None:
         o, c, r = self.opts, self.config, self.recipe
@@ -319,6 +341,9 @@ class Trainer:
         self.echo(f"{self.spec.name} ({params:,} parameters) on {self.images.describe()}")
         for note in self.images.notes:
             self.echo(f"  {note}")
+        if isinstance(self.data, stream_io.StreamData):
+            size = self.spec.input.size
+            self.echo(f"  {stream_io.describe(r.crop, size, self.data.flip)}")
         ms = ", ".join(map(str, c.milestones))
         lr = f"lr {r.lr:g} x{r.gamma:g} at {ms}" if ms else f"lr {r.lr:g} (no milestones)"
         if r.schedule == "cosine":
@@ -553,6 +578,11 @@ class Trainer:
         whether it failed) before going on, so none exits while rank 0 is still writing."""
         t0 = time.monotonic()
         rngs = self.d.gather(ckpt_io.rng_state(self.device))
+        failed = self.d.gather(list(getattr(self.data, "failed", [])))
+        if self.d.is_main and any(failed):
+            lines = self.images.skipped + [f for rank in failed for f in rank]
+            text = "".join(f"{line}\n" for line in lines)
+            runfolder.write_text(self.dir / cfg.UNREADABLE, "the unreadable files' list", text)
         error = None
         if self.d.is_main:
             path = self.dir / cfg.CHECKPOINT
