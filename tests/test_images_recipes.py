@@ -209,3 +209,23 @@ def test_validation_split_needs_in_memory_crops(setup: tuple[Path, Path], tmp_pa
     )
     assert result.exit_code == 1 and "validation_split holds out in-memory images" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_the_progress_line_shows_the_wait_for_data(setup: tuple[Path, Path]) -> None:
+    from resgraph.train import report
+
+    line = report._stats(
+        {"loss": 1.0, "error": 0.5, "lr": 0.1, "images_per_s": 9, "data_wait": 0.42}
+    )
+    assert "data wait 42%" in line
+    assert "data wait" not in report._stats(
+        {"loss": 1.0, "error": 0.5, "lr": 0.1, "images_per_s": 9}
+    )
+    _, data = setup
+    images = load_images(str(data), Path("."), 3, 32, resize=stream.eval_resize(32))
+    d = stream.StreamData(
+        images, torch.device("cpu"), crop="scale", workers=0, batch_size=6, seed=0, augment=True
+    )
+    assert d.wait_s == 0.0
+    d.train_batch(0)
+    assert d.wait_s > 0.0 and d.decode_s > 0.0

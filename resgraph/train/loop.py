@@ -439,7 +439,8 @@ class Trainer:
     def _loop(self) -> int:
         c = self.config
         it = self.start
-        self.session0 = self.mark = time.monotonic()
+        self.session0 = self.mark = self._window0 = time.monotonic()
+        self._wait0 = self.data.wait_s
         self.last_curves = self.mark
         self.reporter.start(c.iterations, it)
         self.net.train()
@@ -459,8 +460,8 @@ class Trainer:
                 self._check_skipped(it)
             stats = None
             if boundary:
-                loss, err, ips = self.meter.take_window()
-                stats = {"loss": loss, "error": err, "lr": lr, "images_per_s": ips}
+                stats = self._window_stats(lr)
+                err = stats["error"]
                 if self.schedule.observe(it, err):
                     self.reporter.note(
                         f"warm-up over at iteration {it} (training error "
@@ -489,6 +490,15 @@ class Trainer:
                 f"{plural(it, 'iteration')} ({last['time_s']:.0f} s); results in {self.dir}"
             )
         return 0
+
+    def _window_stats(self, lr: float) -> dict[str, float]:
+        """The last window's training statistics and the share of its time spent waiting
+        for data (a data-bound run shows a large one)."""
+        loss, err, ips = self.meter.take_window()
+        now = time.monotonic()
+        wait = (self.data.wait_s - self._wait0) / max(now - self._window0, 1e-9)
+        self._window0, self._wait0 = now, self.data.wait_s
+        return {"loss": loss, "error": err, "lr": lr, "images_per_s": ips, "data_wait": wait}
 
     def _stopped(self, it: int) -> int:
         """Say how to continue a stopped run; the exit status is 128 + the signal."""

@@ -43,6 +43,7 @@ def _stats(s: dict[str, Any], width: int | None = None) -> str:
             (f"loss {s['loss']:.3f}", 2),
             (f"lr {s['lr']:.3g}", 1),
             (f"{s['images_per_s']:.0f} img/s", 3),
+            *([(f"data wait {100 * s['data_wait']:.0f}%", 2)] if "data_wait" in s else []),
         ],
         width,
     )
