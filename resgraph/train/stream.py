@@ -25,7 +25,7 @@ from torch import Tensor
 from resgraph.errors import TrainError
 from resgraph.train.batches import DeviceData, epoch_order, mix_seed
 from resgraph.train.data import ImageSet
-from resgraph.train.folder import open_image, resize_shorter, to_array
+from resgraph.train.folder import open_image, to_array
 
 REFERENCE_CROP = 224  # the paper's crop; scales below are given for it
 SCALE_RANGE = (256, 480)  # shorter side, at random (paper sec. 3.4)
@@ -53,12 +53,17 @@ def eval_resize(size: int) -> int:
 
 
 def _scale_crop(path: Path, channels: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Shorter side resized to a random side in the scaled SCALE_RANGE, then a random
+    ``size`` crop: computed as the crop's box in the decoded image, resized alone."""
     low, high = scaled(SCALE_RANGE[0], size), scaled(SCALE_RANGE[1], size)
     side = int(rng.integers(low, high + 1))
-    img = resize_shorter(open_image(path, channels, side), side)
+    img = open_image(path, channels, side)
     w, h = img.size
-    left, top = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
-    return to_array(img.crop((left, top, left + size, top + size)), channels)
+    scale = side / min(w, h)
+    sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
+    left, top = int(rng.integers(0, sw - size + 1)), int(rng.integers(0, sh - size + 1))
+    box = (left * w / sw, top * h / sh, (left + size) * w / sw, (top + size) * h / sh)
+    return to_array(img.resize((size, size), resample=2, box=box, reducing_gap=3.0), channels)
 
 
 def _resized_crop(path: Path, channels: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -174,15 +179,20 @@ class StreamData(DeviceData):
         self.lighting = vec.to(device) if self.channels == 3 else None
 
     def _start(self, iteration: int) -> None:
+        self._batches, self._next = self.uint8_batches(iteration), iteration
+
+    def uint8_batches(self, start: int) -> Iterator[tuple[Tensor, Tensor, list[str], float]]:
+        """The workers' output from iteration ``start`` on: uint8 batches as they leave the
+        decoding processes, their labels, failed files and decoding seconds."""
         loader = torch.utils.data.DataLoader(
             IterationBatches(self),
             batch_size=None,
-            sampler=_From(iteration),
+            sampler=_From(start),
             num_workers=self.workers,
             prefetch_factor=4 if self.workers else None,
             pin_memory=self.device.type == "cuda",
         )
-        self._batches, self._next = iter(loader), iteration
+        return iter(loader)
 
     def train_batch(self, iteration: int) -> tuple[Tensor, Tensor]:
         if self._batches is None or iteration != self._next:
