@@ -78,7 +78,11 @@ def test_an_imagenet_stem_on_a_folder_takes_the_papers_recipe(
     )
     assert "test: shorter side 37, centre 32 crop" in result.output
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["train"]["crop"] == "scale"
+    assert config["train"]["crop"] == "scale" and config["train"]["batch_size"] == 12
+    unset = tmp_path / "unset.yaml"
+    unset.write_text(SPEC.replace("batch_size: 12, ", ""))
+    big = invoke("train", unset, "--dataset", data, "--out", tmp_path / "big", "--workers", "0")
+    assert big.exit_code == 1 and "batch size 256 is larger than the 24 training" in big.output
     cifar = tmp_path / "cifar.yaml"
     cifar.write_text(
         SPEC.replace("kind: imagenet", "kind: cifar").replace("shortcut: B", "shortcut: A")

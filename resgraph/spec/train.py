@@ -21,6 +21,7 @@ PAPER_MILESTONES = (32000, 48000)
 DATASET_ITERATIONS = {"cifar10": PAPER_ITERATIONS, "digits": 300}
 BUILT_IN = tuple(DATASET_ITERATIONS)  # data set names; anything else is a folder's path
 FOLDER_EPOCHS = 30  # an image folder's default length, in epochs
+IMAGENET_BATCH = 256  # the batch size of the 'scale' crops when neither spec nor flag sets one
 
 
 def default_length(dataset: str, steps_per_epoch: int) -> int:
@@ -47,7 +48,13 @@ class TrainSpec(StrictModel):
         description="Share of each class held out as the test set when an image folder has "
         "no val/ folder (a fixed draw per class, the same for every run).",
     )
-    batch_size: int = Field(128, ge=1, le=65536, description="Examples per iteration.")
+    batch_size: int = Field(
+        128,
+        ge=1,
+        le=65536,
+        description="Examples per iteration (256 with crop 'scale', the paper's ImageNet "
+        "recipe, unless given).",
+    )
     lr: float = Field(0.1, gt=0.0, le=10.0, description="Base learning rate.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum.")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="L2 weight decay.")

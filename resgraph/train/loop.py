@@ -31,7 +31,7 @@ from resgraph.errors import TrainError, WeightsError
 from resgraph.options import with_flags
 from resgraph.passes import lower
 from resgraph.spec import load_spec
-from resgraph.spec.train import BUILT_IN
+from resgraph.spec.train import BUILT_IN, IMAGENET_BATCH
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import config as cfg
 from resgraph.train import device as dev
@@ -148,7 +148,10 @@ class Trainer:
             check_architecture(saved, self.spec, source, resume=True)
         recipe = cfg.override(self.spec.train, self.opts, saved=saved)
         crop = recipe.crops_for(recipe.dataset not in BUILT_IN, self.spec.stem.kind)
-        return recipe.model_copy(update={"crop": crop})
+        update: dict[str, Any] = {"crop": crop}
+        if crop == "scale" and "batch_size" not in recipe.model_fields_set:
+            update["batch_size"] = IMAGENET_BATCH  # the paper's ImageNet mini-batch
+        return recipe.model_copy(update=update)
 
     def _config(self) -> cfg.RunConfig:
         """The resolved run configuration; a resumed run must keep its recipe."""
