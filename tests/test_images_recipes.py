@@ -233,3 +233,54 @@ def test_the_progress_line_shows_the_wait_for_data(setup: tuple[Path, Path]) -> 
     assert d.wait_s == 0.0
     d.train_batch(0)
     assert d.wait_s > 0.0 and d.decode_s > 0.0
+
+
+def test_ten_crops_are_the_corners_the_centre_and_their_mirrors(tmp_path: Path) -> None:
+    pixels = np.arange(40 * 50, dtype=np.int64).reshape(40, 50) % 251
+    path = tmp_path / "grid.png"
+    Image.fromarray(pixels.astype(np.uint8), "L").save(path)
+    crops = tfolder.ten_crops(path, 1, 16, 40)  # already 40 on the shorter side: no resize
+    assert crops.shape == (10, 1, 16, 16)
+    whole = pixels.astype(np.uint8)
+    assert np.array_equal(crops[0, 0], whole[:16, :16])
+    assert np.array_equal(crops[1, 0], whole[:16, -16:])
+    assert np.array_equal(crops[2, 0], whole[-16:, :16])
+    assert np.array_equal(crops[3, 0], whole[-16:, -16:])
+    assert np.array_equal(crops[4, 0], whole[12:28, 17:33])
+    assert np.array_equal(crops[5:], crops[:5, :, :, ::-1])
+
+
+def test_average_crops_averages_probabilities() -> None:
+    from resgraph.train.evaluate import AverageCrops
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1)[:, :3]  # the first three pixels are the scores
+
+    x = torch.randn(2, 10, 1, 2, 2)
+    out = AverageCrops(Fixed())(x)
+    expected = x.flatten(2)[:, :, :3].softmax(-1).mean(1).log()
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_eval_ten_crop(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    spec, data = setup
+    out = tmp_path / "run"
+    assert invoke("train", spec, "--dataset", data, "--out", out, "--workers", "0").exit_code == 0
+    ten = invoke("eval", spec, "--weights", out / "last.pt", "--ten-crop")
+    assert ten.exit_code == 0, ten.output
+    assert "on the " + str(data) + " (10 crops) test set: error" in ten.output
+    cifar = tmp_path / "cifar.yaml"
+    cifar.write_text(
+        SPEC.replace("kind: imagenet", "kind: cifar").replace("shortcut: B", "shortcut: A")
+    )
+    small = tmp_path / "small"
+    assert (
+        invoke("train", cifar, "--dataset", data, "--out", small, "--iterations", "1").exit_code
+        == 0
+    )
+    refused = invoke("eval", cifar, "--weights", small / "last.pt", "--ten-crop")
+    assert (
+        refused.exit_code == 1
+        and "needs an image folder and the 'scale' or 'resized'" in refused.output
+    )

@@ -267,6 +267,12 @@ def train(spec: Path, compile_: bool, **kwargs: object) -> None:
 @click.option(
     "--batch-size", type=POSITIVE, default=500, show_default=True, help="Images per forward pass."
 )
+@click.option(
+    "--ten-crop",
+    is_flag=True,
+    help="The paper's 10-crop testing: scores of the four corner and the centre crops and "
+    "their mirror images averaged (image folders read with the 'scale' or 'resized' crops).",
+)
 @spec_overrides(shorthands=False)
 def evaluate(
     spec: Path,
@@ -277,6 +283,7 @@ def evaluate(
     device: str,
     engine: str,
     batch_size: int,
+    ten_crop: bool,
     overrides: tuple[str, ...],
 ) -> None:
     """Report the test error of trained weights for SPEC."""
@@ -292,5 +299,6 @@ def evaluate(
         batch_size=batch_size,
         download=download,
         overrides=overrides,
+        ten_crop=ten_crop,
     )
     click.echo(result.line(name))

@@ -78,6 +78,7 @@ def load_images(
     skip_unreadable: bool = False,
     progress: Progress | None = None,
     resize: int | None = None,
+    ten_crop: bool = False,
 ) -> ImageSet:
     """The data set fitted to a spec's input (``channels`` x ``size`` x ``size``): a built-in
     one by name, else an image folder by path."""
@@ -92,6 +93,7 @@ def load_images(
             skip_unreadable,
             progress or _no_progress,
             resize,
+            ten_crop,
         )
     if (channels, size) != (3, 32):
         raise TrainError(
@@ -130,6 +132,7 @@ def load_folder(
     skip: bool,
     progress: Progress,
     resize: int | None = None,
+    ten_crop: bool = False,
 ) -> ImageSet:
     """An image folder (:mod:`resgraph.train.folder`) as an ImageSet with its class names."""
     if channels not in (1, 3):
@@ -145,6 +148,7 @@ def load_folder(
         skip_unreadable=skip,
         progress=progress,
         resize=resize,
+        ten_crop=ten_crop,
     )
     notes = [layout.split] if layout.split else []
     if layout.ignored:

@@ -132,6 +132,55 @@ def check_same_classes(saved: dict[str, Any] | None, images: ImageSet, source: s
         )
 
 
+class AverageCrops(nn.Module):
+    """Scores of several crops of each image averaged as probabilities: a batch of
+    B x K x C x H x W gives B log-probabilities (which cross-entropy takes as logits)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, k = x.shape[:2]
+        out = self.model(x.flatten(0, 1)).float().log_softmax(-1).view(b, k, -1)
+        return out.logsumexp(1) - torch.log(torch.tensor(float(k), device=x.device))
+
+
+def _eval_images(
+    spec: ModelSpec,
+    ckpt: dict[str, Any] | None,
+    dataset: str,
+    data_dir: Path,
+    download: bool,
+    ten_crop: bool,
+) -> ImageSet:
+    """The test images as the run's recipe saw them (resized and cropped like its crops)."""
+    from resgraph.train.data import load_images
+    from resgraph.train.stream import CROPS, eval_resize
+
+    recipe = TrainSpec.model_validate(ckpt["config"]["train"]) if ckpt else spec.train
+    crop = recipe.crops_for(dataset not in BUILT_IN, spec.stem.kind)
+    if ten_crop and crop not in CROPS:
+        raise TrainError(
+            f"--ten-crop cuts ten crops from images larger than the input: it needs an image "
+            f"folder and the 'scale' or 'resized' crops, not '{crop}' on {dataset}"
+        )
+    inp = spec.input
+    images = load_images(
+        dataset,
+        data_dir,
+        inp.channels,
+        inp.size,
+        download=download,
+        holdout=recipe.holdout,
+        resize=eval_resize(inp.size) if crop in CROPS else None,
+        ten_crop=ten_crop,
+    )
+    check_same_classes(ckpt["config"] if ckpt else None, images, dataset)
+    check_classes(spec.num_classes, images)
+    return images
+
+
 def evaluate_weights(
     spec_path: Path,
     weights: Path,
@@ -143,15 +192,14 @@ def evaluate_weights(
     batch_size: int,
     download: bool = False,
     overrides: Sequence[str] = (),
+    ten_crop: bool = False,
 ) -> tuple[str, EvalResult]:
     """Test error of ``weights`` (a run's last.pt or a plain state_dict) for a spec."""
     from resgraph.passes import lower
     from resgraph.spec import load_spec
     from resgraph.train import checkpoint as ckpt_io
     from resgraph.train.batches import DeviceData
-    from resgraph.train.data import load_images
     from resgraph.train.device import pick_device
-    from resgraph.train.stream import CROPS, eval_resize
 
     spec = load_spec(spec_path, overrides)
     refuse_backbone(spec, "evaluate")
@@ -164,21 +212,7 @@ def evaluate_weights(
     model = build(ir, engine, seed=0)
     ckpt_io.load_model_state(model, state, str(weights))
     model.to(where)
-    recipe = TrainSpec.model_validate(ckpt["config"]["train"]) if ckpt else spec.train
-    crop = recipe.crops_for(dataset not in BUILT_IN, spec.stem.kind)
-    inp = spec.input
-    resize = eval_resize(inp.size) if crop in CROPS else None
-    images = load_images(
-        dataset,
-        data_dir,
-        inp.channels,
-        inp.size,
-        download=download,
-        holdout=recipe.holdout,
-        resize=resize,
-    )
-    check_same_classes(ckpt["config"] if ckpt else None, images, str(weights))
-    check_classes(spec.num_classes, images)
+    images = _eval_images(spec, ckpt, dataset, data_dir, download, ten_crop)
     if warning:
         import click
 
@@ -188,11 +222,12 @@ def evaluate_weights(
         mean = ckpt["data_mean"]
         if tuple(mean.shape) == tuple(data.mean.shape):
             data.mean = mean.to(where)  # the mean of the run's own training images
-    loss, error = evaluate(model, data.eval_batches("test", batch_size))
-    result = EvalResult(dataset, len(images.test_y), loss, error)
+    net = AverageCrops(model) if ten_crop else model
+    loss, error = evaluate(net, data.eval_batches("test", batch_size))
+    name = f"{dataset} (10 crops)" if ten_crop else dataset
+    result = EvalResult(name, len(images.test_y), loss, error)
     if images.classes is not None:
-        batches = data.eval_batches("test", batch_size)
-        result = class_result(model, batches, images.classes, result)
+        result = class_result(net, data.eval_batches("test", batch_size), images.classes, result)
     return spec.name, result
 
 

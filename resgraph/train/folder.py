@@ -281,9 +281,24 @@ def decode(path: Path, channels: int, size: int, resize: int | None = None) -> n
     return to_array(img.crop((left, top, left + size, top + size)), channels)
 
 
-def _decode_or_none(args: tuple[Path, int, int, int | None]) -> np.ndarray | str:
+def ten_crops(path: Path, channels: int, size: int, resize: int) -> np.ndarray:
+    """The paper's 10-crop testing (He et al. 2015 sec. 3.4, after Krizhevsky et al. 2012):
+    the four corner and the centre ``size`` crops of the image resized to ``resize`` (shorter
+    side), and their mirror images, as uint8 ``10 x channels x size x size``."""
+    img = to_array(resize_shorter(open_image(path, channels, resize), resize), channels)
+    h, w = img.shape[1:]
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
+    corners.append(((h - size) // 2, (w - size) // 2))
+    crops = [img[:, t : t + size, left : left + size] for t, left in corners]
+    return np.stack(crops + [c[:, :, ::-1] for c in crops])
+
+
+def _decode_or_none(args: tuple[Path, int, int, int | None, bool]) -> np.ndarray | str:
+    path, channels, size, resize, ten = args
     try:
-        return decode(*args)
+        if ten and resize is not None:
+            return ten_crops(path, channels, size, resize)
+        return decode(path, channels, size, resize)
     except Exception as exc:  # a file that passed the scan can still be truncated
         return f"cannot decode ({type(exc).__name__}: {exc})"
 
@@ -295,13 +310,14 @@ def decode_all(
     progress: Progress,
     what: str,
     resize: int | None = None,
+    ten: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode ``pairs`` in threads; failures are left out and returned as 'path: reason'."""
     paths = [p for p, _ in pairs]
-    x = np.zeros((len(pairs), channels, size, size), dtype=np.uint8)
+    x = np.zeros((len(pairs), *((10,) if ten else ()), channels, size, size), dtype=np.uint8)
     keep = np.ones(len(pairs), dtype=bool)
     failed: list[str] = []
-    jobs = ((p, channels, size, resize) for p in progress(paths, what))
+    jobs = ((p, channels, size, resize, ten) for p in progress(paths, what))
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for i, out in enumerate(pool.map(_decode_or_none, jobs)):
             if isinstance(out, str):
@@ -341,23 +357,27 @@ def read_folder(
     skip_unreadable: bool,
     progress: Progress,
     resize: int | None = None,
+    ten_crop: bool = False,
 ) -> tuple[Layout, dict[str, np.ndarray]]:
     """The layout and the decoded ``train_x, train_y, test_x, test_y`` arrays of a folder.
     With ``resize`` (images read from their files at every step), the test images are
     resized to it before the centre crop and ``train_x`` is only a sample of
-    :data:`MEAN_SAMPLE` training images, decoded the same way, for the mean."""
+    :data:`MEAN_SAMPLE` training images, decoded the same way, for the mean; ``ten_crop``
+    gives each test image as its ten crops (:func:`ten_crops`)."""
     layout = find_layout(root, holdout)
     paths = [p for p, _ in layout.train + layout.test]
     key = _key(paths)
     layout = refuse_or_skip(layout, scan(paths, key, progress), skip_unreadable)
-    what = f"{key} {channels}x{size} {resize} {holdout!r} {SPLIT_SEED}"
+    what = f"{key} {channels}x{size} {resize} {ten_crop} {holdout!r} {SPLIT_SEED}"
 
     def build() -> dict[str, np.ndarray]:
         train = layout.train
         if resize is not None:
             train = train[:: max(1, len(train) // MEAN_SAMPLE)][:MEAN_SAMPLE]
         tx, ty, bad = decode_all(train, channels, size, progress, "decoding train", resize)
-        vx, vy, more = decode_all(layout.test, channels, size, progress, "decoding test", resize)
+        vx, vy, more = decode_all(
+            layout.test, channels, size, progress, "decoding test", resize, ten_crop
+        )
         failed = np.array(bad + more, dtype=str)
         return {"train_x": tx, "train_y": ty, "test_x": vx, "test_y": vy, "failed": failed}
 
