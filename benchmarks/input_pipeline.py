@@ -3,8 +3,9 @@
 Writes a folder of photo-sized JPEGs (about 500x375, smooth random colour fields with noise,
 quality 90; 3 classes) unless --folder names one, then measures images/s of
 
-- bare decoding: Pillow decodes every file to RGB at full size in --workers processes (the
-  limit of any pipeline that decodes on the CPU with these cores);
+- bare decoding: Pillow, and simplejpeg (libjpeg-turbo) where installed, decode every file
+  to RGB at full size in --workers processes (the limit of any pipeline that decodes on the
+  CPU with these cores; resgraph decodes JPEGs with simplejpeg when it is installed);
 - resgraph: StreamData batches (decode, random crop, flip in DataLoader workers; uint8 to
   the device, mean and PCA lighting there), for the 'scale' (the paper's) and 'resized'
   (RandomResizedCrop) crops;
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from resgraph.train import folder as tfolder  # noqa: E402
 from resgraph.train.data import load_images  # noqa: E402
 from resgraph.train.stream import StreamData, eval_resize  # noqa: E402
 
@@ -66,10 +68,18 @@ def _decode(path: Path) -> int:
         return len(img.convert("RGB").tobytes())
 
 
-def bare_decode(paths: list[Path], workers: int) -> float:
+def _decode_simplejpeg(path: Path) -> int:
+    import simplejpeg
+
+    return simplejpeg.decode_jpeg(path.read_bytes()).nbytes
+
+
+def bare_decode(paths: list[Path], workers: int, decoder: object = _decode) -> float | None:
+    if decoder is _decode_simplejpeg and tfolder.simplejpeg is None:
+        return None
     t0 = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(max(1, workers)) as pool:
-        pool.map(_decode, paths, chunksize=8)
+        pool.map(decoder, paths, chunksize=8)  # type: ignore[arg-type]
     return len(paths) / (time.perf_counter() - t0)
 
 
@@ -161,6 +171,9 @@ def main() -> None:
         w, b = args.workers, args.batch
         contenders = {
             "bare decoding (Pillow, full size)": lambda: bare_decode(paths, w),
+            "bare decoding (simplejpeg, full size)": lambda: bare_decode(
+                paths, w, _decode_simplejpeg
+            ),
             "resgraph 'scale': uint8 batches from the workers": lambda: ours(
                 folder, "scale", w, b, steps, "loader"
             ),
@@ -186,7 +199,7 @@ def main() -> None:
         for name, r in runs.items()
     ]
     limit = rows[0][1] or 1.0
-    tv = rows[4][1]
+    tv = rows[5][1]
     print(
         f"{len(paths)} JPEGs of 500x375, {args.workers} workers, batch {args.batch}, "
         f"torch {torch.__version__}"
@@ -195,11 +208,11 @@ def main() -> None:
     print("|---|---|---|")
     for name, rate in rows:
         if rate is None:
-            print(f"| {name} | (torchvision does not import here) | |")
+            print(f"| {name} | (does not import here) | |")
         else:
             print(f"| {name} | {rate:.0f} | {rate / limit:.0%} |")
     if tv:
-        print(f"resgraph 'resized' (uint8 batches) / torchvision: {rows[2][1] / tv:.2f}x")  # type: ignore[operator]
+        print(f"resgraph 'resized' (uint8 batches) / torchvision: {rows[3][1] / tv:.2f}x")  # type: ignore[operator]
 
 
 if __name__ == "__main__":

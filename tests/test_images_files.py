@@ -259,3 +259,29 @@ def test_the_second_start_reads_the_cache(
     monkeypatch.setattr(tfolder, "_check", lambda p: seen.append(p) or real(p))
     changed = tdata.load_images(str(root), Path("."), 3, 8)
     assert len(seen) == 6 and not np.array_equal(first.train_x, changed.train_x)
+
+
+@pytest.mark.skipif(tfolder.simplejpeg is None, reason="simplejpeg is not installed")
+def test_fast_jpeg_decoding_agrees_with_pillow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(0)
+    small = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    photo = small.resize((80, 60), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to show it
+    path = _save(photo, tmp_path / "side.jpg", quality=95, exif=exif)
+    grey = _save(photo.convert("L"), tmp_path / "grey.jpg", quality=95)
+    for p, channels in ((path, 3), (path, 1), (grey, 3), (grey, 1)):
+        fast = tfolder.open_image(p, channels, 60)
+        with monkeypatch.context() as m:
+            m.setattr(tfolder, "simplejpeg", None)
+            slow = tfolder.open_image(p, channels, 60)
+        assert fast.size == slow.size and fast.mode == slow.mode, (p, channels)
+        diff = np.abs(np.asarray(fast, dtype=int) - np.asarray(slow, dtype=int))
+        assert diff.mean() < 2, (p, channels, diff.mean())
+    assert tfolder.open_image(path, 3, 60).size == (60, 80)  # upright: taller than wide
+    big = _save(photo.resize((800, 600)), tmp_path / "big.jpg", quality=90)
+    reduced = tfolder.open_image(big, 3, 200)
+    assert 200 <= min(reduced.size) < 600  # decoded at a reduced scale
+    assert min(tfolder.open_image(big, 3, 400).size) >= 400  # never below what was asked
