@@ -35,7 +35,7 @@ def test_defaults_are_the_paper_recipe() -> None:
     ("section", "message"),
     [
         ("  lr: -0.1\n", "6:7: train.lr: must be > 0"),
-        ("  dataset: mnist\n", "6:12: train.dataset: expected 'cifar10' or 'digits'"),
+        ("  dataset: ''\n", "6:12: train.dataset: "),
         ("  batch_size: 0\n", "6:15: train.batch_size: must be a positive integer"),
         ("  epochs: 3\n", "6:3: train: unknown key 'epochs'"),
         ("  iterations: 100\n  milestones: [50, 100]\n", "milestones must lie between 1 and"),

@@ -144,16 +144,21 @@ def _opts(tmp_path: Path, **kw: object) -> cfg.TrainOptions:
 
 
 def test_a_data_set_brings_its_length_and_explicit_lengths_win(tmp_path: Path) -> None:
-    paper = resgraph.load_spec(Path(resgraph.__file__).parents[1] / "specs/cifar_resnet20.yaml")
-    digits = cfg.override(paper.train, _opts(tmp_path, dataset="digits"))
-    assert digits.iterations == 300 and digits.scaled_milestones() == [150, 225]
-    assert cfg.override(paper.train, _opts(tmp_path)).iterations == 64000
-    flag = cfg.override(paper.train, _opts(tmp_path, dataset="digits", iterations=40))
-    assert flag.iterations == 40
-    own = resgraph.load_spec(write_tiny_spec(tmp_path)).train  # says iterations: 12
-    assert cfg.override(own, _opts(tmp_path)).iterations == 12
-    epochs = cfg.override(paper.train, _opts(tmp_path, dataset="digits", epochs=2))
-    assert epochs.iterations == 64000  # --epochs decides the length later, in resolve()
+    path = Path(resgraph.__file__).parents[1] / "specs/cifar_resnet20.yaml"
+    paper = resgraph.load_spec(path)
+
+    def length(spec: Path, **kw: object) -> tuple[int, list[int]]:
+        opts = _opts(tmp_path, **kw)
+        train = cfg.override(resgraph.load_spec(spec).train, opts)
+        c = cfg.resolve(spec, paper, train, opts, 10, 1, "cpu", "x")
+        return c.iterations, c.milestones
+
+    assert length(path, dataset="digits") == (300, [150, 225])
+    assert length(path)[0] == 64000
+    assert length(path, dataset="digits", iterations=40)[0] == 40
+    assert length(write_tiny_spec(tmp_path))[0] == 12  # the spec says iterations: 12
+    assert length(path, dataset="digits", epochs=2)[0] == 20  # 10 steps per epoch
+    assert length(path, dataset=str(tmp_path))[0] == 30 * 10  # a folder: 30 epochs
 
 
 def test_sgd_flags_override_and_show_their_ranges(tmp_path: Path) -> None:

@@ -19,17 +19,42 @@ PAPER_MILESTONES = (32000, 48000)
 # CIFAR-10; for the 1,397 training digits, 300 iterations (about 30 epochs at batch 128)
 # reach about 1% test error.
 DATASET_ITERATIONS = {"cifar10": PAPER_ITERATIONS, "digits": 300}
+BUILT_IN = tuple(DATASET_ITERATIONS)  # data set names; anything else is a folder's path
+FOLDER_EPOCHS = 30  # an image folder's default length, in epochs
+IMAGENET_BATCH = 256  # the batch size of the 'scale' crops when neither spec nor flag sets one
+
+
+def default_length(dataset: str, steps_per_epoch: int) -> int:
+    """Iterations a run takes when neither the spec nor a flag gives its length."""
+    return DATASET_ITERATIONS.get(dataset, FOLDER_EPOCHS * steps_per_epoch)
 
 
 class TrainSpec(StrictModel):
     """How to train the network. Command-line flags override these values."""
 
-    dataset: Literal["cifar10", "digits"] = Field(
+    dataset: str = Field(
         "cifar10",
-        description="Data set: 'cifar10' (the paper's; a local folder or --download) or "
-        "'digits' (scikit-learn's bundled 8x8 digits, resized to the input size; no download).",
+        min_length=1,
+        max_length=4096,
+        description="Data set: 'cifar10' (the paper's; a local folder or --download), "
+        "'digits' (scikit-learn's bundled 8x8 digits, resized to the input size; no "
+        "download), or the path of an image folder (PATH/train/<class>/* and "
+        "PATH/val/<class>/*, or class folders alone; relative to the current folder).",
     )
-    batch_size: int = Field(128, ge=1, le=65536, description="Examples per iteration.")
+    holdout: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Share of each class held out as the test set when an image folder has "
+        "no val/ folder (a fixed draw per class, the same for every run).",
+    )
+    batch_size: int = Field(
+        128,
+        ge=1,
+        le=65536,
+        description="Examples per iteration (256 with crop 'scale', the paper's ImageNet "
+        "recipe, unless given).",
+    )
     lr: float = Field(0.1, gt=0.0, le=10.0, description="Base learning rate.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum.")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="L2 weight decay.")
@@ -38,7 +63,7 @@ class TrainSpec(StrictModel):
         ge=1,
         le=10**8,
         description="Iterations to train for. Left out, the data set's default length: "
-        "64,000 for cifar10 (the paper's), 300 for digits.",
+        "64,000 for cifar10 (the paper's), 300 for digits, 30 epochs for an image folder.",
     )
     milestones: list[int] = Field(
         default_factory=lambda: list(PAPER_MILESTONES),
@@ -47,6 +72,19 @@ class TrainSpec(StrictModel):
         "the paper's fractions of the run (1/2 and 3/4 of the iterations).",
     )
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="lr multiplier at each milestone.")
+    schedule: Literal["step", "cosine"] = Field(
+        "step",
+        description="'step': the lr is multiplied by gamma at each milestone (the paper's); "
+        "'cosine': it falls from lr to 0 along a half cosine over the run (Loshchilov and "
+        "Hutter 2017, SGDR), milestones unused.",
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Label smoothing (Szegedy et al. 2016): the training target spreads this "
+        "share of its mass evenly over all classes; 0 for none.",
+    )
     warmup_lr: float | None = Field(
         None,
         gt=0.0,
@@ -62,8 +100,21 @@ class TrainSpec(StrictModel):
     )
     augment: bool = Field(
         True,
-        description="Pad 4 pixels and take a random crop of the input size; also flip "
-        "horizontally where a mirror image keeps its class (CIFAR-10, not digits).",
+        description="Pad 4 pixels and take a random crop of the input size (and flip, see flip).",
+    )
+    crop: Literal["auto", "pad", "scale", "resized"] = Field(
+        "auto",
+        description="Training crops: 'pad' (pad 4, random crop of the input size: the "
+        "paper's CIFAR recipe, images decoded once to the input size), 'scale' (the paper's "
+        "ImageNet recipe: shorter side at random in [256, 480], random crop of the input "
+        "size, PCA lighting, read from the files at every step), 'resized' (torchvision's "
+        "RandomResizedCrop, from the files); 'auto': 'scale' for an image folder and a "
+        "network with an ImageNet stem, else 'pad'.",
+    )
+    flip: bool | None = Field(
+        None,
+        description="Random horizontal flips when augmenting; left out (none), where a "
+        "mirror image keeps its class: CIFAR-10 and image folders, not digits.",
     )
     eval_every: int | None = Field(
         None,
@@ -88,6 +139,12 @@ class TrainSpec(StrictModel):
                 f"got {self.milestones}"
             )
         return self
+
+    def crops_for(self, folder: bool, stem_layout: str) -> str:
+        """The crop in force: 'auto' resolved for the data set and the network's stem."""
+        if self.crop != "auto":
+            return self.crop
+        return "scale" if folder and stem_layout == "imagenet" else "pad"
 
     def scaled_milestones(self, iterations: int | None = None) -> list[int]:
         """Milestones for a run of ``iterations`` (default: the spec's own).

@@ -31,6 +31,12 @@ def mix_seed(*parts: int) -> int:
     return value & 0x7FFFFFFFFFFFFFFF
 
 
+def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
+    """The order of ``n`` training examples in ``epoch`` (on the CPU)."""
+    generator = torch.Generator().manual_seed(mix_seed(seed, epoch, 1))
+    return torch.randperm(n, generator=generator)
+
+
 def pixel_mean(x: np.ndarray) -> np.ndarray:
     """Per-pixel mean of uint8 images in [0, 1] (paper sec. 4.2), as float32. The sums are
     accumulated in float64 without a float64 copy of the set (numpy casts in small
@@ -91,6 +97,7 @@ class DeviceData:
         self.rank, self.world = rank, world
         self.augment, self.mirror = augment, images.mirror
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.wait_s = 0.0  # time spent waiting for training batches (none: they are here)
         self.train_x = torch.from_numpy(images.train_x).to(device)
         self.train_y = torch.from_numpy(images.train_y).to(device)
         self.test = (
@@ -118,8 +125,7 @@ class DeviceData:
 
     def permutation(self, epoch: int) -> Tensor:
         """The order of the training set in ``epoch`` (on the CPU): a function of seed and epoch."""
-        generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch, 1))
-        return torch.randperm(self.train_size, generator=generator)
+        return epoch_order(self.seed, epoch, self.train_size)
 
     def position(self, iteration: int) -> dict[str, object]:
         """Where the data stands before ``iteration``: saved in checkpoints."""

@@ -54,6 +54,19 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | 
 strip_prefixes = torchio.strip_prefixes
 
 
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinite values: a run cannot start from them."""
+    bad = [
+        k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise WeightsError(
+            f"{source}: the weights hold NaN or infinite values in {', '.join(bad[:3])}{more}; "
+            "a run cannot start from them (were they saved after training diverged?)"
+        )
+
+
 def load_model_state(
     model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, hint: str = ""
 ) -> None:

@@ -7,10 +7,13 @@ or N CPU processes with gloo).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, get_args
 
 import click
+from pydantic_core import PydanticUndefined
 
 from resgraph.options import SPEC, spec_overrides
+from resgraph.spec.train import TrainSpec
 
 DIR = click.Path(file_okay=False, path_type=Path)
 POSITIVE = click.IntRange(min=1)
@@ -29,6 +32,56 @@ def _milestones(ctx: click.Context, param: click.Parameter, value: str | None) -
         ) from None
 
 
+def _bound_text(value: float) -> str:
+    """1e8 for large powers of ten, else the number as written."""
+    if isinstance(value, int) and value >= 10**6 and str(value).rstrip("0") == "1":
+        return f"1e{len(str(value)) - 1}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _range(name: str) -> tuple[click.ParamType, str]:
+    """A click type and its wording ('in (0, 10]', '1 to 1e8') from a recipe field's bounds."""
+    info = TrainSpec.model_fields[name]
+    bounds: dict[str, float] = {}
+    for item in info.metadata:
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(item, key, None) is not None:
+                bounds[key] = getattr(item, key)
+    low, high = bounds.get("ge", bounds.get("gt")), bounds.get("le", bounds.get("lt"))
+    if isinstance(info.default, float) or (low is not None and isinstance(low, float)):
+        kind = click.FloatRange(low, high, min_open="gt" in bounds, max_open="lt" in bounds)
+        left, right = "(" if "gt" in bounds else "[", ")" if "lt" in bounds else "]"
+        return kind, f"in {left}{_bound_text(low)}, {_bound_text(high)}{right}"
+    return click.IntRange(low, high), f"{_bound_text(low)} to {_bound_text(high)}"
+
+
+def _default_text(name: str) -> str | None:
+    default = TrainSpec.model_fields[name].default
+    if default is PydanticUndefined:
+        return None
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+def recipe_option(name: str, flag: str | None = None, extra: str = "", **kw: Any):  # type: ignore[no-untyped-def]
+    """A ``train`` flag that overrides the recipe field ``name``: its range, help and default
+    come from :class:`resgraph.spec.train.TrainSpec` (None: the spec decides)."""
+    info = TrainSpec.model_fields[name]
+    text = (info.description or "").rstrip(".")
+    if "type" not in kw and "/" not in (flag or ""):  # an on/off flag has no range
+        kind, wording = _range(name)
+        kw["type"] = kind
+        extra = ", ".join(x for x in (wording, extra) if x)
+    if extra:
+        text += f" ({extra})"
+    default = _default_text(name)
+    text += f" [default: the spec's train.{name}" + (f", else {default}]" if default else "]")
+    return click.option(flag or "--" + name.replace("_", "-"), default=None, help=text, **kw)
+
+
 def _data_options(f):  # type: ignore[no-untyped-def]
     f = click.option(
         "--download",
@@ -43,13 +96,7 @@ def _data_options(f):  # type: ignore[no-untyped-def]
         envvar="RESGRAPH_DATA_DIR",
         help="Folder holding cifar-10-batches-py/ [env: RESGRAPH_DATA_DIR].",
     )(f)
-    f = click.option(
-        "--dataset",
-        type=click.Choice(["cifar10", "digits"]),
-        default=None,
-        help="Data set [default: the spec's train.dataset, else cifar10]; "
-        "'digits' is scikit-learn's bundled digits (no download).",
-    )(f)
+    f = recipe_option("dataset", metavar="NAME|PATH", type=str)(f)
     return f
 
 
@@ -59,7 +106,8 @@ def _device_options(f):  # type: ignore[no-untyped-def]
         type=click.Choice(["graph", "generated"]),
         default="graph",
         show_default=True,
-        help="Executed fx graph, or the module from generated source.",
+        help="graph: the IR executed as it stands (resgraph.nn); generated: the module "
+        "from generated source.",
     )(f)
     f = click.option(
         "--device",
@@ -80,71 +128,42 @@ def _device_options(f):  # type: ignore[no-untyped-def]
     default=None,
     help="Train this many epochs (milestones move proportionally).",
 )
-@click.option(
-    "--iterations",
-    type=click.IntRange(1, 10**8),
-    default=None,
-    help="Train this many iterations, 1 to 1e8 (milestones move proportionally) "
-    "[default: the spec's, else the data set's: 64000 for cifar10, 300 for digits].",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 65536),
-    default=None,
-    help="Global mini-batch, 1 to 65536 (split over torchrun processes) [default: spec, 128].",
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(0, 10, min_open=True),
-    default=None,
-    help="Base learning rate, in (0, 10] [default: spec, 0.1].",
-)
-@click.option(
-    "--momentum",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=None,
-    help="SGD momentum, in [0, 1) [default: spec, 0.9].",
-)
-@click.option(
-    "--weight-decay",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="L2 weight decay, in [0, 1] [default: spec, 0.0001].",
-)
-@click.option(
-    "--milestones",
+@recipe_option("iterations")
+@recipe_option("batch_size", extra="split over torchrun processes")
+@recipe_option("lr")
+@recipe_option("momentum")
+@recipe_option("weight_decay")
+@recipe_option(
+    "milestones",
     type=str,
-    default=None,
     callback=_milestones,
     metavar="I,J,...",
-    help="Iterations (increasing, between 1 and the run's length - 1) at which the "
-    "lr is multiplied by the spec's gamma; 'none' for a constant lr [default: spec, "
-    "1/2 and 3/4 of the run].",
+    extra="increasing, between 1 and the run's length - 1; 'none' for a constant lr",
+)
+@recipe_option(
+    "schedule", type=click.Choice(get_args(TrainSpec.model_fields["schedule"].annotation))
+)
+@recipe_option("label_smoothing")
+@recipe_option("warmup_lr")
+@recipe_option("seed")
+@recipe_option("augment", flag="--augment/--no-augment")
+@recipe_option("flip", flag="--flip/--no-flip")
+@recipe_option("holdout")
+@recipe_option("crop", type=click.Choice(get_args(TrainSpec.model_fields["crop"].annotation)))
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 256),
+    default=None,
+    help="Processes decoding images for crops read from files (0: in the training "
+    "process) [default: the CPUs this process may use, at most 8].",
 )
 @click.option(
-    "--warmup-lr",
-    type=click.FloatRange(0, 10, min_open=True),
-    default=None,
-    help="Warm-up lr, in (0, 10], used until the training error falls below the "
-    "spec's warmup_until_error [default: spec, none].",
+    "--skip-unreadable",
+    is_flag=True,
+    help="Leave out image files that are empty, not images or too large (listed in the run "
+    "folder's unreadable.txt) instead of refusing the folder.",
 )
-@click.option(
-    "--seed",
-    type=click.IntRange(0, 2**31 - 1),
-    default=None,
-    help="Seeds weights, data order and augmentation [default: spec, 0].",
-)
-@click.option(
-    "--augment/--no-augment",
-    default=None,
-    help="Random crops (and flips on CIFAR) [default: spec, on].",
-)
-@click.option(
-    "--eval-every",
-    type=POSITIVE,
-    default=None,
-    help="Iterations between test evaluations [default: one epoch].",
-)
+@recipe_option("eval_every")
 @_device_options
 @click.option(
     "--checkpoint-every",
@@ -248,6 +267,12 @@ def train(spec: Path, compile_: bool, **kwargs: object) -> None:
 @click.option(
     "--batch-size", type=POSITIVE, default=500, show_default=True, help="Images per forward pass."
 )
+@click.option(
+    "--ten-crop",
+    is_flag=True,
+    help="The paper's 10-crop testing: scores of the four corner and the centre crops and "
+    "their mirror images averaged (image folders read with the 'scale' or 'resized' crops).",
+)
 @spec_overrides(shorthands=False)
 def evaluate(
     spec: Path,
@@ -258,6 +283,7 @@ def evaluate(
     device: str,
     engine: str,
     batch_size: int,
+    ten_crop: bool,
     overrides: tuple[str, ...],
 ) -> None:
     """Report the test error of trained weights for SPEC."""
@@ -273,5 +299,6 @@ def evaluate(
         batch_size=batch_size,
         download=download,
         overrides=overrides,
+        ten_crop=ten_crop,
     )
     click.echo(result.line(name))

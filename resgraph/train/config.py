@@ -9,6 +9,7 @@ refused. ``--iterations`` or ``--epochs`` move the lr milestones with the run's 
 from __future__ import annotations
 
 import hashlib
+import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +19,12 @@ from pydantic import ValidationError
 
 from resgraph.errors import TrainError
 from resgraph.spec.schema import ModelSpec
-from resgraph.spec.train import DATASET_ITERATIONS, TrainSpec
+from resgraph.spec.train import TrainSpec, default_length
+from resgraph.train.data import class_difference
 
 CHECKPOINT = "last.pt"
-OWN_FILES = {"config.yaml", "metrics.csv", "curves.png", "ddp_check.json", CHECKPOINT}
+UNREADABLE = "unreadable.txt"  # image files left out of the run, one "path: reason" a line
+OWN_FILES = {"config.yaml", "metrics.csv", "curves.png", "ddp_check.json", UNREADABLE, CHECKPOINT}
 SYNC_EVERY = 20  # iterations between reads of the running statistics (progress, warm-up)
 
 # flag name -> TrainSpec field, for flags that override the recipe
@@ -37,6 +40,11 @@ RECIPE_FLAGS = {
     "weight_decay": "weight_decay",
     "milestones": "milestones",
     "warmup_lr": "warmup_lr",
+    "flip": "flip",
+    "holdout": "holdout",
+    "crop": "crop",
+    "schedule": "schedule",
+    "label_smoothing": "label_smoothing",
 }
 
 
@@ -54,6 +62,12 @@ class TrainOptions:
     lr: float | None = None
     seed: int | None = None
     augment: bool | None = None
+    flip: bool | None = None
+    holdout: float | None = None
+    crop: str | None = None
+    workers: int | None = None  # decoding processes for crops read from files (None: auto)
+    schedule: str | None = None
+    label_smoothing: float | None = None
     eval_every: int | None = None
     momentum: float | None = None
     weight_decay: float | None = None
@@ -73,6 +87,7 @@ class TrainOptions:
     deterministic: bool = False
     sync_bn: bool = False
     tf32: bool | None = None  # None: PyTorch's defaults
+    skip_unreadable: bool = False  # leave unusable image files out instead of refusing
     quiet: bool = False
     cifar_url: str | None = None  # for tests; else $RESGRAPH_CIFAR_URL or the official one
     cifar_md5: str | None = None
@@ -113,7 +128,9 @@ class RunConfig:
     world_size: int
     torch: str
     init_from: str | None = None  # the weights the run started from (--init-from)
-    command: str = field(default_factory=lambda: " ".join(["resgraph", *sys.argv[1:]]))
+    classes: list[str] | None = None  # an image folder's class names, in label order
+    # the command line as a shell would take it back (arguments with spaces stay whole)
+    command: str = field(default_factory=lambda: shlex.join(["resgraph", *sys.argv[1:]]))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,7 +138,7 @@ class RunConfig:
     def recipe(self) -> dict[str, Any]:
         """What decides the numbers: it must not change when a run is resumed (the run's
         length and milestones are part of ``train``)."""
-        return {"train": self.train, "sync_every": self.sync_every}
+        return {"train": self.train, "sync_every": self.sync_every, "classes": self.classes}
 
 
 def override(
@@ -129,8 +146,7 @@ def override(
 ) -> TrainSpec:
     """The recipe with the flags given on the command line, validated again: the spec's
     ``train:`` section, or for a resumed run the recipe saved in its checkpoint (``saved``,
-    a RunConfig as a dict), so ``--resume`` needs no recipe flags. A new run whose length
-    neither the spec nor a flag gives takes its data set's default length."""
+    a RunConfig as a dict), so ``--resume`` needs no recipe flags."""
     if saved is not None:
         train = TrainSpec.model_validate(saved["train"])
     updates = {
@@ -138,16 +154,6 @@ def override(
         for flag, f in RECIPE_FLAGS.items()
         if getattr(opts, flag) is not None
     }
-    dataset = updates.get("dataset", train.dataset)
-    if (
-        saved is None
-        and opts.epochs is None
-        and "iterations" not in updates
-        and "iterations" not in train.model_fields_set
-    ):
-        length = DATASET_ITERATIONS[dataset]
-        if length != train.iterations:
-            updates["iterations"] = length
     if not updates:
         return train
     data = train.model_dump(exclude_unset=True)
@@ -179,12 +185,18 @@ def resolve(
     world: int,
     device: str,
     torch_version: str,
+    classes: list[str] | None = None,
 ) -> RunConfig:
     """Fill in everything a run needs; ``train`` already holds the overrides except epochs."""
     from resgraph.spec.digest import spec_hash
     from resgraph.weights import architecture
 
-    iterations = train.iterations if opts.epochs is None else opts.epochs * steps_per_epoch
+    if opts.epochs is not None:
+        iterations = opts.epochs * steps_per_epoch
+    elif "iterations" in train.model_fields_set:
+        iterations = train.iterations
+    else:  # neither the spec nor a flag gives a length: the data set's default
+        iterations = default_length(train.dataset, steps_per_epoch)
     milestones = train.scaled_milestones(iterations)
     # Record the milestones in force (scaled with the run's length) in the recipe itself.
     train = TrainSpec.model_validate(
@@ -218,19 +230,25 @@ def resolve(
         world_size=world,
         torch=torch_version,
         init_from=str(opts.init_from) if opts.init_from is not None else None,
+        classes=classes,
     )
 
 
 def recipe_changes(saved: dict[str, Any], now: RunConfig) -> list[str]:
     """How the recipe asked for now differs from the one a run was started with."""
     old, new = saved, now.recipe()
-    changes = []
-    for name, value in new["train"].items():
-        if old["train"].get(name) != value:
-            changes.append(f"{name}: the run has {old['train'].get(name)!r}, now {value!r}")
+    changes = [
+        f"{name}: the run has {old['train'].get(name)!r}, now {value!r}"
+        for name, value in new["train"].items()
+        if old["train"].get(name) != value
+    ]
     if old.get("sync_every") != new["sync_every"]:
         changes.append(
             f"sync_every: the run has {old.get('sync_every')!r}, now {new['sync_every']!r}"
+        )
+    if old.get("classes") != new["classes"]:
+        changes.append(
+            f"classes: {class_difference(old.get('classes') or [], new['classes'] or [])}"
         )
     return changes
 

@@ -19,13 +19,16 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from resgraph.errors import TrainError
+from resgraph.spec.train import BUILT_IN
+from resgraph.train.folder import Progress, read_folder
+from resgraph.train.report import plural
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -50,13 +53,15 @@ class ImageSet:
     test_y: np.ndarray
     mirror: bool  # a horizontally flipped image keeps its class
     num_classes: int = 10
+    classes: list[str] | None = None  # an image folder's class names, in label order
+    notes: list[str] = field(default_factory=list)  # start-up lines about how it was read
+    skipped: list[str] = field(default_factory=list)  # "path: reason" of files left out
+    files: list[tuple[Path, int]] | None = None  # training files, when read at every step
 
     def describe(self) -> str:
         c, h, w = self.train_x.shape[1:]
-        return (
-            f"{self.name}: {len(self.train_x):,} train / {len(self.test_x):,} test images "
-            f"{c}x{h}x{w}"
-        )
+        n = len(self.files) if self.files is not None else len(self.train_x)
+        return f"{self.name}: {n:,} train / {len(self.test_x):,} test images {c}x{h}x{w}"
 
 
 def load_images(
@@ -69,12 +74,27 @@ def load_images(
     url: str | None = None,
     md5: str = CIFAR_MD5,
     log: Callable[[str], None] | None = None,
+    holdout: float = 0.1,
+    skip_unreadable: bool = False,
+    progress: Progress | None = None,
+    resize: int | None = None,
+    ten_crop: bool = False,
 ) -> ImageSet:
-    """The data set fitted to a spec's input (``channels`` x ``size`` x ``size``)."""
+    """The data set fitted to a spec's input (``channels`` x ``size`` x ``size``): a built-in
+    one by name, else an image folder by path."""
     if dataset == "digits":
         return load_digits(channels, size)
-    if dataset != "cifar10":
-        raise TrainError(f"unknown data set '{dataset}' (expected 'cifar10' or 'digits')")
+    if dataset not in BUILT_IN:
+        return load_folder(
+            Path(dataset),
+            channels,
+            size,
+            holdout,
+            skip_unreadable,
+            progress or _no_progress,
+            resize,
+            ten_crop,
+        )
     if (channels, size) != (3, 32):
         raise TrainError(
             f"CIFAR-10 images are 3x32x32 but the spec takes {channels}x{size}x{size}: train a "
@@ -84,6 +104,67 @@ def load_images(
     if download and not _complete(folder):
         download_cifar(data_dir, url=url, md5=md5, log=log)
     return read_cifar(folder)
+
+
+def class_difference(run: Sequence[str], now: Sequence[str]) -> str:
+    """How two class lists differ, naming the classes (a few of each side)."""
+
+    def names(items: list[str]) -> str:
+        more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+        return ", ".join(repr(c) for c in items[:3]) + more
+
+    gone = [c for c in run if c not in now]
+    new = [c for c in now if c not in run]
+    parts = [f"the run's {names(gone)} missing"] if gone else []
+    parts += [f"{names(new)} new"] if new else []
+    return "; ".join(parts) or "the same classes in another order"
+
+
+def _no_progress(paths: Sequence[Path], what: str) -> Iterator[Path]:
+    return iter(paths)
+
+
+def load_folder(
+    root: Path,
+    channels: int,
+    size: int,
+    holdout: float,
+    skip: bool,
+    progress: Progress,
+    resize: int | None = None,
+    ten_crop: bool = False,
+) -> ImageSet:
+    """An image folder (:mod:`resgraph.train.folder`) as an ImageSet with its class names."""
+    if channels not in (1, 3):
+        raise TrainError(
+            f"the spec takes {channels}-channel images; image folders are read as grey (1) "
+            "or RGB (3): set input.channels to 1 or 3"
+        )
+    layout, a = read_folder(
+        root,
+        channels,
+        size,
+        holdout=holdout,
+        skip_unreadable=skip,
+        progress=progress,
+        resize=resize,
+        ten_crop=ten_crop,
+    )
+    notes = [layout.split] if layout.split else []
+    if layout.ignored:
+        notes.append(f"{plural(layout.ignored, 'other file')} ignored (not images by their names)")
+    if layout.skipped:
+        notes.append(f"{plural(len(layout.skipped), 'unreadable file')} left out")
+    return ImageSet(
+        name=str(root),
+        mirror=True,
+        num_classes=len(layout.classes),
+        classes=layout.classes,
+        notes=notes,
+        skipped=layout.skipped,
+        files=layout.train if resize is not None else None,
+        **a,
+    )
 
 
 # --- CIFAR-10 ---------------------------------------------------------------------------

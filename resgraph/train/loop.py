@@ -12,12 +12,11 @@ the group is torn down at interpreter exit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
-import json
 import os
 import random
 import signal
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,27 +26,29 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from torch import nn
 
 from resgraph.errors import TrainError, WeightsError
-from resgraph.fsutil import atomic_write_text
 from resgraph.options import with_flags
 from resgraph.passes import lower
 from resgraph.spec import load_spec
+from resgraph.spec.train import BUILT_IN, IMAGENET_BATCH
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import config as cfg
 from resgraph.train import device as dev
-from resgraph.train import distributed, plots
+from resgraph.train import distributed, plots, runfolder
+from resgraph.train import stream as stream_io
 from resgraph.train.batches import DeviceData, mix_seed, split_validation
-from resgraph.train.data import load_images
+from resgraph.train.data import ImageSet, load_images
 from resgraph.train.evaluate import build, check_classes, evaluate, refuse_backbone
-from resgraph.train.report import make_reporter, plural
+from resgraph.train.model import place
+from resgraph.train.report import make_reporter, plural, progress
 from resgraph.train.schedule import Meter, NonFiniteLoss, Schedule
+from resgraph.train.stop import REPEAT_WINDOW_S, StopRequest
 from resgraph.weights import check_architecture
 
+__all__ = ["REPEAT_WINDOW_S", "Callback", "StopRequest", "Trainer", "train"]
+
 CURVES_EVERY_S = 600.0
-REPEAT_WINDOW_S = 5.0  # the same signal again within this time is the same request
 SKIPPED_WARN = 50  # fp16: warn when the gradient scaler skips this many steps in a row
 
 
@@ -61,50 +62,6 @@ class Callback:
     def after_iteration(self, trainer: Trainer, iteration: int) -> None:
         """Called after ``iteration`` (1-based count of finished iterations) and its
         evaluation and checkpoint, if any were due."""
-
-
-class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints and stops.
-
-    Schedulers (SLURM, Kubernetes) signal every process and torchrun forwards the signal
-    too, so one request often arrives twice: the same signal again within
-    ``REPEAT_WINDOW_S`` seconds is ignored. Another signal, or the same one later, aborts
-    (KeyboardInterrupt) unless the checkpoint is being written, which always finishes, or
-    the run has stopped and the process is exiting."""
-
-    def __init__(self, keep_on_stop: bool = False) -> None:
-        self.keep_on_stop = keep_on_stop
-        self.signum: int | None = None
-        self.at = 0.0
-        self.saving = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        if self.signum is None:
-            self.signum, self.at = signum, now
-            return
-        if self.saving or (signum == self.signum and now - self.at < REPEAT_WINDOW_S):
-            return
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        if self.signum is not None and self.keep_on_stop and self._old:
-            # Stopping: the process is on its way out. Under torchrun the first process to
-            # exit makes torchrun signal the others; that signal is the same request, so it
-            # is ignored (SIG_IGN, which unlike a Python handler lasts through interpreter
-            # shutdown) and every process ends with its own status, 128 + signal.
-            for sig in self._old:
-                signal.signal(sig, signal.SIG_IGN)
-            return
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def train(opts: cfg.TrainOptions, callbacks: Sequence[Callback] = ()) -> int:
@@ -169,52 +126,68 @@ class Trainer:
         self.init_state = self._read_init(opts.init_from) if opts.init_from else None
         if opts.resume and self.ckpt is None:
             self.echo(f"no checkpoint in {self.dir}: starting a new run")
-        if self.ckpt is not None:
-            check_architecture(self.ckpt, self.spec, str(self.dir / cfg.CHECKPOINT), resume=True)
-        recipe = cfg.override(
-            self.spec.train, opts, saved=self.ckpt["config"] if self.ckpt is not None else None
-        )
-        self.recipe = recipe
-        self.data = self._data(recipe)
-        self.config = cfg.resolve(
-            opts.spec,
-            self.spec,
-            recipe,
-            opts,
-            self.data.steps_per_epoch,
-            d.world,
-            str(device),
-            str(torch.__version__),
-        )
-        if self.ckpt is not None:
-            changes = cfg.recipe_changes(self.ckpt["config"], self.config)
-            if changes:
-                raise TrainError(
-                    f"{self.dir} was started with another recipe ({'; '.join(changes)}); a "
-                    "resumed run keeps its recipe: drop the flags that change it, or start a "
-                    "new run with another --out"
-                )
+        self.recipe = self._recipe()
+        self.data = self._data(self.recipe)
+        self.config = self._config()
         self._model()
         self._last_saved: int | None = self.start if self.ckpt is not None else None
         self._it = self._last_read = self.start
         self.reporter = make_reporter(opts.quiet, d.is_main)
         d.barrier()  # every process has checked the folder before rank 0 writes to it
 
-    def _data(self, recipe: Any) -> DeviceData:
+    def _recipe(self) -> Any:
+        """The spec's recipe with the flags; a resumed run's own, checked against the spec."""
+        saved = self.ckpt["config"] if self.ckpt is not None else None
+        if saved is not None:
+            source = str(self.dir / cfg.CHECKPOINT)
+            check_architecture(self.ckpt, self.spec, source, resume=True)
+        recipe = cfg.override(self.spec.train, self.opts, saved=saved)
+        crop = recipe.crops_for(recipe.dataset not in BUILT_IN, self.spec.stem.layout)
+        update: dict[str, Any] = {"crop": crop}
+        if crop == "scale" and "batch_size" not in recipe.model_fields_set:
+            update["batch_size"] = IMAGENET_BATCH  # the paper's ImageNet mini-batch
+        return recipe.model_copy(update=update)
+
+    def _config(self) -> cfg.RunConfig:
+        """The resolved run configuration; a resumed run must keep its recipe."""
+        config = cfg.resolve(
+            self.opts.spec,
+            self.spec,
+            self.recipe,
+            self.opts,
+            self.data.steps_per_epoch,
+            self.d.world,
+            str(self.device),
+            str(torch.__version__),
+            classes=self.images.classes,
+        )
+        if self.ckpt is not None:
+            changes = cfg.recipe_changes(self.ckpt["config"], config)
+            if changes:
+                raise TrainError(
+                    f"{self.dir} was started with another recipe ({'; '.join(changes)}); a "
+                    "resumed run keeps its recipe: drop the flags that change it, or start a "
+                    "new run with another --out"
+                )
+        return config
+
+    def _load(self, recipe: Any, resize: int | None) -> ImageSet:
+        """The data set, read by rank 0 first (it downloads, scans and fills the cache), then
+        by the others; an error is rank 0's to report."""
         o, inp = self.opts, self.spec.input
-        if recipe.batch_size % self.d.world:
-            message = (
-                f"batch size {recipe.batch_size} does not split evenly over "
-                f"{self.d.world} processes"
-            )
-            if not self.d.is_main:  # every process finds it: rank 0 alone says so
-                raise click.exceptions.Exit(1)
-            raise TrainError(message)
-        loader: dict[str, Any] = {"download": o.download, "url": o.cifar_url, "log": self.echo}
+        loader: dict[str, Any] = {
+            "download": o.download,
+            "url": o.cifar_url,
+            "log": self.echo,
+            "holdout": recipe.holdout,
+            "skip_unreadable": o.skip_unreadable,
+            "progress": progress(not o.quiet),
+            "resize": resize,
+        }
         if o.cifar_md5:
             loader["md5"] = o.cifar_md5
         images, error = None, None
-        if self.d.is_main:  # rank 0 downloads (if asked) before the others read
+        if self.d.is_main:
             try:
                 images = load_images(recipe.dataset, o.data_dir, inp.channels, inp.size, **loader)
             except TrainError as exc:
@@ -225,23 +198,49 @@ class Trainer:
                 raise click.exceptions.Exit(1)
             raise TrainError(error)
         if images is None:
-            images = load_images(recipe.dataset, o.data_dir, inp.channels, inp.size)
+            del loader["download"], loader["log"], loader["progress"]  # rank 0 has read it
+            images = load_images(recipe.dataset, o.data_dir, inp.channels, inp.size, **loader)
+        return images
+
+    def _data(self, recipe: Any) -> DeviceData:
+        if recipe.batch_size % self.d.world:
+            message = (
+                f"batch size {recipe.batch_size} does not split evenly over "
+                f"{self.d.world} processes"
+            )
+            if not self.d.is_main:  # every process finds it: rank 0 alone says so
+                raise click.exceptions.Exit(1)
+            raise TrainError(message)
+        stream = recipe.crop in stream_io.CROPS
+        if stream and recipe.validation_split:
+            raise TrainError(
+                f"validation_split holds out in-memory images: it needs crop 'pad', not "
+                f"'{recipe.crop}' (an image folder's val/ is its test set)"
+            )
+        images = self._load(recipe, stream_io.eval_resize(self.spec.input.size) if stream else None)
+        if recipe.flip is not None:
+            images = dataclasses.replace(images, mirror=recipe.flip)
         unused = check_classes(self.spec.num_classes, images)
         if unused and self.d.is_main:
             click.echo(f"warning: {unused}", err=True)
         images, validation = split_validation(images, recipe.validation_split)
         self.images = images
-        return DeviceData(
-            images,
-            self.device,
-            batch_size=recipe.batch_size,
-            seed=recipe.seed,
-            augment=recipe.augment,
-            rank=self.d.rank,
-            world=self.d.world,
-            channels_last=o.channels_last,
-            validation=validation,
-        )
+        common: dict[str, Any] = {
+            "batch_size": recipe.batch_size,
+            "seed": recipe.seed,
+            "augment": recipe.augment,
+            "rank": self.d.rank,
+            "world": self.d.world,
+            "channels_last": self.opts.channels_last,
+        }
+        if stream:
+            workers = (
+                self.opts.workers if self.opts.workers is not None else stream_io.default_workers()
+            )
+            return stream_io.StreamData(
+                images, self.device, crop=recipe.crop, workers=workers, **common
+            )
+        return DeviceData(images, self.device, validation=validation, **common)
 
     def _model(self) -> None:
         o, c, r = self.opts, self.config, self.recipe
@@ -252,23 +251,12 @@ class Trainer:
         elif self.init_state is not None:
             self._init_from(self.init_state)
             self.init_state = None
-        if o.sync_bn and self.d.enabled:
-            # Convert before wrapping: batch statistics over the global mini-batch.
-            self.raw = nn.SyncBatchNorm.convert_sync_batchnorm(self.raw)
-        self.raw.to(self.device)
-        if o.channels_last:
-            self.raw.to(memory_format=torch.channels_last)
-        if o.checkpoint_activations:
-            dev.checkpoint_blocks(self.raw, self.ir)
-        # Compile the inner module, then wrap it (PyTorch's advice for DDP); evaluation
-        # uses self.raw, off the compiled path.
-        net: nn.Module = dev.compile_module(self.raw, o.compile_mode) if o.compile else self.raw
-        if self.d.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
-        self.net = net
+        self.raw, self.net = place(self.raw, self.ir, o, self.device, self.d)
         self.opt = dev.make_optimizer(self.raw.parameters(), r, self.device)
-        self.schedule = Schedule(r.lr, c.milestones, r.gamma, r.warmup_lr, r.warmup_until_error)
+        cosine = c.iterations if r.schedule == "cosine" else None
+        self.schedule = Schedule(
+            r.lr, c.milestones, r.gamma, r.warmup_lr, r.warmup_until_error, cosine_over=cosine
+        )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=o.amp == "fp16")
         self.autocast = dev.autocast(o.amp, self.device)
         self.meter = Meter(self.device)
@@ -295,6 +283,7 @@ class Trainer:
         model."""
         with self._weights_error_on_rank0():
             state, ckpt = ckpt_io.read_weights(path)
+            ckpt_io.check_finite(state, str(path))
         check_architecture(ckpt, self.spec, str(path), echo=self.echo)
         return state
 
@@ -345,31 +334,21 @@ class Trainer:
 
     # --- writing --------------------------------------------------------------------------
 
-    def _write(self, path: Path, what: str, write: Any) -> None:
-        """Run ``write()``; an OS error (read-only folder, full disk) becomes one line."""
-        try:
-            write()
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise TrainError(f"cannot write {what} {path}: {reason}") from None
-
-    def _write_config(self) -> None:
-        data = self.config.to_dict()
-        if self.ckpt is not None:
-            data["resumed_at"] = int(self.ckpt["data"]["iteration"])
-        path = self.dir / "config.yaml"
-        self._write(
-            path,
-            "the run configuration",
-            lambda: atomic_write_text(path, yaml.safe_dump(data, sort_keys=False)),
-        )
-
     def _header(self) -> None:
         c, r = self.config, self.recipe
         params = sum(p.numel() for p in self.raw.parameters())
         self.echo(f"{self.spec.name} ({params:,} parameters) on {self.images.describe()}")
+        for note in self.images.notes:
+            self.echo(f"  {note}")
+        if isinstance(self.data, stream_io.StreamData):
+            size = self.spec.input.size
+            self.echo(f"  {stream_io.describe(r.crop, size, self.data.flip)}")
         ms = ", ".join(map(str, c.milestones))
         lr = f"lr {r.lr:g} x{r.gamma:g} at {ms}" if ms else f"lr {r.lr:g} (no milestones)"
+        if r.schedule == "cosine":
+            lr = f"lr {r.lr:g} along a cosine to 0"
+        if r.label_smoothing:
+            lr += f", label smoothing {r.label_smoothing:g}"
         epochs = c.iterations / c.steps_per_epoch
         unit = "epoch" if epochs == 1 else "epochs"
         self.echo(
@@ -419,14 +398,20 @@ class Trainer:
 
     def run(self) -> int:
         if self.d.is_main:
-            self._write(self.dir, "the run folder", self._make_dir)
+            runfolder.make(self.dir)
         if self.ckpt is not None and self.ckpt.get("complete"):
             self.echo(f"{self.dir} is already complete ({plural(self.start, 'iteration')})")
             if self.d.is_main and self.history:
                 self._curves()
             return 0
+        if self.d.is_main and self.images.skipped:
+            text = "".join(f"{line}\n" for line in self.images.skipped)
+            runfolder.write_text(self.dir / cfg.UNREADABLE, "the unreadable files' list", text)
         if self.d.is_main:
-            self._write_config()
+            data = self.config.to_dict()
+            if self.ckpt is not None:
+                data["resumed_at"] = int(self.ckpt["data"]["iteration"])
+            runfolder.write_config(self.dir, data)
         self._header()
         if self.ckpt is not None:
             self.echo(f"resuming at iteration {self.start}")
@@ -450,17 +435,11 @@ class Trainer:
         finally:
             self.reporter.close()
 
-    def _make_dir(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        ckpt_io.remove_stale_temporaries(self.dir)
-        probe = self.dir / ".resgraph-write-test.tmp"  # a read-only folder fails here, early
-        probe.write_bytes(b"")
-        probe.unlink()
-
     def _loop(self) -> int:
         c = self.config
         it = self.start
-        self.session0 = self.mark = time.monotonic()
+        self.session0 = self.mark = self._window0 = time.monotonic()
+        self._wait0 = self.data.wait_s
         self.last_curves = self.mark
         self.reporter.start(c.iterations, it)
         self.net.train()
@@ -480,8 +459,8 @@ class Trainer:
                 self._check_skipped(it)
             stats = None
             if boundary:
-                loss, err, ips = self.meter.take_window()
-                stats = {"loss": loss, "error": err, "lr": lr, "images_per_s": ips}
+                stats = self._window_stats(lr)
+                err = stats["error"]
                 if self.schedule.observe(it, err):
                     self.reporter.note(
                         f"warm-up over at iteration {it} (training error "
@@ -501,15 +480,7 @@ class Trainer:
         self.reporter.close()
         self._finish_files()
         if stopping:
-            signum = self.stop.signum or signal.SIGTERM
-            name = signal.Signals(signum).name
-            if self.d.is_main:  # even with --quiet
-                click.echo(
-                    f"stopped by {name} after iteration {it}: checkpoint saved to "
-                    f"{self.dir / cfg.CHECKPOINT}; continue with: resgraph train "
-                    f"{with_flags(self.opts.spec, self.opts.overrides)} --out {self.dir} --resume"
-                )
-            return 128 + signum
+            return self._stopped(it)
         self._check_replicas()
         last = self.history[-1] if self.history else None
         if last is not None:
@@ -518,6 +489,27 @@ class Trainer:
                 f"{plural(it, 'iteration')} ({last['time_s']:.0f} s); results in {self.dir}"
             )
         return 0
+
+    def _window_stats(self, lr: float) -> dict[str, float]:
+        """The last window's training statistics and the share of its time spent waiting
+        for data (a data-bound run shows a large one)."""
+        loss, err, ips = self.meter.take_window()
+        now = time.monotonic()
+        wait = (self.data.wait_s - self._wait0) / max(now - self._window0, 1e-9)
+        self._window0, self._wait0 = now, self.data.wait_s
+        return {"loss": loss, "error": err, "lr": lr, "images_per_s": ips, "data_wait": wait}
+
+    def _stopped(self, it: int) -> int:
+        """Say how to continue a stopped run; the exit status is 128 + the signal."""
+        signum = self.stop.signum or signal.SIGTERM
+        name = signal.Signals(signum).name
+        if self.d.is_main:  # even with --quiet
+            click.echo(
+                f"stopped by {name} after iteration {it}: checkpoint saved to "
+                f"{self.dir / cfg.CHECKPOINT}; continue with: resgraph train "
+                f"{with_flags(self.opts.spec, self.opts.overrides)} --out {self.dir} --resume"
+            )
+        return 128 + signum
 
     def _step(self, it: int, lr: float) -> None:
         for group in self.opt.param_groups:
@@ -530,7 +522,7 @@ class Trainer:
         try:
             with self.autocast():
                 out = self.net(x)
-                loss = F.cross_entropy(out, y)
+                loss = F.cross_entropy(out, y, label_smoothing=self.recipe.label_smoothing)
             for callback in self.callbacks:
                 loss = callback.on_loss(self, it, loss)
             self.opt.zero_grad(set_to_none=True)
@@ -583,7 +575,7 @@ class Trainer:
             }
             self.history.append(row)
             path = self.dir / "metrics.csv"
-            self._write(path, "the metrics", lambda: plots.write_metrics(path, self.history))
+            runfolder.write(path, "the metrics", lambda: plots.write_metrics(path, self.history))
             self.reporter.row(row)
         self.mark += time.monotonic() - t0  # evaluation time is not training time
 
@@ -595,6 +587,11 @@ class Trainer:
         whether it failed) before going on, so none exits while rank 0 is still writing."""
         t0 = time.monotonic()
         rngs = self.d.gather(ckpt_io.rng_state(self.device))
+        failed = self.d.gather(list(getattr(self.data, "failed", [])))
+        if self.d.is_main and any(failed):
+            lines = self.images.skipped + [f for rank in failed for f in rank]
+            text = "".join(f"{line}\n" for line in lines)
+            runfolder.write_text(self.dir / cfg.UNREADABLE, "the unreadable files' list", text)
         error = None
         if self.d.is_main:
             path = self.dir / cfg.CHECKPOINT
@@ -615,7 +612,7 @@ class Trainer:
             }
             self.stop.saving = True
             try:
-                self._write(path, "the checkpoint", lambda: ckpt_io.save_atomic(state, path))
+                runfolder.write(path, "the checkpoint", lambda: ckpt_io.save_atomic(state, path))
             except TrainError as exc:
                 error = str(exc)
             finally:
@@ -631,7 +628,7 @@ class Trainer:
     def _curves(self) -> None:
         title = f"{self.spec.name} on {self.recipe.dataset}"
         path = self.dir / "curves.png"
-        self._write(path, "the curves", lambda: plots.write_curves(path, self.history, title))
+        runfolder.write(path, "the curves", lambda: plots.write_curves(path, self.history, title))
         self.last_curves = time.monotonic()
 
     def _finish_files(self) -> None:
@@ -645,15 +642,7 @@ class Trainer:
         digests = self.d.gather(distributed.param_digest(self.raw))
         same = len(set(digests)) == 1
         if self.d.is_main:
-            path = self.dir / "ddp_check.json"
-            text = (
-                json.dumps(
-                    {"world_size": self.d.world, "param_sha256": digests, "identical": same},
-                    indent=2,
-                )
-                + "\n"
-            )
-            self._write(path, "the replica check", lambda: atomic_write_text(path, text))
+            runfolder.write_replica_check(self.dir, digests)
             self.echo(
                 f"{self.d.world} processes end with identical parameters: {'yes' if same else 'NO'}"
             )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import click
 
+T = TypeVar("T")
 PLAIN_EVERY_S = 30.0  # plain mode: a progress line at most this often between evaluations
 
 
@@ -41,6 +43,7 @@ def _stats(s: dict[str, Any], width: int | None = None) -> str:
             (f"loss {s['loss']:.3f}", 2),
             (f"lr {s['lr']:.3g}", 1),
             (f"{s['images_per_s']:.0f} img/s", 3),
+            *([(f"data wait {100 * s['data_wait']:.0f}%", 2)] if "data_wait" in s else []),
         ],
         width,
     )
@@ -62,6 +65,21 @@ def row_line(row: dict[str, Any], total: int, width: int | None = None, eta: str
     if eta:
         parts.append((f"ETA {eta}", 3))
     return fit(parts, width)
+
+
+def progress(show: bool) -> Callable[[Sequence[T], str], Iterator[T]]:
+    """Wrap a sequence in a transient rich progress bar on a terminal (when ``show``)."""
+
+    def bar(items: Sequence[T], what: str) -> Iterator[T]:
+        if not (show and sys.stderr.isatty()):
+            return iter(items)
+        from rich.console import Console
+        from rich.progress import track
+
+        console = Console(stderr=True)
+        return iter(track(items, description=what, transient=True, console=console))
+
+    return bar
 
 
 def terminal_width() -> int | None:

@@ -11,7 +11,8 @@ from resgraph.errors import TrainError
 
 
 class Schedule:
-    """lr = base * gamma ** (milestones passed); during the warm-up (ResNet-110/1202 in the
+    """lr = base * gamma ** (milestones passed), or with ``cosine_over`` = N
+    base * (1 + cos(pi * iteration / N)) / 2; during the warm-up (ResNet-110/1202 in the
     paper) the lr is ``warmup_lr`` until the training error over a window of iterations
     falls below ``warmup_until_error``; the milestones count from iteration 0 either way."""
 
@@ -22,15 +23,20 @@ class Schedule:
         gamma: float,
         warmup_lr: float | None = None,
         warmup_until_error: float = 0.8,
+        cosine_over: int | None = None,
     ) -> None:
         self.base, self.milestones, self.gamma = lr, list(milestones), gamma
+        self.cosine_over = cosine_over  # the run's length for a cosine schedule, else None
         self.warmup_lr, self.until = warmup_lr, warmup_until_error
         self.warming_up = warmup_lr is not None
         self.warmup_ended_at: int | None = None
 
     def lr(self, iteration: int) -> float:
         """The lr of iteration ``iteration`` (0-based)."""
-        lr = self.base * self.gamma ** sum(iteration >= m for m in self.milestones)
+        if self.cosine_over is not None:
+            lr = self.base * 0.5 * (1.0 + math.cos(math.pi * iteration / self.cosine_over))
+        else:
+            lr = self.base * self.gamma ** sum(iteration >= m for m in self.milestones)
         if self.warming_up and self.warmup_lr is not None:
             lr = min(lr, self.warmup_lr)
         return lr
