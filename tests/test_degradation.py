@@ -82,6 +82,7 @@ def test_the_committed_results_keep_their_notes(deg) -> None:
     assert deg.NOTES in deg.RESULTS.read_text()
 
 
+@pytest.mark.subprocess
 def test_smoke_run_draws_the_figure(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, str(SCRIPT), "--smoke", "--jobs", "2", "--out", str(tmp_path)],

@@ -13,6 +13,7 @@ import pytest
 from helpers import ROOT
 
 
+@pytest.mark.subprocess
 def test_zoo_page_spec_table_is_current():
     res = subprocess.run(
         [sys.executable, "scripts/spec_table.py"],

@@ -93,6 +93,7 @@ def _buildable(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.yaml"))
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "folder", ["", "timm", "timm/bases"], ids=["specs", "specs/timm", "specs/timm/bases"]
 )
@@ -116,6 +117,7 @@ def test_generated_folder_is_up_to_date(tmp_path, folder):
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(
     shutil.which("ruff") is None and importlib.util.find_spec("ruff") is None,
     reason="ruff is not installed",
@@ -230,6 +232,7 @@ def test_torch_compile_works_on_both_engines():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.subprocess
 def test_build_cli_writes_atomically_and_leaves_other_files_alone(tmp_path, write_spec):
     out = tmp_path / "out"
     out.mkdir()
@@ -247,6 +250,7 @@ def test_build_cli_writes_atomically_and_leaves_other_files_alone(tmp_path, writ
     assert sorted(p.name for p in out.iterdir()) == ["good.py", "notes.txt"]
 
 
+@pytest.mark.subprocess
 def test_build_refuses_two_specs_with_one_output_name(tmp_path, write_spec):
     a = write_spec(CIFAR20, "net.yaml")
     (tmp_path / "other").mkdir()
@@ -281,6 +285,7 @@ def test_import_weights_matches_by_order_and_shape(tmp_path):
     assert all(torch.equal(converted[k], state[k]) for k in state)
 
 
+@pytest.mark.subprocess
 def test_import_weights_cli_and_mismatch_report(tmp_path):
     spec_file = tmp_path / "net.yaml"
     spec_file.write_text(CIFAR20.replace("shortcut: A", "shortcut: B"))

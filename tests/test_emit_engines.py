@@ -108,6 +108,7 @@ for text in sys.stdin.read().split("\\n---\\n"):
 """
 
 
+@pytest.mark.subprocess
 def test_emitted_source_does_not_depend_on_the_hash_seed() -> None:
     texts = [
         MIXED,

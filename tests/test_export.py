@@ -138,6 +138,7 @@ def test_pt2_program_fused_and_dynamic(tmp_path: Path) -> None:
         assert torch.allclose(program.module()(x), model(x), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.subprocess
 def test_cli_export_and_errors(tmp_path: Path) -> None:
     spec = small_spec(tmp_path, "cifar_resnet20")
     ok = run_cli("export", str(spec), "-o", str(tmp_path / "m.onnx"), "--fuse-bn")

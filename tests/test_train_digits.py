@@ -16,6 +16,7 @@ from train_helpers import SPECS, resgraph
 from resgraph.train import checkpoint as ckpt_io
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_resnet20_learns_digits(tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -117,6 +117,7 @@ def test_weights_of_another_network_are_one_line_naming_the_file(tmp_path, monke
     assert result.stderr == f"error: {missing}: no such checkpoint file\n"
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_two_gloo_processes_start_from_the_weights(tmp_path, weights):
     """Under torchrun every process loads the file; the replicas agree and, after one step

@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
 
 
+@pytest.mark.subprocess
 def test_zoo_table_is_current(tmp_path):
     out = tmp_path / "zoo_table.md"
     subprocess.run(
