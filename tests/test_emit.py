@@ -40,6 +40,7 @@ def _spec(stem: str):
     return load_spec(ROOT / "specs" / f"{stem}.yaml")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_both_emitters_agree_on_keys_weights_and_outputs(path):
     ir = lower(load_spec(path))
@@ -65,6 +66,7 @@ def test_both_emitters_agree_on_keys_weights_and_outputs(path):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5, equal_nan=True, msg=mode)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_real_shapes_equal_the_inferred_ones_at_every_node(path):
     ir = lower(load_spec(path))
@@ -192,6 +194,7 @@ def test_state_dict_keys_and_shapes_equal_torchvisions(tv_name):
     assert ours == REFERENCE["keys"][tv_name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("tv_name", "engine"),
     [(n, e) for n in ("resnet18", "resnet50") for e in ("graph", "generated")],
@@ -205,6 +208,7 @@ def test_torchvision_weights_load_strictly_and_give_the_same_outputs(tv_name, en
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_paper_layout_differs_from_torchvisions_in_outputs_not_parameters():
     paper, tv = build_module(_spec("resnet50")), build_module(_spec("resnet50_torchvision"))
     paper.load_state_dict(fill(paper.state_dict()))
@@ -213,6 +217,7 @@ def test_paper_layout_differs_from_torchvisions_in_outputs_not_parameters():
         assert not torch.allclose(paper.eval()(reference_input()), tv.eval()(reference_input()))
 
 
+@pytest.mark.slow
 def test_torch_export_works_on_both_engines():
     spec = load_spec(CIFAR20)
     x = torch.randn(2, 3, 32, 32)
@@ -222,6 +227,7 @@ def test_torch_export_works_on_both_engines():
         torch.testing.assert_close(exported.module()(x), model(x))
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_torch_compile_works_on_both_engines():
     spec = load_spec(CIFAR20)

@@ -16,6 +16,8 @@ ort = pytest.importorskip("onnxruntime")
 from resgraph import build_module, load_spec, lower  # noqa: E402
 from resgraph.export import ExportError, export_spec, fuse_bn  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 
 def small_spec(tmp_path: Path, stem: str, *, repeats: int = 1, size: int = 16) -> Path:
     """A bundled spec with fewer blocks per stage and a smaller input (same block type,

@@ -296,6 +296,7 @@ def test_summary_json_has_layers_only_with_per_layer():
     assert sum(r["params"] for r in full["layers"]) == full["params"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["generated", "graph"])
 @pytest.mark.parametrize("stem", ["cifar_highway_resnet20", "cifar_resnet110_stochastic_depth"])
 def test_in_memory_engines_script_with_torchscript(engine, stem):

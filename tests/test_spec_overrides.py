@@ -245,6 +245,7 @@ def test_override_objects_keep_the_flag_that_made_them() -> None:
     assert Override("block.groups=3") == "block.groups=3"
 
 
+@pytest.mark.slow
 def test_export_applies_overrides(tmp_path: Path) -> None:
     import torch
 

@@ -23,6 +23,8 @@ from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import config as cfg
 from resgraph.train import distributed, loop
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 
 def invoke(*args: object):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(main, [str(a) for a in args])

@@ -22,6 +22,8 @@ from resgraph.cli import main
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import loop
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 
 class FirstWeights(loop.Callback):
     """The model's parameters and the iteration when the first loss is computed (before

@@ -75,6 +75,7 @@ def test_sgd_flags_override_and_show_their_ranges(tmp_path: Path) -> None:
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 def test_header_counts_and_constant_lr(tmp_path: Path) -> None:
     spec = write_tiny_spec(tmp_path)
     result = invoke("train", spec, "--out", tmp_path / "run", "--iterations", "1")

@@ -21,6 +21,8 @@ from resgraph.train import checkpoint as ckpt_io
 from resgraph.train.data import load_digits
 from resgraph.train.evaluate import check_classes
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 
 def invoke(*args: object):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(main, [str(a) for a in args])

@@ -22,6 +22,8 @@ from resgraph.cli import main
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train.plots import COLUMNS
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 
 def invoke(args: list[str]):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(main, [str(a) for a in args])
