@@ -227,7 +227,7 @@ def test_torch_export_works_on_both_engines():
         torch.testing.assert_close(exported.module()(x), model(x))
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess  # torch.compile loads its kernels in a Python process
 @pytest.mark.slow
 def test_torch_compile_works_on_both_engines():
     spec = load_spec(CIFAR20)
