@@ -42,6 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 FIGURE = ROOT / "docs" / "images" / "degradation.png"
 RESULTS = ROOT / "benchmarks" / "degradation_RESULTS.md"
+# Everything after this line of an existing results file (what the figures mean) is kept
+# when the script rewrites the file.
+NOTES = "<!-- notes: kept as they are when benchmarks/degradation.py rewrites this file -->"
 KINDS = ("plain", "resnet")
 LABEL = {"plain": "plain", "resnet": "ResNet"}
 
@@ -330,6 +333,14 @@ def summarise(
     return "\n".join(lines)
 
 
+def with_notes(text: str, results: Path) -> str:
+    """The new results followed by the notes of the file they replace, if it has any."""
+    old = results.read_text() if results.exists() else ""
+    if NOTES not in old:
+        return text
+    return text.rstrip("\n") + "\n\n" + old[old.index(NOTES) :]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -348,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: no metrics for {', '.join(missing)} in {args.out}")
     plot(nets, args)
     text = summarise(nets, args, wall, [a for a in argv if a != "--plot-only"])
+    text = with_notes(text, args.results)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(text)
     print(text)

@@ -56,9 +56,11 @@ CORE = (
 FAST_TESTS = (
     "tests/test_spec.py",
     "tests/test_passes.py",
-    "tests/test_beyond.py",
+    "tests/test_families.py",
     "tests/test_golden_families.py",
-    "tests/test_mutants_compiler.py",
+    "tests/test_spec_limits.py",
+    "tests/test_emit_engines.py",
+    "tests/test_import_weights.py",
 )
 SKIP_COPY = (
     ".git",

@@ -332,6 +332,7 @@ def test_train_and_eval_refuse_a_backbone_in_one_line(tmp_path: Path):
     assert result.output.strip().startswith("error: cannot evaluate a backbone")
 
 
+@pytest.mark.slow
 def test_every_bundled_spec_lowers_as_a_backbone_of_every_map():
     """Every family, dense and the zoo included: asking for every map lowers the classifier's
     stages unchanged (same shapes, same parameters) and returns each of them."""

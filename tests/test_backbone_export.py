@@ -11,6 +11,8 @@ from helpers import ROOT
 from resgraph import ModelSpec, build_model, load_spec, lower
 from resgraph.render import to_dot
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 torch = pytest.importorskip("torch")
 
 SPECS = ROOT / "specs"

@@ -110,6 +110,7 @@ def test_build_module_names_what_it_takes(tmp_path):
         resgraph.build_module(str(tmp_path / "r20.yaml"))
 
 
+@pytest.mark.subprocess
 def test_importing_resgraph_and_checking_arguments_needs_no_torch():
     code = (
         "import sys, resgraph\n"

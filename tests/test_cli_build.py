@@ -45,6 +45,7 @@ def test_module_name_is_an_importable_identifier_that_shadows_nothing(stem, name
     assert got not in SHADOWED
 
 
+@pytest.mark.subprocess
 def test_a_spec_named_like_a_module_does_not_shadow_it_for_its_neighbours(tmp_path):
     """torch.yaml used to become torch.py, after which no module beside it could import
     torch. Every generated module must import from the folder it was written to."""

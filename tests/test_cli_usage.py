@@ -19,6 +19,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("args", "message", "help_of"),
     [
@@ -38,6 +39,7 @@ def test_a_usage_mistake_is_one_error_line(args: list[str], message: str, help_o
     assert res.stdout == ""
 
 
+@pytest.mark.subprocess
 def test_a_bare_command_shows_its_help() -> None:
     res = run()
     assert res.returncode == 2

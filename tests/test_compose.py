@@ -168,6 +168,7 @@ def test_model_spec_refuses_an_unresolved_base():
         ModelSpec.model_validate(data)
 
 
+@pytest.mark.subprocess
 def test_show_prints_the_merged_spec_that_loads_back_to_the_same_model(tmp_path):
     _write(tmp_path, "base.yaml", BASE)
     child = _write(tmp_path, "child.yaml", "base: base.yaml\nname: Child\nstem: {width: 8}\n")
@@ -179,6 +180,7 @@ def test_show_prints_the_merged_spec_that_loads_back_to_the_same_model(tmp_path)
     assert "stem: {layout: cifar, width: 8}" in result.stdout  # the written flow style is kept
 
 
+@pytest.mark.subprocess
 def test_show_reports_a_bad_base_in_one_line(tmp_path):
     child = _write(tmp_path, "child.yaml", "base: missing.yaml\n")
     result = run_cli("show", str(child))

@@ -67,6 +67,22 @@ def test_errors_average_the_last_rows(deg) -> None:
     assert w["train_error"] == pytest.approx(0.2) and w["test_error"] == pytest.approx(0.4)
 
 
+def test_rewriting_the_results_keeps_their_notes(deg, tmp_path: Path) -> None:
+    results = tmp_path / "degradation_RESULTS.md"
+    assert deg.with_notes("| new |\n", results) == "| new |\n"  # no file yet
+    results.write_text("| old |\n\n" + deg.NOTES + "\n\nWhat it shows.\n")
+    assert deg.with_notes("| new |\n", results) == (
+        "| new |\n\n" + deg.NOTES + "\n\nWhat it shows.\n"
+    )
+    results.write_text("| old |\nno notes\n")
+    assert deg.with_notes("| new |\n", results) == "| new |\n"
+
+
+def test_the_committed_results_keep_their_notes(deg) -> None:
+    assert deg.NOTES in deg.RESULTS.read_text()
+
+
+@pytest.mark.subprocess
 def test_smoke_run_draws_the_figure(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, str(SCRIPT), "--smoke", "--jobs", "2", "--out", str(tmp_path)],

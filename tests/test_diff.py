@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from helpers import ROOT, run_cli
@@ -56,6 +57,7 @@ def test_residual_and_plain_differ_in_shortcuts() -> None:
     assert d.totals["ops"][0] > d.totals["ops"][1]  # the adds and the padding shortcuts
 
 
+@pytest.mark.subprocess
 def test_same_network_under_another_name(tmp_path: Path) -> None:
     data = yaml.safe_load((SPECS / "cifar_resnet20.yaml").read_text())
     data["name"] = "Another name"
@@ -102,6 +104,7 @@ def test_extra_stage(tmp_path: Path) -> None:
     assert f["layer4"]["output"] == (None, "128x4x4")
 
 
+@pytest.mark.subprocess
 def test_cli_json_and_errors(tmp_path: Path) -> None:
     a, b = str(SPECS / "resnet50.yaml"), str(SPECS / "resnet50_torchvision.yaml")
     r = run_cli("diff", a, b, "--json")
@@ -117,6 +120,7 @@ def test_cli_json_and_errors(tmp_path: Path) -> None:
     assert missing.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:")
 
 
+@pytest.mark.subprocess
 def test_diff_answers_without_torch() -> None:
     code = (
         "import sys\n"

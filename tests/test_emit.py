@@ -40,6 +40,7 @@ def _spec(stem: str):
     return load_spec(ROOT / "specs" / f"{stem}.yaml")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_both_emitters_agree_on_keys_weights_and_outputs(path):
     ir = lower(load_spec(path))
@@ -65,6 +66,7 @@ def test_both_emitters_agree_on_keys_weights_and_outputs(path):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5, equal_nan=True, msg=mode)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_real_shapes_equal_the_inferred_ones_at_every_node(path):
     ir = lower(load_spec(path))
@@ -93,6 +95,7 @@ def _buildable(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.yaml"))
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "folder", ["", "timm", "timm/bases"], ids=["specs", "specs/timm", "specs/timm/bases"]
 )
@@ -116,6 +119,7 @@ def test_generated_folder_is_up_to_date(tmp_path, folder):
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(
     shutil.which("ruff") is None and importlib.util.find_spec("ruff") is None,
     reason="ruff is not installed",
@@ -190,6 +194,7 @@ def test_state_dict_keys_and_shapes_equal_torchvisions(tv_name):
     assert ours == REFERENCE["keys"][tv_name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("tv_name", "engine"),
     [(n, e) for n in ("resnet18", "resnet50") for e in ("graph", "generated")],
@@ -203,6 +208,7 @@ def test_torchvision_weights_load_strictly_and_give_the_same_outputs(tv_name, en
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_paper_layout_differs_from_torchvisions_in_outputs_not_parameters():
     paper, tv = build_module(_spec("resnet50")), build_module(_spec("resnet50_torchvision"))
     paper.load_state_dict(fill(paper.state_dict()))
@@ -211,6 +217,7 @@ def test_paper_layout_differs_from_torchvisions_in_outputs_not_parameters():
         assert not torch.allclose(paper.eval()(reference_input()), tv.eval()(reference_input()))
 
 
+@pytest.mark.slow
 def test_torch_export_works_on_both_engines():
     spec = load_spec(CIFAR20)
     x = torch.randn(2, 3, 32, 32)
@@ -220,6 +227,7 @@ def test_torch_export_works_on_both_engines():
         torch.testing.assert_close(exported.module()(x), model(x))
 
 
+@pytest.mark.subprocess  # torch.compile loads its kernels in a Python process
 @pytest.mark.slow
 def test_torch_compile_works_on_both_engines():
     spec = load_spec(CIFAR20)
@@ -230,6 +238,7 @@ def test_torch_compile_works_on_both_engines():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.subprocess
 def test_build_cli_writes_atomically_and_leaves_other_files_alone(tmp_path, write_spec):
     out = tmp_path / "out"
     out.mkdir()
@@ -247,6 +256,7 @@ def test_build_cli_writes_atomically_and_leaves_other_files_alone(tmp_path, writ
     assert sorted(p.name for p in out.iterdir()) == ["good.py", "notes.txt"]
 
 
+@pytest.mark.subprocess
 def test_build_refuses_two_specs_with_one_output_name(tmp_path, write_spec):
     a = write_spec(CIFAR20, "net.yaml")
     (tmp_path / "other").mkdir()
@@ -281,6 +291,7 @@ def test_import_weights_matches_by_order_and_shape(tmp_path):
     assert all(torch.equal(converted[k], state[k]) for k in state)
 
 
+@pytest.mark.subprocess
 def test_import_weights_cli_and_mismatch_report(tmp_path):
     spec_file = tmp_path / "net.yaml"
     spec_file.write_text(CIFAR20.replace("shortcut: A", "shortcut: B"))

@@ -16,6 +16,8 @@ ort = pytest.importorskip("onnxruntime")
 from resgraph import build_module, load_spec, lower  # noqa: E402
 from resgraph.export import ExportError, export_spec, fuse_bn  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 
 def small_spec(tmp_path: Path, stem: str, *, repeats: int = 1, size: int = 16) -> Path:
     """A bundled spec with fewer blocks per stage and a smaller input (same block type,
@@ -138,6 +140,7 @@ def test_pt2_program_fused_and_dynamic(tmp_path: Path) -> None:
         assert torch.allclose(program.module()(x), model(x), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.subprocess
 def test_cli_export_and_errors(tmp_path: Path) -> None:
     spec = small_spec(tmp_path, "cifar_resnet20")
     ok = run_cli("export", str(spec), "-o", str(tmp_path / "m.onnx"), "--fuse-bn")

@@ -18,6 +18,8 @@ from resgraph import build_module, load_spec, lower  # noqa: E402
 from resgraph.export import export_spec  # noqa: E402
 from resgraph.ops import BlurPool, ChannelConv, Sigmoid  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 SIZE = 64  # input pixels
 STAGES = 2  # the zoo networks' first two stages, one block each: the second downsamples
 FEATURE = {

@@ -192,6 +192,7 @@ def test_block_class_names_agree_between_the_engines(stem):
 
 
 # -- names a spec cannot break ---------------------------------------------------------------
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "name",
     [
@@ -234,6 +235,7 @@ def test_model_class_name_never_collides(name, tmp_path):
 
 
 # -- the in-memory engines pickle across processes ----------------------------------------------
+@pytest.mark.subprocess
 @pytest.mark.parametrize("engine", ["generated", "graph"])
 def test_in_memory_models_unpickle_in_a_fresh_process(engine, tmp_path):
     ir = lower(_spec("cifar_resnet20"))
@@ -282,6 +284,7 @@ def test_pass_names_are_unique_and_each_can_be_dumped():
     assert "shortcut_shapes" in PASS_NAMES
 
 
+@pytest.mark.subprocess
 def test_summary_json_has_layers_only_with_per_layer():
     import json
 
@@ -293,6 +296,7 @@ def test_summary_json_has_layers_only_with_per_layer():
     assert sum(r["params"] for r in full["layers"]) == full["params"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["generated", "graph"])
 @pytest.mark.parametrize("stem", ["cifar_highway_resnet20", "cifar_resnet110_stochastic_depth"])
 def test_in_memory_engines_script_with_torchscript(engine, stem):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 
+import pytest
 import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +18,7 @@ from resgraph.emit.source import build_generated, emit_source
 FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @FEW
 @given(specs())
 def test_random_specs_give_equal_engines_and_clean_source(data):

@@ -166,6 +166,7 @@ def test_zero_init_marks_the_last_bn_of_each_residual_branch():
     assert marked == ["layer1.0.bn2", "layer2.0.bn2"]
 
 
+@pytest.mark.subprocess
 def test_summary_table_totals_and_json():
     res = run_cli("summary", "specs/resnet50.yaml", "--json", "--per-layer")
     assert res.returncode == 0, res.stderr
@@ -197,6 +198,7 @@ def test_activation_memory_warns_about_resnet1202():
     assert small.activation_bytes < info.activation_bytes / 40
 
 
+@pytest.mark.subprocess
 def test_front_end_commands_do_not_import_torch():
     code = (
         "import sys\n"
@@ -217,6 +219,7 @@ def test_front_end_commands_do_not_import_torch():
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.subprocess
 def test_lower_dump_after_a_pass():
     res = run_cli("lower", "specs/cifar_resnet20.yaml", "--dump-after", "insert_shortcuts")
     assert res.returncode == 0

@@ -608,6 +608,7 @@ def test_help_states_the_rule_that_default_level_applies() -> None:
     assert levels >= {"op", "block"}  # the specs exercise both sides of the first threshold
 
 
+@pytest.mark.subprocess
 def test_render_does_not_import_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"

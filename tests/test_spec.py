@@ -221,6 +221,7 @@ def test_spec_name_cannot_carry_code(write_spec):
     assert len(errors) == 1 and errors[0].startswith("1:7: name: must start with an ASCII letter")
 
 
+@pytest.mark.subprocess
 def test_validate_cli_exit_codes_and_no_traceback(write_spec):
     good = write_spec(CIFAR20, "good.yaml")
     bad = write_spec(CIFAR20.replace("width: 32", "width: -1"), "bad.yaml")
@@ -234,6 +235,7 @@ def test_validate_cli_exit_codes_and_no_traceback(write_spec):
     assert missing.returncode == 1 and missing.stderr == "error: nope.yaml: no such spec file\n"
 
 
+@pytest.mark.subprocess
 def test_validate_prints_one_error_line_per_problem(write_spec):
     bad = write_spec(
         CIFAR20.replace("shortcut: A", "shortcut: E").replace("num_classes: 10", "num_classes: x"),
@@ -247,6 +249,7 @@ def test_validate_prints_one_error_line_per_problem(write_spec):
     ]
 
 
+@pytest.mark.subprocess
 def test_schema_command_matches_the_committed_schema():
     res = run_cli("schema")
     assert res.returncode == 0

@@ -142,6 +142,7 @@ def test_the_input_size_flag_is_named_in_its_errors() -> None:
     assert len(res.output.strip().splitlines()) == 1
 
 
+@pytest.mark.subprocess
 def test_a_cli_mistake_is_one_error_line_without_traceback() -> None:
     res = run_cli("summary", str(R50), "--set", "stages[2].repeats=-1")
     assert res.returncode == 1 and res.stdout == ""
@@ -245,6 +246,7 @@ def test_override_objects_keep_the_flag_that_made_them() -> None:
     assert Override("block.groups=3") == "block.groups=3"
 
 
+@pytest.mark.slow
 def test_export_applies_overrides(tmp_path: Path) -> None:
     import torch
 

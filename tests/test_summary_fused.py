@@ -120,6 +120,7 @@ def test_cli_json() -> None:
     assert sum(s["params"] for s in data["stages"]) == data["params"]
 
 
+@pytest.mark.subprocess
 def test_fused_summary_does_not_import_torch() -> None:
     code = (
         "import sys\n"

@@ -10,6 +10,7 @@ import pytest
 from train_helpers import ROOT, run_env
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_gpu_benchmark_smoke_mode_runs_every_kind_of_row() -> None:
     done = subprocess.run(

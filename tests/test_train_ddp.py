@@ -45,6 +45,7 @@ def torchrun(
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_two_gloo_processes_train_resume_and_agree(tmp_path: Path) -> None:
     spec = write_tiny_spec(tmp_path)

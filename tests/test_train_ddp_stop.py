@@ -12,6 +12,7 @@ from train_helpers import write_tiny_spec
 from resgraph.train import checkpoint as ckpt_io
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_stop_waits_for_rank0_checkpoint_and_ranks_drop_the_same_blocks(tmp_path: Path) -> None:
     spec = write_tiny_spec(tmp_path, "stochastic_depth: {final_survival: 0.5}\n")

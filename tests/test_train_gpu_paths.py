@@ -22,6 +22,8 @@ from resgraph.train import config as cfg
 from resgraph.train import device as dev
 from resgraph.train import distributed, loop
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 CUDA = torch.device("cuda", 0)
 CPU = torch.device("cpu")
 

@@ -22,6 +22,8 @@ from resgraph.cli import main
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import loop
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 
 class FirstWeights(loop.Callback):
     """The model's parameters and the iteration when the first loss is computed (before
@@ -117,6 +119,7 @@ def test_weights_of_another_network_are_one_line_naming_the_file(tmp_path, monke
     assert result.stderr == f"error: {missing}: no such checkpoint file\n"
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_two_gloo_processes_start_from_the_weights(tmp_path, weights):
     """Under torchrun every process loads the file; the replicas agree and, after one step

@@ -22,6 +22,8 @@ from resgraph.cli import main
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train.plots import COLUMNS
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 
 def invoke(args: list[str]):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(main, [str(a) for a in args])
@@ -92,6 +94,7 @@ def test_eval_accepts_last_pt_and_plain_state_dict(
     assert result.exit_code == 1 and "do not fit this spec" in result.output
 
 
+@pytest.mark.subprocess
 def test_kill_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
     """SIGKILL after iteration 6 (checkpoint at 4), resume: the same weights as a run
     that was never interrupted."""
@@ -138,6 +141,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.subprocess
 def test_sigterm_in_a_subprocess(tmp_path: Path) -> None:
     spec = write_tiny_spec(tmp_path)
     out = tmp_path / "run"

@@ -17,6 +17,8 @@ from resgraph.cli import main
 from resgraph.errors import WeightsError
 from resgraph.transfer import STATUSES, adapt_input_conv, import_partial, input_convs
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 REFERENCE = json.loads((ROOT / "tests" / "data" / "torchvision_reference.json").read_text())
 PROJECTED = CIFAR20.replace("shortcut: A", "shortcut: B")  # has downsample tensors
 

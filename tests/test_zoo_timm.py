@@ -33,6 +33,8 @@ FIXTURE = ROOT / "tests" / "data" / "timm_reference.json.gz"
 TIMM_SPECS = sorted((ROOT / "specs" / "timm").glob("*.yaml"))
 ENGINES = ("graph", "generated")
 
+pytestmark = pytest.mark.zoo
+
 
 @pytest.fixture(scope="module")
 def reference():

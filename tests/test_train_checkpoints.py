@@ -15,6 +15,8 @@ from train_hooks import SignalAfter, with_callbacks
 
 from resgraph.cli import main
 
+pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+
 # Randomness after the data order: dropout before the classifier and stochastic depth.
 RANDOM_LAYERS = "stochastic_depth: {final_survival: 0.5}\nhead: {dropout: 0.5}\n"
 

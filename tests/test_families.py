@@ -156,6 +156,7 @@ def test_the_formula_gives_the_papers_cifar_counts():
     assert round(cifar_basic_params(18) / 1e5) == 17 and round(cifar_basic_params(9) / 1e4) == 85
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", sorted(set(NAMES) - BIG))
 def test_both_emitters_agree_on_every_new_spec(stem):
     ir = _ir(stem)

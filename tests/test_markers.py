@@ -1,0 +1,29 @@
+"""The `subprocess` marker is kept honest: an unmarked test cannot start a Python process,
+so the fast tier (`make check`) cannot hold one by mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import starts_python
+
+
+def test_python_command_lines_are_recognised() -> None:
+    assert starts_python([sys.executable, "-c", "pass"])
+    assert starts_python(["/usr/bin/python3.11", "x.py"])
+    assert starts_python("torchrun --nproc_per_node 2 train.py")
+    assert starts_python(["scripts/demo.sh"]) and starts_python(["scripts/spec_table.py"])
+    assert not starts_python(["dot", "-Tsvg"]) and not starts_python([])
+
+
+def test_an_unmarked_test_cannot_start_python() -> None:
+    with pytest.raises(AssertionError, match="mark it @pytest.mark.subprocess"):
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+
+
+@pytest.mark.subprocess
+def test_a_marked_test_can() -> None:
+    done = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True, text=True)
+    assert done.stdout == "42\n"

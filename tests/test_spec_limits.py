@@ -1,0 +1,54 @@
+"""The spec language's documented limits hold at their exact boundary: blocks, stages,
+widths, repeats, input size and classes."""
+
+from __future__ import annotations
+
+import pytest
+
+import resgraph
+from helpers import CIFAR20
+
+# --- limits at their boundary ---------------------------------------------------------------
+
+
+def _stages(*repeats: int) -> str:
+    head = CIFAR20.split("stages:")[0]
+    return head + "stages:\n" + "".join(f"  - {{width: 16, repeats: {r}}}\n" for r in repeats)
+
+
+def _refused(text: str) -> str:
+    with pytest.raises(resgraph.SpecError) as info:
+        resgraph.load_spec(text)
+    return str(info.value)
+
+
+def test_two_thousand_blocks_are_accepted_two_thousand_and_one_refused() -> None:
+    assert sum(s.repeats for s in resgraph.load_spec(_stages(1000, 1000)).stages) == 2000
+    message = _refused(_stages(1000, 1000, 1))
+    assert "2000" in message and "2001" in message
+
+
+@pytest.mark.parametrize(
+    "old, limit",
+    [
+        ("num_classes: 10", "num_classes: {}"),
+        ("{width: 16, repeats: 1, stride: 1}", "{{width: {}, repeats: 1, stride: 1}}"),
+        ("{width: 16, repeats: 1, stride: 1}", "{{width: 16, repeats: {}, stride: 1}}"),
+        ("size: 32", "size: {}"),
+    ],
+    ids=["classes", "width", "repeats", "input size"],
+)
+def test_documented_limits_hold_at_their_boundary(old: str, limit: str) -> None:
+    """README: width <= 8192, repeats <= 1000, input size <= 2048, classes <= 100,000."""
+    value = {"classes": 100_000, "width": 8192, "repeats": 1000, "input size": 2048}[
+        {"num_classes: {}": "classes", "size: {}": "input size"}.get(
+            limit, "width" if "width: {}" in limit else "repeats"
+        )
+    ]
+    resgraph.load_spec(CIFAR20.replace(old, limit.format(value)))
+    assert str(value + 1) in _refused(CIFAR20.replace(old, limit.format(value + 1)))
+
+
+def test_sixteen_stages_are_accepted_seventeen_refused() -> None:
+    assert len(resgraph.load_spec(_stages(*[1] * 16)).stages) == 16
+    assert "16" in _refused(_stages(*[1] * 17))
