@@ -52,12 +52,14 @@ def eval_resize(size: int) -> int:
     return scaled(EVAL_RESIZE, size)
 
 
-def _scale_crop(path: Path, channels: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def _scale_crop(
+    path: Path, channels: int, size: int, rng: np.random.Generator, data: bytes | None = None
+) -> np.ndarray:
     """Shorter side resized to a random side in the scaled SCALE_RANGE, then a random
     ``size`` crop: computed as the crop's box in the decoded image, resized alone."""
     low, high = scaled(SCALE_RANGE[0], size), scaled(SCALE_RANGE[1], size)
     side = int(rng.integers(low, high + 1))
-    img = open_image(path, channels, side)
+    img = open_image(path, channels, side, data)
     w, h = img.size
     scale = side / min(w, h)
     sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -66,8 +68,10 @@ def _scale_crop(path: Path, channels: int, size: int, rng: np.random.Generator) 
     return to_array(img.resize((size, size), resample=2, box=box, reducing_gap=3.0), channels)
 
 
-def _resized_crop(path: Path, channels: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    img = open_image(path, channels, size)
+def _resized_crop(
+    path: Path, channels: int, size: int, rng: np.random.Generator, data: bytes | None = None
+) -> np.ndarray:
+    img = open_image(path, channels, size, data)
     w, h = img.size
     box = (0, 0, w, h)
     for _ in range(10):  # a random area share and aspect ratio; the whole image if none fits
