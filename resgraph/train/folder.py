@@ -252,9 +252,7 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == mode else img.convert(mode)
 
 
-def open_image(
-    path: Path, channels: int, min_side: int, data: bytes | None = None
-) -> Image.Image:
+def open_image(path: Path, channels: int, min_side: int, data: bytes | None = None) -> Image.Image:
     """An image in 'L' or 'RGB' with its EXIF orientation applied; a JPEG is decoded at the
     smallest reduced scale whose shorter side keeps at least ``min_side`` pixels (by
     simplejpeg, libjpeg-turbo's decoder, where it is installed and takes the file). ``data``:

@@ -13,7 +13,7 @@ import torch
 
 from resgraph.errors import TrainError
 from resgraph.train import config as cfg
-from resgraph.train import distributed
+from resgraph.train import distributed, shards
 from resgraph.train import stream as stream_io
 from resgraph.train.batches import DeviceData, split_validation
 from resgraph.train.data import ImageSet, load_images
@@ -102,6 +102,7 @@ def setup(
     }
     if stream:
         workers = opts.workers if opts.workers is not None else stream_io.default_workers()
-        data = stream_io.StreamData(images, device, crop=recipe.crop, workers=workers, **common)
+        kind = shards.ShardData if images.shards is not None else stream_io.StreamData
+        data = kind(images, device, crop=recipe.crop, workers=workers, **common)
         return images, data
     return images, DeviceData(images, device, validation=validation, **common)

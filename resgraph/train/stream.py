@@ -89,6 +89,20 @@ def _resized_crop(
 CROPS = {"scale": _scale_crop, "resized": _resized_crop}
 
 
+def augmented(
+    crop: str,
+    path: Path,
+    channels: int,
+    size: int,
+    flip: bool,
+    rng: np.random.Generator,
+    data: bytes | None = None,
+) -> np.ndarray:
+    """One training image: its random crop and, with ``flip``, a coin's horizontal flip."""
+    x = CROPS[crop](path, channels, size, rng, data)
+    return x[:, :, ::-1] if flip and rng.random() < 0.5 else x
+
+
 class IterationBatches(torch.utils.data.Dataset):  # type: ignore[type-arg]
     """Item ``i``: this process's uint8 batch of iteration ``i``, its labels and the paths
     that failed to decode."""
@@ -112,12 +126,10 @@ class IterationBatches(torch.utils.data.Dataset):  # type: ignore[type-arg]
         for j, i in enumerate(index):
             rng = np.random.default_rng(mix_seed(self.seed, iteration, self.rank, j, 6))
             try:
-                x = CROPS[self.crop](self.files[i], self.channels, self.size, rng)
+                x = augmented(self.crop, self.files[i], self.channels, self.size, self.flip, rng)
             except Exception as exc:  # noqa: BLE001  (a bad file must not end the run)
                 failed.append(f"{self.files[i]}: cannot decode ({type(exc).__name__}: {exc})")
                 continue
-            if self.flip and rng.random() < 0.5:
-                x = x[:, :, ::-1]
             images.append(x)
             labels.append(self.labels[i])
         x = torch.from_numpy(np.stack(images)) if images else torch.empty(0, dtype=torch.uint8)
@@ -159,19 +171,10 @@ class StreamData(DeviceData):
         world: int = 1,
         **kw: object,
     ) -> None:
-        if images.files is None:
-            raise TrainError(f"the {crop} crops read images from a folder's files")
         # the base holds the test set and the mean's sample; batches come from the files
         super().__init__(images, device, batch_size=world, world=world, **kw)  # type: ignore[arg-type]
         self.batch_size = batch_size
-        self.files = [p for p, _ in images.files]
-        self.labels = [y for _, y in images.files]
-        self.train_size = len(self.files)
-        self.steps_per_epoch = self.train_size // batch_size
-        if self.steps_per_epoch == 0:
-            raise TrainError(
-                f"batch size {batch_size} is larger than the {self.train_size} training images"
-            )
+        self._take_training_set(images, batch_size, world)
         self.crop, self.workers = crop, workers
         self.channels, self.size = images.train_x.shape[1], images.train_x.shape[2]
         self.flip = images.mirror and self.augment
@@ -181,6 +184,19 @@ class StreamData(DeviceData):
         self._next = -1
         vec = torch.tensor(EIGVEC) * torch.tensor(EIGVAL)
         self.lighting = vec.to(device) if self.channels == 3 else None
+
+    def _take_training_set(self, images: ImageSet, batch_size: int, world: int) -> None:
+        """The training files, their labels and the epoch's length."""
+        if images.files is None:
+            raise TrainError("crops read at every step need a folder's files")
+        self.files = [p for p, _ in images.files]
+        self.labels = [y for _, y in images.files]
+        self.train_size = len(self.files)
+        self.steps_per_epoch = self.train_size // batch_size
+        if self.steps_per_epoch == 0:
+            raise TrainError(
+                f"batch size {batch_size} is larger than the {self.train_size} training images"
+            )
 
     def _start(self, iteration: int) -> None:
         self._batches, self._next = self.uint8_batches(iteration), iteration
