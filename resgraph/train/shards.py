@@ -273,37 +273,38 @@ def _shuffled(items: Iterator[Record], rng: np.random.Generator) -> Iterator[Rec
 
 class ShardBatches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     """This process's batches from its shards, from iteration ``start`` on, as
-    ``(iteration, uint8 images, labels, keys, failed, decoding seconds)``. Worker ``w`` of
-    ``W`` reads the epoch's shards ``w::W`` and builds the steps ``w, w + W, ...``."""
+    ``(iteration, uint8 images, labels, keys, failed, decoding seconds)``. The shards are
+    read by ``streams`` readers: in each epoch reader ``k`` takes the shards ``k::streams``
+    of that epoch's order and makes the steps ``k, k + streams, ...``; worker ``w`` of ``W``
+    runs the readers ``w::W``, so the samples do not depend on the number of workers."""
 
     def __init__(self, data: Any, start: int) -> None:
         self.paths = data.shard_paths
         self.streams, self.start = data.streams, start
         self.batch, self.steps = data.batch_size // data.world, data.steps_per_epoch
         self.seed, self.rank = data.seed, data.rank
-        self.crop, self.channels, self.size, self.flip = (
-            data.crop,
-            data.channels,
-            data.size,
-            data.flip,
-        )
+        self.crop, self.channels, self.size = data.crop, data.channels, data.size
+        self.flip = data.flip
 
-    def _stream(self, epoch: int, worker: int) -> Iterator[Record]:
-        """The worker's samples in ``epoch``; a worker whose shards run out starts again."""
-        rng = np.random.default_rng(mix_seed(self.seed, epoch, self.rank, worker, 8))
-        order = rng.permutation(len(self.paths))
-        mine = [self.paths[i] for i in order[worker :: self.streams]]
+    def _stream(self, epoch: int, reader: int) -> Iterator[Record]:
+        """A reader's samples in ``epoch``; a reader whose shards run out starts again."""
+        order = np.random.default_rng(mix_seed(self.seed, epoch, self.rank, 8))
+        mine = [self.paths[i] for i in order.permutation(len(self.paths))[reader :: self.streams]]
+        rng = np.random.default_rng(mix_seed(self.seed, epoch, self.rank, reader, 9))
         while True:
             yield from _shuffled(records(mine), rng)
 
     def __iter__(self) -> Iterator[tuple[int, Tensor, Tensor, list[str], list[str], float]]:
         info = torch.utils.data.get_worker_info()
-        worker = info.id if info is not None else 0
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch, first = divmod(self.start, self.steps)
         while True:
-            stream = self._stream(epoch, worker)
-            for step in range(worker, self.steps, self.streams):
-                items = [next(stream) for _ in range(self.batch)]
+            readers = {k: self._stream(epoch, k) for k in range(worker, self.streams, workers)}
+            for step in range(self.steps):
+                reader = readers.get(step % self.streams)
+                if reader is None:
+                    continue
+                items = [next(reader) for _ in range(self.batch)]
                 if step >= first:
                     yield self._batch(epoch * self.steps + step, items)
             epoch, first = epoch + 1, 0
@@ -357,6 +358,7 @@ class ShardData(StreamData):
                 "process needs one: pack with a smaller --shard-size"
             )
         counts = [sum(s.train[j][1] for j in share) for share in shares]
+        self.streams = max(1, min(self.workers, len(shares[-1])))  # the same in every process
         self.shard_paths = [s.root / s.train[j][0] for j in shares[self.rank]]
         self.train_size = s.train_size
         self.steps_per_epoch = min(counts) // (batch_size // world)
@@ -367,12 +369,19 @@ class ShardData(StreamData):
             )
 
     def uint8_batches(self, start: int) -> Iterator[tuple[Tensor, Tensor, list[str], float]]:
-        self.streams = max(1, min(self.workers, len(self.shard_paths)))
         loader = torch.utils.data.DataLoader(
             ShardBatches(self, start),
             batch_size=None,
-            num_workers=self.streams if self.workers else 0,
+            num_workers=min(self.workers, self.streams),
             prefetch_factor=4 if self.workers else None,
             pin_memory=self.device.type == "cuda",
         )
         return in_order(iter(loader), start)
+
+    def position(self, iteration: int) -> dict[str, object]:
+        return {**super().position(iteration), "streams": self.streams}
+
+    def restore(self, position: dict[str, object]) -> None:
+        """A resumed run keeps its readers (the samples depend on them, not on --workers)."""
+        super().restore(position)
+        self.streams = int(position["streams"])  # type: ignore[call-overload]

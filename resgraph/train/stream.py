@@ -173,9 +173,8 @@ class StreamData(DeviceData):
     ) -> None:
         # the base holds the test set and the mean's sample; batches come from the files
         super().__init__(images, device, batch_size=world, world=world, **kw)  # type: ignore[arg-type]
-        self.batch_size = batch_size
+        self.batch_size, self.crop, self.workers = batch_size, crop, workers
         self._take_training_set(images, batch_size, world)
-        self.crop, self.workers = crop, workers
         self.channels, self.size = images.train_x.shape[1], images.train_x.shape[2]
         self.flip = images.mirror and self.augment
         self.failed: list[str] = []
