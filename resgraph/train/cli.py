@@ -158,6 +158,15 @@ def _device_options(f):  # type: ignore[no-untyped-def]
     "process) [default: the CPUs this process may use, at most 8].",
 )
 @click.option(
+    "--loader",
+    type=click.Choice(["auto", "cpu", "dali"]),
+    default="auto",
+    show_default=True,
+    help="Who decodes crops read from an image folder's files: cpu (worker processes) or "
+    "NVIDIA DALI (pip install 'resgraph[dali]'; on the GPU when training on one); auto: DALI "
+    "when it is installed and the run trains on a CUDA device.",
+)
+@click.option(
     "--skip-unreadable",
     is_flag=True,
     help="Leave out image files that are empty, not images or too large (listed in the run "

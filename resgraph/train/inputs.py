@@ -13,12 +13,14 @@ import torch
 
 from resgraph.errors import TrainError
 from resgraph.train import config as cfg
-from resgraph.train import distributed, shards
+from resgraph.train import dali, distributed, shards
 from resgraph.train import stream as stream_io
 from resgraph.train.batches import DeviceData, split_validation
 from resgraph.train.data import ImageSet, load_images
 from resgraph.train.evaluate import check_classes
 from resgraph.train.report import progress
+
+_pipelines = {"cpu": stream_io.StreamData, "dali": dali.DaliData}
 
 
 def read(
@@ -100,9 +102,14 @@ def setup(
         "world": d.world,
         "channels_last": opts.channels_last,
     }
+    loader = dali.choose(opts.loader, device, stream and images.shards is None)
     if stream:
         workers = opts.workers if opts.workers is not None else stream_io.default_workers()
-        kind = shards.ShardData if images.shards is not None else stream_io.StreamData
+        kind = _pipelines[loader] if images.shards is None else shards.ShardData
+        if loader == "dali":
+            images.notes.append(
+                f"decoded by NVIDIA DALI ({'GPU' if device.type == 'cuda' else 'CPU'})"
+            )
         data = kind(images, device, crop=recipe.crop, workers=workers, **common)
         return images, data
     return images, DeviceData(images, device, validation=validation, **common)
