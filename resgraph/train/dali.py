@@ -60,7 +60,8 @@ class DaliData(StreamData):
         pipe.build()
         while True:
             images, labels = pipe.run()
-            yield _to_torch(images), _to_torch(labels).view(-1).long(), [], 0.0
+            labels = _to_torch(labels, torch.device("cpu")).view(-1)
+            yield _to_torch(images, self.device), labels, [], 0.0
 
     def _files(self, start: int) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
         """This process's encoded files and labels of iterations ``start``, ``start + 1``, ..."""
@@ -117,8 +118,12 @@ def _crop(fn: Any, images: Any, crop: str, size: int) -> Any:
     return fn.crop(images, crop=(size, size), crop_pos_x=x, crop_pos_y=y)
 
 
-def _to_torch(out: Any) -> Tensor:
-    """A DALI batch (CPU or GPU) as one torch tensor."""
-    if hasattr(out, "as_cpu") and not hasattr(out, "as_array"):  # on the GPU
-        return torch.as_tensor(out.as_tensor(), device="cuda")
-    return torch.from_numpy(np.array(out.as_tensor()))
+def _to_torch(out: Any, device: torch.device) -> Tensor:
+    """A DALI batch (a TensorList on the CPU or the GPU) copied into a torch tensor on
+    ``device`` by DALI's PyTorch plugin (on the current CUDA stream)."""
+    from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
+
+    batch = out.as_tensor()
+    x = torch.empty(batch.shape(), dtype=to_torch_type[batch.dtype], device=device)
+    stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
+    return feed_ndarray(batch, x, cuda_stream=stream)
