@@ -90,8 +90,8 @@ def load_images(
         return load_digits(channels, size)
     from resgraph.train import shards
 
-    if dataset not in BUILT_IN and shards.is_shard_set(Path(dataset)):
-        return load_shard_set(Path(dataset), channels, size, resize, ten_crop)
+    if dataset not in BUILT_IN and shards.is_shard_set(Path(dataset).expanduser()):
+        return load_shard_set(Path(dataset).expanduser(), channels, size, resize, ten_crop)
     if dataset not in BUILT_IN:
         return load_folder(
             Path(dataset),

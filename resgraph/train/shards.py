@@ -148,7 +148,7 @@ def pack(
             shutil.rmtree(out)
         os.replace(work, out)
     except OSError as exc:
-        raise TrainError(f"{out}: cannot write the shards: {exc}") from None
+        raise TrainError(f"cannot pack {root} into {out}: {exc}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return shards
