@@ -57,6 +57,7 @@ def main() -> None:
         decoded = tfolder.open_image(paths[0], 3, 10_000)  # full size
         pixels = np.array(decoded)
         rng = np.random.default_rng(0)
+        crops = [tfolder.to_array(decoded.resize((224, 224)), 3)] * 32
 
         def header(d: bytes) -> None:
             with Image.open(io.BytesIO(d)) as head:
@@ -84,6 +85,7 @@ def main() -> None:
             ),
             "torch antialiased uint8 resize, same box": (data, torch_resize),
             "CHW copy (to_array)": (data, lambda _: tfolder.to_array(decoded, 3)),
+            "stacking a batch of 32 crops (ms per batch)": (data[:8], lambda _: np.stack(crops)),
             "whole 'resized' crop": (
                 paths,
                 lambda p: stream.augmented("resized", p, 3, 224, True, rng),
