@@ -132,3 +132,16 @@ def test_dali_for_images_in_memory_is_refused(tmp_path: Path) -> None:
     args = ("train", tmp_path / "spec.yaml", "--dataset", "digits", "--set", "num_classes=10")
     line = _one_error(invoke(*args, "--out", tmp_path / "r", "--loader", "dali"))
     assert "--loader dali decodes crops read from an image folder's files" in line
+
+
+def test_a_file_dali_cannot_decode_is_one_error(photos: Path) -> None:
+    pytest.importorskip("nvidia.dali")
+    data = _data(dali.DaliData, photos, "resized")
+    broken = photos / "train" / "red" / "0.jpg"
+    broken.write_bytes(broken.read_bytes()[:40])  # cut short after the scan
+    with pytest.raises(
+        TrainError, match="DALI could not decode a file of iteration .*--loader cpu"
+    ):
+        batches = data.uint8_batches(0)
+        for _ in range(4):
+            next(batches)

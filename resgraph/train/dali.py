@@ -10,6 +10,7 @@ crops.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,8 +59,15 @@ class DaliData(StreamData):
     def uint8_batches(self, start: int) -> Iterator[tuple[Tensor, Tensor, list[str], float]]:
         pipe = self._pipeline(start)
         pipe.build()
-        while True:
-            images, labels = pipe.run()
+        for iteration in itertools.count(start):
+            try:
+                images, labels = pipe.run()
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+                raise TrainError(
+                    f"DALI could not decode a file of iteration {iteration + 1} ({first}); "
+                    "--loader cpu leaves such files out and lists them"
+                ) from None
             labels = _to_torch(labels, torch.device("cpu")).view(-1)
             yield _to_torch(images, self.device), labels, [], 0.0
 
