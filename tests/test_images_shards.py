@@ -175,6 +175,7 @@ def test_the_order_depends_on_epoch_not_on_workers(packed: dict[str, Path]) -> N
     steps = data.steps_per_epoch
     first = _keys(data, 0, 2 * steps)
     assert first[:steps] != first[steps:]  # another order in the next epoch
+    assert first[0] != sorted(first[0])  # the shuffle buffer mixes a shard's samples
     assert _keys(data, 5, 3) == first[5:8]  # a start mid-epoch reads the same batches
     in_process = iter(shards.ShardBatches(data, 5))
     expected = [next(in_process)[1] for _ in range(4)]
