@@ -11,7 +11,9 @@ quality 90; 3 classes) unless --folder names one, then measures images/s of
   (RandomResizedCrop) crops;
 - torchvision: ImageFolder + RandomResizedCrop(224) + RandomHorizontalFlip + ToTensor +
   Normalize in a DataLoader with the same workers (only where torchvision imports);
-- end to end: resgraph's 'resized' batches training a tiny network (so the data side decides).
+- end to end: resgraph's 'resized' batches training a tiny network (so the data side decides);
+- resgraph on WebDataset shards of the same folder ('resgraph pack', 100 images a shard):
+  'resized' uint8 batches streamed from the tars.
 
     python benchmarks/input_pipeline.py [--images 600] [--workers 2] [--batch 32] [--rounds 3]
 
@@ -37,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from resgraph.train import folder as tfolder  # noqa: E402
 from resgraph.train.data import load_images  # noqa: E402
+from resgraph.train.shards import ShardData, pack  # noqa: E402
 from resgraph.train.stream import StreamData, eval_resize  # noqa: E402
 
 SIZE = 224
@@ -85,13 +88,13 @@ def bare_decode(paths: list[Path], workers: int, decoder: object = _decode) -> f
 
 def ours(folder: Path, crop: str, workers: int, batch: int, steps: int, mode: str) -> float:
     """images/s of the workers' output ('loader'), of normalised batches on the CPU as the
-    device ('batches'), or of training a tiny network on them ('train')."""
+    device ('batches'), or of training a tiny network on them ('train'); a shard set's
+    folder is streamed from its tars."""
     train = mode == "train"
     images = load_images(str(folder), Path("."), 3, SIZE, resize=eval_resize(SIZE))
     cpu = torch.device("cpu")
-    data = StreamData(
-        images, cpu, crop=crop, workers=workers, batch_size=batch, seed=0, augment=True
-    )
+    kind = ShardData if images.shards is not None else StreamData
+    data = kind(images, cpu, crop=crop, workers=workers, batch_size=batch, seed=0, augment=True)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 7, stride=4),
         torch.nn.ReLU(),
@@ -168,6 +171,16 @@ def main() -> None:
         paths = sorted((folder / "train").rglob("*.jpg"))
         steps = max(1, len(paths) // args.batch - 2)
         bare_decode(paths, args.workers)  # warms the page cache
+        shards = Path(tmp) / "shards"
+        pack(
+            folder,
+            shards,
+            shard_size=100,
+            holdout=0.1,
+            skip_unreadable=False,
+            force=False,
+            progress=lambda items, what: iter(items),
+        )
         w, b = args.workers, args.batch
         contenders = {
             "bare decoding (Pillow, full size)": lambda: bare_decode(paths, w),
@@ -188,6 +201,9 @@ def main() -> None:
             ),
             "resgraph 'resized', training a tiny network": lambda: ours(
                 folder, "resized", w, b, steps, "train"
+            ),
+            "resgraph 'resized' from shards: uint8 batches": lambda: ours(
+                shards, "resized", w, b, steps, "loader"
             ),
         }
         runs: dict[str, list[float | None]] = {name: [] for name in contenders}

@@ -31,6 +31,7 @@ COMMANDS = {
     "render": ("resgraph.render:render_cmd", "Draw the network with graphviz."),
     "train": ("resgraph.train.cli:train", "Train a spec with the paper's recipe."),
     "eval": ("resgraph.train.cli:evaluate", "Report the test error of trained weights."),
+    "pack": ("resgraph.train.cli:pack", "Pack an image folder into WebDataset tar shards."),
     "export": ("resgraph.export:export_cmd", "Export a network as ONNX or a torch.export program."),
     "diff": ("resgraph.diff:diff_cmd", "Compare two specs stage by stage."),
 }

@@ -1,6 +1,7 @@
 """Callbacks that disturb a training run (kill it, poison its loss, slow it down), and a
 command-line entry that runs ``resgraph`` with them: ``python tests/train_hooks.py
-[signal=SIGKILL@6] [nan-at=7] [sleep=0.2] [slow-save=2] [record-drops=FILE] -- train SPEC
+[signal=SIGKILL@6] [nan-at=7] [sleep=0.2] [slow-save=2] [record-drops=FILE]
+[record-keys=FILE] -- train SPEC
 ...`` (also under torchrun).
 Production code reads no test hooks; these reach the run through ``train(callbacks=...)``."""
 
@@ -73,9 +74,27 @@ def parse(argv: list[str]) -> tuple[list[loop.Callback], list[str]]:
             slow_saves(float(value))
         elif name == "record-drops":
             hooks.append(RecordDrops(Path(value)))
+        elif name == "record-keys":
+            record_keys(Path(value))
         else:
             raise SystemExit(f"train_hooks.py: unknown hook {word!r}")
     return hooks, rest
+
+
+def record_keys(path: Path) -> None:
+    """Write, per process (``FILE.RANK``), the shard samples of each training batch: one line
+    per iteration, the iteration and the keys (batches built in the process: --workers 0)."""
+    from resgraph.train import shards
+
+    batch = shards.ShardBatches._batch
+
+    def recorded(self: shards.ShardBatches, iteration: int, items: list) -> tuple:
+        out = batch(self, iteration, items)
+        with open(f"{path}.{os.environ.get('RANK', '0')}", "a") as f:
+            f.write(f"{iteration} {' '.join(out[3])}\n")
+        return out
+
+    shards.ShardBatches._batch = recorded  # type: ignore[method-assign]
 
 
 def slow_saves(seconds: float) -> None:

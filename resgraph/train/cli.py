@@ -158,6 +158,15 @@ def _device_options(f):  # type: ignore[no-untyped-def]
     "process) [default: the CPUs this process may use, at most 8].",
 )
 @click.option(
+    "--loader",
+    type=click.Choice(["auto", "cpu", "dali"]),
+    default="auto",
+    show_default=True,
+    help="Who decodes crops read from an image folder's files: cpu (worker processes) or "
+    "NVIDIA DALI (pip install 'resgraph[dali]'; on the GPU when training on one); auto: DALI "
+    "when it is installed and the run trains on a CUDA device.",
+)
+@click.option(
     "--skip-unreadable",
     is_flag=True,
     help="Leave out image files that are empty, not images or too large (listed in the run "
@@ -302,3 +311,60 @@ def evaluate(
         ten_crop=ten_crop,
     )
     click.echo(result.line(name))
+
+
+@click.command("pack")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=DIR, required=True, help="The shard set's folder.")
+@click.option(
+    "--shard-size",
+    type=POSITIVE,
+    default=1000,
+    show_default=True,
+    help="Samples per tar shard (torchrun needs at least one training shard per process).",
+)
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=TrainSpec.model_fields["holdout"].default,
+    show_default=True,
+    help=TrainSpec.model_fields["holdout"].description,
+)
+@click.option(
+    "--skip-unreadable",
+    is_flag=True,
+    help="Leave out image files that are empty, not images or too large instead of refusing.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing shard set in --out.")
+def pack(
+    folder: Path,
+    out: Path,
+    shard_size: int,
+    holdout: float,
+    skip_unreadable: bool,
+    force: bool,
+) -> None:
+    """Pack an image FOLDER into WebDataset tar shards for 'train --dataset SHARDS/'.
+
+    Reads the folder as training does (train/ and val/, or the held-out split; the same
+    bad-file rules) and writes train-*.tar, test-*.tar and index.json (classes and counts).
+    """
+    from resgraph.train import shards
+    from resgraph.train.report import plural, progress
+
+    s = shards.pack(
+        folder,
+        out,
+        shard_size=shard_size,
+        holdout=holdout,
+        skip_unreadable=skip_unreadable,
+        force=force,
+        progress=progress(True),
+    )
+    test = sum(n for _, n in s.test)
+    click.echo(
+        f"{out}: {plural(s.train_size, 'training sample')} in {plural(len(s.train), 'shard')}, "
+        f"{plural(test, 'test sample')} in {plural(len(s.test), 'shard')}, "
+        f"{len(s.classes)} classes"
+        + (f"; {plural(len(s.skipped), 'unreadable file')} left out" if s.skipped else "")
+    )

@@ -66,6 +66,7 @@ class TrainOptions:
     holdout: float | None = None
     crop: str | None = None
     workers: int | None = None  # decoding processes for crops read from files (None: auto)
+    loader: str = "auto"  # who decodes crops read from files: auto, cpu (workers), dali
     schedule: str | None = None
     label_smoothing: float | None = None
     eval_every: int | None = None

@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -57,10 +58,13 @@ class ImageSet:
     notes: list[str] = field(default_factory=list)  # start-up lines about how it was read
     skipped: list[str] = field(default_factory=list)  # "path: reason" of files left out
     files: list[tuple[Path, int]] | None = None  # training files, when read at every step
+    shards: Any = None  # the ShardSet whose training shards are streamed at every step
 
     def describe(self) -> str:
         c, h, w = self.train_x.shape[1:]
         n = len(self.files) if self.files is not None else len(self.train_x)
+        if self.shards is not None:
+            n = self.shards.train_size
         return f"{self.name}: {n:,} train / {len(self.test_x):,} test images {c}x{h}x{w}"
 
 
@@ -84,6 +88,10 @@ def load_images(
     one by name, else an image folder by path."""
     if dataset == "digits":
         return load_digits(channels, size)
+    from resgraph.train import shards
+
+    if dataset not in BUILT_IN and shards.is_shard_set(Path(dataset).expanduser()):
+        return load_shard_set(Path(dataset).expanduser(), channels, size, resize, ten_crop)
     if dataset not in BUILT_IN:
         return load_folder(
             Path(dataset),
@@ -164,6 +172,27 @@ def load_folder(
         skipped=layout.skipped,
         files=layout.train if resize is not None else None,
         **a,
+    )
+
+
+def load_shard_set(
+    root: Path, channels: int, size: int, resize: int | None = None, ten_crop: bool = False
+) -> ImageSet:
+    """A packed shard set (:mod:`resgraph.train.shards`) as an ImageSet: with ``resize``
+    its training shards are streamed, else every sample is decoded into memory."""
+    from resgraph.train import shards
+
+    s, arrays, failed = shards.load(root, channels, size, resize, ten_crop)
+    notes = [f"WebDataset shards: {len(s.train)} training, {len(s.test)} test"] + s.notes
+    return ImageSet(
+        name=str(root),
+        mirror=True,
+        num_classes=len(s.classes),
+        classes=s.classes,
+        notes=notes,
+        skipped=s.skipped + failed,
+        shards=s if resize is not None else None,
+        **arrays,
     )
 
 

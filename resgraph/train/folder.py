@@ -252,17 +252,18 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == mode else img.convert(mode)
 
 
-def open_image(path: Path, channels: int, min_side: int) -> Image.Image:
+def open_image(path: Path, channels: int, min_side: int, data: bytes | None = None) -> Image.Image:
     """An image in 'L' or 'RGB' with its EXIF orientation applied; a JPEG is decoded at the
     smallest reduced scale whose shorter side keeps at least ``min_side`` pixels (by
-    simplejpeg, libjpeg-turbo's decoder, where it is installed and takes the file)."""
+    simplejpeg, libjpeg-turbo's decoder, where it is installed and takes the file). ``data``:
+    the file's bytes when they are already read (``path`` then only names the type)."""
     from PIL import ImageOps
 
     if simplejpeg is not None and path.suffix.lower() in (".jpg", ".jpeg"):
-        img = _fast_jpeg(path, channels, min_side)
+        img = _fast_jpeg(path.read_bytes() if data is None else data, channels, min_side)
         if img is not None:
             return img
-    with Image.open(path) as img:
+    with Image.open(path if data is None else io.BytesIO(data)) as img:
         img.draft("L" if channels == 1 else "RGB", (min_side, min_side))  # JPEG only
         img.load()
         ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to turn
@@ -281,10 +282,9 @@ ORIENTATION = {
 }
 
 
-def _fast_jpeg(path: Path, channels: int, min_side: int) -> Image.Image | None:
+def _fast_jpeg(data: bytes, channels: int, min_side: int) -> Image.Image | None:
     """A grey or RGB JPEG decoded by simplejpeg (about twice Pillow's speed here), or None
     for anything else (CMYK, broken files: Pillow decides)."""
-    data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as head:  # the header and EXIF only
         if head.mode not in ("L", "RGB"):
             return None
@@ -317,21 +317,25 @@ def to_array(img: Image.Image, channels: int) -> np.ndarray:
     return arr[None] if channels == 1 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def decode(path: Path, channels: int, size: int, resize: int | None = None) -> np.ndarray:
+def decode(
+    path: Path, channels: int, size: int, resize: int | None = None, data: bytes | None = None
+) -> np.ndarray:
     """One image as uint8 ``channels x size x size``: the shorter side resized to ``resize``
     (default ``size``), then the centre crop."""
     side = resize or size
-    img = resize_shorter(open_image(path, channels, side), side)
+    img = resize_shorter(open_image(path, channels, side, data), side)
     w, h = img.size
     left, top = (w - size) // 2, (h - size) // 2
     return to_array(img.crop((left, top, left + size, top + size)), channels)
 
 
-def ten_crops(path: Path, channels: int, size: int, resize: int) -> np.ndarray:
+def ten_crops(
+    path: Path, channels: int, size: int, resize: int, data: bytes | None = None
+) -> np.ndarray:
     """The paper's 10-crop testing (He et al. 2015 sec. 3.4, after Krizhevsky et al. 2012):
     the four corner and the centre ``size`` crops of the image resized to ``resize`` (shorter
     side), and their mirror images, as uint8 ``10 x channels x size x size``."""
-    img = to_array(resize_shorter(open_image(path, channels, resize), resize), channels)
+    img = to_array(resize_shorter(open_image(path, channels, resize, data), resize), channels)
     h, w = img.shape[1:]
     corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
     corners.append(((h - size) // 2, (w - size) // 2))
@@ -339,12 +343,15 @@ def ten_crops(path: Path, channels: int, size: int, resize: int) -> np.ndarray:
     return np.stack(crops + [c[:, :, ::-1] for c in crops])
 
 
-def _decode_or_none(args: tuple[Path, int, int, int | None, bool]) -> np.ndarray | str:
-    path, channels, size, resize, ten = args
+def decode_or_reason(
+    args: tuple[Path, int, int, int | None, bool, bytes | None],
+) -> np.ndarray | str:
+    """An image as :func:`decode` or :func:`ten_crops` (with ``ten``) gives it, or why not."""
+    path, channels, size, resize, ten, data = args
     try:
         if ten and resize is not None:
-            return ten_crops(path, channels, size, resize)
-        return decode(path, channels, size, resize)
+            return ten_crops(path, channels, size, resize, data)
+        return decode(path, channels, size, resize, data)
     except Exception as exc:  # a file that passed the scan can still be truncated
         return f"cannot decode ({type(exc).__name__}: {exc})"
 
@@ -363,9 +370,9 @@ def decode_all(
     x = np.zeros((len(pairs), *((10,) if ten else ()), channels, size, size), dtype=np.uint8)
     keep = np.ones(len(pairs), dtype=bool)
     failed: list[str] = []
-    jobs = ((p, channels, size, resize, ten) for p in progress(paths, what))
+    jobs = ((p, channels, size, resize, ten, None) for p in progress(paths, what))
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for i, out in enumerate(pool.map(_decode_or_none, jobs)):
+        for i, out in enumerate(pool.map(decode_or_reason, jobs)):
             if isinstance(out, str):
                 keep[i] = False
                 failed.append(f"{paths[i]}: {out}")

@@ -12,7 +12,6 @@ the group is torn down at interpreter exit.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import os
 import random
@@ -35,13 +34,12 @@ from resgraph.spec.train import BUILT_IN, IMAGENET_BATCH
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import config as cfg
 from resgraph.train import device as dev
-from resgraph.train import distributed, plots, runfolder
+from resgraph.train import distributed, inputs, plots, runfolder
 from resgraph.train import stream as stream_io
-from resgraph.train.batches import DeviceData, mix_seed, split_validation
-from resgraph.train.data import ImageSet, load_images
-from resgraph.train.evaluate import build, check_classes, evaluate, refuse_backbone
+from resgraph.train.batches import mix_seed
+from resgraph.train.evaluate import build, evaluate, refuse_backbone
 from resgraph.train.model import place
-from resgraph.train.report import make_reporter, plural, progress
+from resgraph.train.report import make_reporter, plural
 from resgraph.train.schedule import Meter, NonFiniteLoss, Schedule
 from resgraph.train.stop import REPEAT_WINDOW_S, StopRequest
 from resgraph.weights import check_architecture
@@ -127,7 +125,7 @@ class Trainer:
         if opts.resume and self.ckpt is None:
             self.echo(f"no checkpoint in {self.dir}: starting a new run")
         self.recipe = self._recipe()
-        self.data = self._data(self.recipe)
+        self.images, self.data = inputs.setup(self.recipe, opts, self.spec, d, device, self.echo)
         self.config = self._config()
         self._model()
         self._last_saved: int | None = self.start if self.ckpt is not None else None
@@ -170,77 +168,6 @@ class Trainer:
                     "new run with another --out"
                 )
         return config
-
-    def _load(self, recipe: Any, resize: int | None) -> ImageSet:
-        """The data set, read by rank 0 first (it downloads, scans and fills the cache), then
-        by the others; an error is rank 0's to report."""
-        o, inp = self.opts, self.spec.input
-        loader: dict[str, Any] = {
-            "download": o.download,
-            "url": o.cifar_url,
-            "log": self.echo,
-            "holdout": recipe.holdout,
-            "skip_unreadable": o.skip_unreadable,
-            "progress": progress(not o.quiet),
-            "resize": resize,
-        }
-        if o.cifar_md5:
-            loader["md5"] = o.cifar_md5
-        images, error = None, None
-        if self.d.is_main:
-            try:
-                images = load_images(recipe.dataset, o.data_dir, inp.channels, inp.size, **loader)
-            except TrainError as exc:
-                error = str(exc)
-        error = self.d.from_main(error)
-        if error:
-            if not self.d.is_main:
-                raise click.exceptions.Exit(1)
-            raise TrainError(error)
-        if images is None:
-            del loader["download"], loader["log"], loader["progress"]  # rank 0 has read it
-            images = load_images(recipe.dataset, o.data_dir, inp.channels, inp.size, **loader)
-        return images
-
-    def _data(self, recipe: Any) -> DeviceData:
-        if recipe.batch_size % self.d.world:
-            message = (
-                f"batch size {recipe.batch_size} does not split evenly over "
-                f"{self.d.world} processes"
-            )
-            if not self.d.is_main:  # every process finds it: rank 0 alone says so
-                raise click.exceptions.Exit(1)
-            raise TrainError(message)
-        stream = recipe.crop in stream_io.CROPS
-        if stream and recipe.validation_split:
-            raise TrainError(
-                f"validation_split holds out in-memory images: it needs crop 'pad', not "
-                f"'{recipe.crop}' (an image folder's val/ is its test set)"
-            )
-        images = self._load(recipe, stream_io.eval_resize(self.spec.input.size) if stream else None)
-        if recipe.flip is not None:
-            images = dataclasses.replace(images, mirror=recipe.flip)
-        unused = check_classes(self.spec.num_classes, images)
-        if unused and self.d.is_main:
-            click.echo(f"warning: {unused}", err=True)
-        images, validation = split_validation(images, recipe.validation_split)
-        self.images = images
-        common: dict[str, Any] = {
-            "batch_size": recipe.batch_size,
-            "seed": recipe.seed,
-            "augment": recipe.augment,
-            "rank": self.d.rank,
-            "world": self.d.world,
-            "channels_last": self.opts.channels_last,
-        }
-        if stream:
-            workers = (
-                self.opts.workers if self.opts.workers is not None else stream_io.default_workers()
-            )
-            return stream_io.StreamData(
-                images, self.device, crop=recipe.crop, workers=workers, **common
-            )
-        return DeviceData(images, self.device, validation=validation, **common)
 
     def _model(self) -> None:
         o, c, r = self.opts, self.config, self.recipe

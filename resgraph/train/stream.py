@@ -52,12 +52,14 @@ def eval_resize(size: int) -> int:
     return scaled(EVAL_RESIZE, size)
 
 
-def _scale_crop(path: Path, channels: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def _scale_crop(
+    path: Path, channels: int, size: int, rng: np.random.Generator, data: bytes | None = None
+) -> np.ndarray:
     """Shorter side resized to a random side in the scaled SCALE_RANGE, then a random
     ``size`` crop: computed as the crop's box in the decoded image, resized alone."""
     low, high = scaled(SCALE_RANGE[0], size), scaled(SCALE_RANGE[1], size)
     side = int(rng.integers(low, high + 1))
-    img = open_image(path, channels, side)
+    img = open_image(path, channels, side, data)
     w, h = img.size
     scale = side / min(w, h)
     sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -66,8 +68,10 @@ def _scale_crop(path: Path, channels: int, size: int, rng: np.random.Generator) 
     return to_array(img.resize((size, size), resample=2, box=box, reducing_gap=3.0), channels)
 
 
-def _resized_crop(path: Path, channels: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    img = open_image(path, channels, size)
+def _resized_crop(
+    path: Path, channels: int, size: int, rng: np.random.Generator, data: bytes | None = None
+) -> np.ndarray:
+    img = open_image(path, channels, size, data)
     w, h = img.size
     box = (0, 0, w, h)
     for _ in range(10):  # a random area share and aspect ratio; the whole image if none fits
@@ -83,6 +87,20 @@ def _resized_crop(path: Path, channels: int, size: int, rng: np.random.Generator
 
 
 CROPS = {"scale": _scale_crop, "resized": _resized_crop}
+
+
+def augmented(
+    crop: str,
+    path: Path,
+    channels: int,
+    size: int,
+    flip: bool,
+    rng: np.random.Generator,
+    data: bytes | None = None,
+) -> np.ndarray:
+    """One training image: its random crop and, with ``flip``, a coin's horizontal flip."""
+    x = CROPS[crop](path, channels, size, rng, data)
+    return x[:, :, ::-1] if flip and rng.random() < 0.5 else x
 
 
 class IterationBatches(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -108,12 +126,10 @@ class IterationBatches(torch.utils.data.Dataset):  # type: ignore[type-arg]
         for j, i in enumerate(index):
             rng = np.random.default_rng(mix_seed(self.seed, iteration, self.rank, j, 6))
             try:
-                x = CROPS[self.crop](self.files[i], self.channels, self.size, rng)
+                x = augmented(self.crop, self.files[i], self.channels, self.size, self.flip, rng)
             except Exception as exc:  # noqa: BLE001  (a bad file must not end the run)
                 failed.append(f"{self.files[i]}: cannot decode ({type(exc).__name__}: {exc})")
                 continue
-            if self.flip and rng.random() < 0.5:
-                x = x[:, :, ::-1]
             images.append(x)
             labels.append(self.labels[i])
         x = torch.from_numpy(np.stack(images)) if images else torch.empty(0, dtype=torch.uint8)
@@ -155,20 +171,10 @@ class StreamData(DeviceData):
         world: int = 1,
         **kw: object,
     ) -> None:
-        if images.files is None:
-            raise TrainError(f"the {crop} crops read images from a folder's files")
         # the base holds the test set and the mean's sample; batches come from the files
         super().__init__(images, device, batch_size=world, world=world, **kw)  # type: ignore[arg-type]
-        self.batch_size = batch_size
-        self.files = [p for p, _ in images.files]
-        self.labels = [y for _, y in images.files]
-        self.train_size = len(self.files)
-        self.steps_per_epoch = self.train_size // batch_size
-        if self.steps_per_epoch == 0:
-            raise TrainError(
-                f"batch size {batch_size} is larger than the {self.train_size} training images"
-            )
-        self.crop, self.workers = crop, workers
+        self.batch_size, self.crop, self.workers = batch_size, crop, workers
+        self._take_training_set(images, batch_size, world)
         self.channels, self.size = images.train_x.shape[1], images.train_x.shape[2]
         self.flip = images.mirror and self.augment
         self.failed: list[str] = []
@@ -177,6 +183,19 @@ class StreamData(DeviceData):
         self._next = -1
         vec = torch.tensor(EIGVEC) * torch.tensor(EIGVAL)
         self.lighting = vec.to(device) if self.channels == 3 else None
+
+    def _take_training_set(self, images: ImageSet, batch_size: int, world: int) -> None:
+        """The training files, their labels and the epoch's length."""
+        if images.files is None:
+            raise TrainError("crops read at every step need a folder's files")
+        self.files = [p for p, _ in images.files]
+        self.labels = [y for _, y in images.files]
+        self.train_size = len(self.files)
+        self.steps_per_epoch = self.train_size // batch_size
+        if self.steps_per_epoch == 0:
+            raise TrainError(
+                f"batch size {batch_size} is larger than the {self.train_size} training images"
+            )
 
     def _start(self, iteration: int) -> None:
         self._batches, self._next = self.uint8_batches(iteration), iteration
