@@ -33,6 +33,7 @@ COMMANDS = {
     "eval": ("resgraph.train.cli:evaluate", "Report the test error of trained weights."),
     "export": ("resgraph.export:export_cmd", "Export a network as ONNX or a torch.export program."),
     "diff": ("resgraph.diff:diff_cmd", "Compare two specs stage by stage."),
+    "sample": ("resgraph.sample:sample_cmd", "Draw networks from a design space under budgets."),
 }
 
 
