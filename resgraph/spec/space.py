@@ -205,17 +205,16 @@ class Space:
         """Raise a located SpecError for a range or choice none of whose values tried is
         valid where it stands (each tried with the other dimensions drawn)."""
         for dim in self.dimensions:
-            reason = None
+            reasons = []
             for value in dim.values_to_check(rng):
                 chosen = {id(d.node): d.draw(rng) for d in self.dimensions}
                 chosen[id(dim.node)] = value
-                reason = self._reason_at(substitute(self.root, chosen), dim.path)
-                if reason is None:
+                reasons.append(self._reason_at(substitute(self.root, chosen), dim.path))
+                if reasons[-1] is None:
                     break
-            if reason is not None:
-                raise SpecError(
-                    Problem(f"no value of this {dim.kind} is valid: {reason}", dim_loc(self, dim))
-                )
+            if None not in reasons:  # the first value's reason: a range's lower end
+                message = f"no value of this {dim.kind} is valid: {reasons[0]}"
+                raise SpecError(Problem(message, self.smap.locate(dim.path)))
 
     def _reason_at(self, tree: yaml.Node, path: Path_) -> str | None:
         """The schema's complaint about the value at ``path`` of ``tree``, if any."""
@@ -230,7 +229,3 @@ class Space:
                 if where == shown or where.startswith((shown + ".", shown + "[")):
                     return p.message
         return None
-
-
-def dim_loc(space: Space, dim: Dimension) -> Any:
-    return space.smap.locate(dim.path)
