@@ -35,6 +35,7 @@ COMMANDS = {
     "diff": ("resgraph.diff:diff_cmd", "Compare two specs stage by stage."),
     "sample": ("resgraph.sample:sample_cmd", "Draw networks from a design space under budgets."),
     "sweep": ("resgraph.sweep:sweep_cmd", "Train every spec of a folder as Ray Tune trials."),
+    "analyze": ("resgraph.analyze:analyze_cmd", "Error EDFs of design spaces from their sweeps."),
 }
 
 

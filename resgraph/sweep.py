@@ -273,3 +273,8 @@ def sweep_cmd(
     )
     for row in failed:
         click.echo(f"  {row['spec']}: {row['status']}")
+    if len(failed) < len(rows):
+        from resgraph.analyze import analyze
+
+        analyze([sweep], sweep / "analysis")
+        click.echo(f"wrote {sweep / 'analysis' / 'index.html'} (resgraph analyze)")
