@@ -195,10 +195,11 @@ def _reasons(rejected: Counter[str], top: int = 3) -> str:
     return "; ".join(shown + ([f"{more} for other reasons"] if more else []))
 
 
-def _header(source: str, seed: int, draw: Draw) -> str:
+def _header(source: str, overrides: Sequence[str], seed: int, draw: Draw) -> str:
     m = draw.measures
+    flags = "".join(f" --set {json.dumps(str(o))}" for o in overrides)  # one line, escaped
     return (
-        f"# drawn by resgraph sample from the design space {json.dumps(source)} "
+        f"# drawn by resgraph sample from the design space {json.dumps(source)}{flags} "
         f"(seed {seed}, draw {draw.index})\n"
         f"# {si(m['params'])} parameters, {si(m['macs'])} MACs, "
         f"{binary_bytes(m['memory'])} of activations\n"
@@ -211,7 +212,7 @@ def render(space: Space, source: str, seed: int, draw: Draw) -> str:
     suffix = f" d{draw.index}"
     data["name"] = draw.name[: 80 - len(suffix)].rstrip() + suffix
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=False, width=100)
-    return _header(source, seed, draw) + body
+    return _header(source, space.overrides, seed, draw) + body
 
 
 def targets(out_dir: Path, source: str, n: int) -> list[Path]:

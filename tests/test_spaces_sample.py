@@ -208,3 +208,17 @@ def test_sample_never_imports_torch(space_file, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "o").glob("*.yaml"))) == 2
+
+
+def test_the_header_names_the_overrides_on_one_line(space_file, tmp_path):
+    out = tmp_path / "out"
+    flag = "name=Two\nlines"  # a newline in a value stays inside the comment
+    result = run_cli("sample", str(space_file), "-n", "1", "--set", "block=basic", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    first = (out / "small_0000.yaml").read_text().splitlines()[0]
+    assert f'"{space_file}" --set "block=basic" (seed 0, draw ' in first
+    from resgraph.sample import _header
+
+    draw = Draw(3, {}, "x", "h", {"params": 1, "macs": 2, "memory": 3})
+    header = _header("a\nb.yaml", [flag], 0, draw)
+    assert header.count("\n") == 2 and all(line.startswith("# ") for line in header.splitlines())

@@ -64,6 +64,8 @@ def test_a_sweep_writes_one_row_per_spec(swept):
         metrics = (root / "out" / "runs" / f"net{w}" / "metrics.csv").read_text().splitlines()
         assert metrics[-1].split(",")[1] == "8"  # trained by resgraph train: 8 iterations
     assert "wrote out/results.csv: 3 trials ok, 2 not" in result.stdout
+    page = (root / "out" / "analysis" / "index.html").read_text()  # analysed at the end
+    assert page.count("specs/net") == 3
 
 
 def test_a_failing_trial_is_recorded_and_the_others_go_on(swept):
