@@ -25,8 +25,10 @@ from typing import Any
 
 import click
 
-from resgraph.errors import ResgraphError
+from resgraph.errors import ResgraphError, SpecError
 from resgraph.fsutil import atomic_write_text
+from resgraph.options import spec_overrides
+from resgraph.spec.overrides import FlagLoc
 from resgraph.train.cli import DIR, POSITIVE, recipe_option
 
 COLUMNS = ["spec", "params", "macs", "error", "time_s", "status"]
@@ -59,7 +61,7 @@ def read_record(sweep: Path, spec: Path) -> dict[str, Any] | None:
     return data if mine else None
 
 
-def plan(folder: Path, sweep: Path) -> list[Trial]:
+def plan(folder: Path, sweep: Path, overrides: tuple[str, ...] = ()) -> list[Trial]:
     """Every spec of ``folder`` with its size (measured from the IR) and whether it is done."""
     from resgraph.passes import lower
     from resgraph.spec import load_spec
@@ -70,8 +72,10 @@ def plan(folder: Path, sweep: Path) -> list[Trial]:
     trials = []
     for spec in specs:
         try:
-            nodes = lower(load_spec(spec)).nodes()
+            nodes = lower(load_spec(spec, overrides)).nodes()
         except ResgraphError as exc:
+            if isinstance(exc, SpecError) and any(isinstance(p.loc, FlagLoc) for p in exc.problems):
+                raise  # a bad --set is the command's mistake, not one spec's
             trial = Trial(spec, None, None, f"invalid: {str(exc).splitlines()[0]}")
         else:
             trial = Trial(spec, sum(n.params for n in nodes), sum(n.macs for n in nodes))
@@ -233,6 +237,7 @@ TRAIN_FLAGS = ("dataset", "iterations", "batch_size", "lr", "seed", "eval_every"
     default=None,
     help="At most this many trials at once [default: as resources allow].",
 )
+@spec_overrides(shorthands=False, what="every spec")
 def sweep_cmd(
     folder: Path,
     sweep: Path,
@@ -243,6 +248,7 @@ def sweep_cmd(
     cpus_per_trial: float,
     gpus_per_trial: float,
     concurrent: int | None,
+    overrides: tuple[str, ...],
     **recipe: Any,
 ) -> None:
     """Train every spec in FOLDER (e.g. from resgraph sample) with resgraph train's loop and
@@ -250,8 +256,9 @@ def sweep_cmd(
     finished trials are kept."""
     if epochs is not None and recipe["iterations"] is not None:
         raise click.UsageError("give --epochs or --iterations, not both")
-    trials = plan(folder, sweep)
+    trials = plan(folder, sweep, overrides)
     train = {k: v for k, v in recipe.items() if v is not None}
+    train["overrides"] = tuple(str(o) for o in overrides)
     train |= {"epochs": epochs, "device": device, "data_dir": data_dir.resolve()}
     ray_opts = {
         "address": address,

@@ -123,3 +123,24 @@ def test_without_ray_the_sweep_says_how_to_install_it(tmp_path):
     assert result.returncode == 1
     assert result.stderr == "error: resgraph sweep needs Ray Tune: pip install 'resgraph[sweep]'\n"
     assert (tmp_path / "out" / "results.csv").read_text().splitlines()[1].endswith(",not run")
+
+
+def test_set_changes_every_spec_of_the_sweep(tmp_path):
+    from resgraph.sweep import plan
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a.yaml").write_text(TINY.format(w=4, batch=32))
+    plain, wider = (
+        plan(tmp_path / "specs", tmp_path / "out", o)[0] for o in ((), ("stem.width=8",))
+    )
+    assert wider.params > plain.params and wider.status == plain.status == ""
+
+
+def test_a_bad_set_is_one_error_line_before_any_trial(tmp_path):
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a.yaml").write_text(TINY.format(w=4, batch=32))
+    result = run_cli("sweep", "specs", "--out", "out", "--set", "stem.width=0", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+    assert "--set stem.width=0" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
