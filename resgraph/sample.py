@@ -285,9 +285,9 @@ def sample_cmd(
     jobs: int,
     overrides: tuple[str, ...],
 ) -> None:
-    """Draw COUNT distinct valid networks from the design space SPACE (a spec whose values
+    """Draw N (-n) distinct valid networks from the design space SPACE (a spec whose values
     may be {range: [lo, hi]} or {choice: [...]}) inside every budget, and write each as a
-    spec to the output folder. Nothing is written unless all COUNT are found."""
+    spec to the output folder. Nothing is written unless all N are found."""
     space = Space(space_file, overrides)
     files = targets(out_dir, str(space_file), count)
     for path in files:
