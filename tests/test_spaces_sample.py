@@ -222,3 +222,20 @@ def test_the_header_names_the_overrides_on_one_line(space_file, tmp_path):
     draw = Draw(3, {}, "x", "h", {"params": 1, "macs": 2, "memory": 3})
     header = _header("a\nb.yaml", [flag], 0, draw)
     assert header.count("\n") == 2 and all(line.startswith("# ") for line in header.splitlines())
+
+
+def test_the_memory_budget_is_counted_at_the_batch_size(space_file):
+    one = evaluate(Space(space_file), 0, 0, {}, 1)
+    four = evaluate(Space(space_file), 0, 0, {}, 4)
+    assert isinstance(one, Draw) and isinstance(four, Draw)
+    assert four.measures["memory"] == 4 * one.measures["memory"] > 0
+    assert four.measures["params"] == one.measures["params"]
+
+
+def test_an_output_folder_that_is_a_file_is_one_error(space_file, tmp_path):
+    (tmp_path / "taken").write_text("mine\n")
+    result = run_cli("sample", str(space_file), "-n", "1", "-o", str(tmp_path / "taken"))
+    assert result.returncode == 2  # a usage mistake, as click reports it
+    assert result.stderr.startswith("error: ") and "is a file" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert (tmp_path / "taken").read_text() == "mine\n"
