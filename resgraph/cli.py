@@ -34,6 +34,9 @@ COMMANDS = {
     "pack": ("resgraph.train.cli:pack", "Pack an image folder into WebDataset tar shards."),
     "export": ("resgraph.export:export_cmd", "Export a network as ONNX or a torch.export program."),
     "diff": ("resgraph.diff:diff_cmd", "Compare two specs stage by stage."),
+    "sample": ("resgraph.sample:sample_cmd", "Draw networks from a design space under budgets."),
+    "sweep": ("resgraph.sweep:sweep_cmd", "Train every spec of a folder as Ray Tune trials."),
+    "analyze": ("resgraph.analyze:analyze_cmd", "Error EDFs of design spaces from their sweeps."),
 }
 
 

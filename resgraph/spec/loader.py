@@ -21,9 +21,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from resgraph.errors import Problem, SourceLoc, SpecError
+from resgraph.spec import regnet
 from resgraph.spec.compose import construct, resolve_base
 from resgraph.spec.overrides import FlagLoc, apply_overrides
 from resgraph.spec.schema import ModelSpec
+from resgraph.spec.space import refuse_space
 
 MAX_SPEC_BYTES = 1 << 20  # 1 MiB: real specs are a few hundred bytes
 MAX_ALSO = 3  # other places a location names
@@ -167,11 +169,19 @@ def load_spec(source: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     each with file, line and column (or the ``--set`` flag that wrote the value).
     """
     text, filename = _read(source)
-    root, data = resolve_base(*_parse(text, filename), filename)
+    root, _ = resolve_base(*_parse(text, filename), filename)
     if overrides:
         apply_overrides(root, overrides)
-        data = construct(root)
+    refuse_space(root, SourceMap(filename, root))
+    return validate_tree(root, filename)
+
+
+def validate_tree(root: yaml.Node, filename: str) -> ModelSpec:
+    """The ModelSpec of a merged YAML tree (a spec's, or a design space's draw): generators
+    expanded (``regnet``), then validated, every problem located in the tree."""
+    root = regnet.expand(root, SourceMap(filename, root))
     smap = SourceMap(filename, root)
+    data = construct(root)
     try:
         spec = ModelSpec.model_validate(data)
     except ValidationError as exc:
