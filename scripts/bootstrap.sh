@@ -11,7 +11,7 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install -q "torch==2.13.0"
 fi
-if ! .venv/bin/python -c "import resgraph, pytest, xdist, hypothesis, onnx, onnxscript, onnxruntime" 2>/dev/null \
+if ! .venv/bin/python -c "import resgraph, pytest, xdist, hypothesis, onnx, onnxscript, onnxruntime, webdataset, ray.tune" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.resgraph-installed ]; then
   .venv/bin/pip install -q -e ".[test]"
   touch .venv/.resgraph-installed

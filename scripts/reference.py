@@ -35,6 +35,10 @@ COMMAND_PAGES = {
     "eval": "docs/train.md",
     "export": "docs/export.md",
     "diff": "docs/diff.md",
+    "pack": "docs/images.md#when-one-machine-is-not-enough-shards-and-torchrun",
+    "sample": "docs/spaces.md#resgraph-sample",
+    "sweep": "docs/spaces.md#resgraph-sweep",
+    "analyze": "docs/spaces.md#resgraph-analyze",
 }
 
 _SCALARS = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
