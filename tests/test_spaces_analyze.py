@@ -11,6 +11,8 @@ import pytest
 from helpers import run_cli
 from resgraph.analyze import AnalyzeError, analyze, edf, read_sweep
 
+pytestmark = pytest.mark.subprocess  # these tests run the command in its own process
+
 HEADER = "spec,params,macs,error,time_s,status\n"
 
 

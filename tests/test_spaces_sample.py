@@ -23,6 +23,8 @@ from resgraph.spec import spec_hash
 from resgraph.spec.space import Space
 from resgraph.summary import summarize
 
+pytestmark = pytest.mark.subprocess  # these tests run the command in its own process
+
 SPACE = """\
 name: Small space
 input: {size: 32}

@@ -138,6 +138,7 @@ def test_a_range_is_data_never_code(write_spec):
         Space(path)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("command", ["validate", "summary", "build", "show"])
 def test_a_command_that_needs_one_network_refuses_a_space(command, tmp_path):
     path = tmp_path / "space.yaml"

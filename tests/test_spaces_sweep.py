@@ -14,6 +14,8 @@ from helpers import ROOT, run_cli
 from resgraph import load_spec
 from resgraph.summary import summarize
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]  # trials start processes
+
 pytest.importorskip("ray.tune")
 
 TINY = """\

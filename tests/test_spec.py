@@ -50,6 +50,7 @@ def test_unknown_key_suggests_the_closest_valid_one(write_spec):
     ]
 
 
+@pytest.mark.subprocess
 def test_the_stems_old_kind_key_names_its_new_name(write_spec):
     text = CIFAR20.replace("stem: {layout: cifar", "stem: {kind: cifar")
     assert _errors(text, write_spec) == [
