@@ -26,6 +26,7 @@ train: {batch_size: 32, iterations: 6, eval_every: 3, crop: resized}
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_processes_read_disjoint_samples_and_agree(tmp_path: Path) -> None:
     env = {"RESGRAPH_CACHE_DIR": str(tmp_path / "cache")}
     script = [sys.executable, str(ROOT / "scripts/digits_folder.py"), str(tmp_path / "digits")]
