@@ -18,10 +18,11 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -367,18 +368,31 @@ def decode_all(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode ``pairs`` in threads; failures are left out and returned as 'path: reason'."""
     paths = [p for p, _ in pairs]
-    x = np.zeros((len(pairs), *((10,) if ten else ()), channels, size, size), dtype=np.uint8)
-    keep = np.ones(len(pairs), dtype=bool)
-    failed: list[str] = []
     jobs = ((p, channels, size, resize, ten, None) for p in progress(paths, what))
+    return decode_in_threads(jobs, paths, [label for _, label in pairs], (channels, size, ten))
+
+
+def decode_in_threads(
+    jobs: Iterable[tuple[Any, ...]],
+    names: Sequence[object],
+    labels: Sequence[int],
+    shape: tuple[int, int, bool],
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Run :func:`decode_or_reason` over ``jobs`` in threads into one uint8 array of
+    (channels, size, ten crops or not) ``shape``; the images that fail are left out (with
+    their labels) and returned as 'name: reason'."""
+    channels, size, ten = shape
+    x = np.zeros((len(labels), *((10,) if ten else ()), channels, size, size), dtype=np.uint8)
+    keep = np.ones(len(labels), dtype=bool)
+    failed: list[str] = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for i, out in enumerate(pool.map(decode_or_reason, jobs)):
             if isinstance(out, str):
                 keep[i] = False
-                failed.append(f"{paths[i]}: {out}")
+                failed.append(f"{names[i]}: {out}")
             else:
                 x[i] = out
-    y = np.array([label for _, label in pairs], dtype=np.int64)
+    y = np.array(labels, dtype=np.int64)
     return x[keep], y[keep], failed
 
 

@@ -22,7 +22,6 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from resgraph.train.folder import (
     MEAN_SAMPLE,
     Progress,
     _key,
-    decode_or_reason,
+    decode_in_threads,
     find_layout,
     refuse_or_skip,
     scan,
@@ -220,19 +219,9 @@ def decode_records(
     items: list[Record], channels: int, size: int, resize: int | None, ten: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode (centre crops, as for a folder's test images) in threads; failures are named."""
-    x = np.zeros((len(items), *((10,) if ten else ()), channels, size, size), dtype=np.uint8)
-    keep = np.ones(len(items), dtype=bool)
-    failed: list[str] = []
     jobs = ((Path(f"{k}.{s}"), channels, size, resize, ten, b) for k, s, b, _ in items)
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for i, out in enumerate(pool.map(decode_or_reason, jobs)):
-            if isinstance(out, str):
-                keep[i] = False
-                failed.append(f"{items[i][0]}: {out}")
-            else:
-                x[i] = out
-    y = np.array([r[3] for r in items], dtype=np.int64)
-    return x[keep], y[keep], failed
+    names = [r[0] for r in items]
+    return decode_in_threads(jobs, names, [r[3] for r in items], (channels, size, ten))
 
 
 def load(
