@@ -11,7 +11,10 @@ import torch
 import yaml
 from click.testing import CliRunner
 from PIL import Image
-from train_helpers import one_thread  # noqa: F401  (one compute thread in this module)
+from train_helpers import (
+    GREY_TINY_SPEC,
+    one_thread,  # noqa: F401  (one compute thread in this module)
+)
 from train_hooks import SignalAfter, with_callbacks
 
 from resgraph.cli import main
@@ -21,22 +24,7 @@ from resgraph.train import folder as tfolder
 
 # Words that sort in digit order, so the folder's labels are the digits' own.
 WORDS = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "hazel", "iris", "jade"]
-SPEC = """\
-name: Grey Tiny
-input: {channels: 1, size: 8}
-num_classes: 10
-stem: {layout: cifar, width: 8}
-block: basic
-shortcut: A
-stages:
-  - {width: 8, repeats: 1, stride: 1}
-  - {width: 16, repeats: 1, stride: 2}
-train:
-  batch_size: 32
-  iterations: 300
-  eval_every: 300
-  flip: false
-"""
+SPEC = GREY_TINY_SPEC
 
 
 def invoke(*args: object):  # type: ignore[no-untyped-def]

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from train_helpers import one_thread  # noqa: F401
+from train_helpers import (
+    GREY_TINY_SPEC,
+    one_thread,  # noqa: F401
+)
 from train_hooks import SignalAfter, with_callbacks
 
 from resgraph.cli import main
@@ -23,22 +26,7 @@ from resgraph.train import folder as tfolder
 from resgraph.train import shards, stream
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = """\
-name: Grey Tiny
-input: {channels: 1, size: 8}
-num_classes: 10
-stem: {layout: cifar, width: 8}
-block: basic
-shortcut: A
-stages:
-  - {width: 8, repeats: 1, stride: 1}
-  - {width: 16, repeats: 1, stride: 2}
-train:
-  batch_size: 32
-  iterations: 300
-  eval_every: 300
-  flip: false
-"""
+SPEC = GREY_TINY_SPEC
 
 
 def invoke(*args: object):  # type: ignore[no-untyped-def]

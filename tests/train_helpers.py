@@ -145,3 +145,22 @@ def resgraph(
         text=True,
         timeout=timeout,
     )
+
+
+# A one-channel 8x8 network for image-folder and shard-set tests (the digits' own size).
+GREY_TINY_SPEC = """\
+name: Grey Tiny
+input: {channels: 1, size: 8}
+num_classes: 10
+stem: {layout: cifar, width: 8}
+block: basic
+shortcut: A
+stages:
+  - {width: 8, repeats: 1, stride: 1}
+  - {width: 16, repeats: 1, stride: 2}
+train:
+  batch_size: 32
+  iterations: 300
+  eval_every: 300
+  flip: false
+"""
