@@ -13,6 +13,7 @@ draws both networks side by side with them highlighted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -23,7 +24,7 @@ from typing import Any
 import click
 
 from resgraph.errors import ResgraphError
-from resgraph.ir import IR, block_members
+from resgraph.ir import IR, Block, block_members
 from resgraph.ops import Conv, Input, Output
 from resgraph.options import (
     SPEC,
@@ -140,17 +141,26 @@ def _block_of(layer: str) -> str:
     return ".".join(layer.split(".")[:2])
 
 
-def _outcome(layers: list[LayerRow]) -> str:
-    """The shortcut a block got: its downsample ops, 'identity' when the join adds the input
-    itself, 'none' without a join (plain nets), 'concat' (dense layers)."""
+def _outcome(layers: list[LayerRow], block: Block) -> str:
+    """The shortcut a block got: its downsample ops, 'identity' when the join takes the
+    input itself, 'none' without a join (plain nets), 'concat' (dense layers)."""
     short = [r.op for r in layers if r.name.split(".")[2:3] == ["downsample"]]
     if short:
         return " + ".join(short)
-    ops = {r.op for r in layers}
-    if "concat" in ops:
+    if block.join_kind == "concat":
         return "concat"
-    joins = [r for r in layers if r.op == "+" or "gate" in r.name]
-    return "identity" if joins else "none"
+    return "identity" if block.join is not None else "none"
+
+
+def _definitions(blocks: dict[str, Any] | None) -> str | None:
+    """Block types defined in a spec, each with its op count and a digest of its text, so
+    that two specs whose definitions differ show it without printing them whole."""
+    if not blocks:
+        return None
+    return ", ".join(
+        f"{name} ({len(d['ops'])} ops, {hashlib.sha256(repr(d).encode()).hexdigest()[:8]})"
+        for name, d in blocks.items()
+    )
 
 
 def _runs(items: list[str]) -> str:
@@ -181,6 +191,8 @@ def stage_facts(ir: IR, info: Summary) -> dict[str, dict[str, Any]]:
     counts = op_counts(ir)
     facts: dict[str, dict[str, Any]] = {}
     top = {k: v for k, v in spec.model_dump(mode="json").items() if k not in _NOT_NETWORK}
+    if top.get("blocks"):
+        top["blocks"] = _definitions(top["blocks"])
     facts["network"] = {"options": {"type": "network", **top}}
     by_stage: dict[str, list[LayerRow]] = {}
     for row in info.layers:
@@ -207,7 +219,7 @@ def stage_facts(ir: IR, info: Summary) -> dict[str, dict[str, Any]]:
             blocks: dict[str, list[LayerRow]] = {}
             for r in layers:
                 blocks.setdefault(_block_of(r.name), []).append(r)
-            f["shortcut outcome"] = _runs([_outcome(b) for b in blocks.values()])
+            f["shortcut outcome"] = _runs([_outcome(b, ir.blocks[k]) for k, b in blocks.items()])
             f["strided layers"] = (
                 ", ".join(f"{r.name} ({r.op})" for r in layers if _STRIDED.search(r.op)) or "-"
             )

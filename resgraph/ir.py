@@ -20,14 +20,16 @@ import networkx as nx
 from resgraph import names
 from resgraph.errors import IRError, SourceLoc
 from resgraph.ops import Op, Output, Shape
+from resgraph.spec.blocks import DefinedBlockSpec
 from resgraph.spec.schema import DenseBlockSpec, ShortcutOption
 
 if TYPE_CHECKING:
-    from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, ModelSpec
+    from resgraph.spec.schema import AnyBlockSpec, ModelSpec
 
 Role = Literal["main", "shortcut", "gate", "attention"]
 Section = Literal["stem", "stage", "head", "output"]  # output: a backbone's Output markers
-BlockKind = Literal["basic", "bottleneck", "dense_layer", "transition"]
+# "basic", "bottleneck", "dense_layer", "transition", or the name of a type defined in the spec
+BlockKind = str
 JoinKind = Literal["add", "gate", "concat"]
 # What insert_shortcuts made of a block's shortcut: nothing to do (identity), option A's
 # parameter-free zero-pad, a projection conv (options B and C), an average pool then a 1x1
@@ -70,7 +72,7 @@ class Block:
     stage: int
     index: int
     kind: BlockKind
-    spec: BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec  # the block's validated spec
+    spec: AnyBlockSpec  # the block's validated spec
     args: tuple[BlockArg, ...]  # constructor parameters of the emitted class
     stride: int
     shortcut: ShortcutOption  # the spec's shortcut option for the block's stage
@@ -90,7 +92,9 @@ class Block:
     def anti_aliased(self) -> bool:
         """A low-pass filter (module ``aa``) downsamples after the strided conv (where the
         spec's ``anti_aliased_at`` says so for the block's stride)."""
-        return not isinstance(self.spec, DenseBlockSpec) and self.spec.anti_aliased_at(self.stride)
+        if isinstance(self.spec, DenseBlockSpec | DefinedBlockSpec):
+            return False
+        return self.spec.anti_aliased_at(self.stride)
 
     @property
     def residual(self) -> bool:
@@ -316,8 +320,9 @@ def block_signature(
 
     specs = {} if specs is None else specs  # spec JSON by id: blocks of a stage share one
     spec = specs.get(id(block.spec))
-    if spec is None:
-        spec = specs[id(block.spec)] = block.spec.model_dump_json()
+    if spec is None:  # a defined type's options only change its numbers: one class for all
+        dump = "" if isinstance(block.spec, DefinedBlockSpec) else block.spec.model_dump_json()
+        spec = specs[id(block.spec)] = dump
     items: list[object] = [block.kind, spec, block.residual, local(block.shortcut_input)]
     for n in members:
         if n.role == "shortcut":

@@ -11,6 +11,7 @@ from typing import Any
 from resgraph import names
 from resgraph.ir import IR, block_members
 from resgraph.ops import BatchNorm, Conv, Input, Linear, Output, fmt_shape
+from resgraph.spec.blocks import DefinedBlockSpec
 from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec, ModelSpec
 
 BYTES_PER_FLOAT = 4
@@ -265,15 +266,18 @@ def canonical_name(ir: IR) -> str:
         full = canonical_name(lower(spec.model_copy(update={"outputs": None})))
         return f"{full}, backbone ({', '.join(map(str, keys))})"
     stages = range(len(spec.stages))
-    blocks = [spec.stage_block(i) for i in stages]
+    everything = [spec.stage_block(i) for i in stages]
     shortcuts = sorted(
-        {spec.stage_shortcut(i) for i in stages if not isinstance(blocks[i], DenseBlockSpec)}
+        {spec.stage_shortcut(i) for i in stages if not isinstance(everything[i], DenseBlockSpec)}
     )
-    family = _family(ir, blocks, shortcuts)
+    blocks = [b for b in everything if not isinstance(b, DefinedBlockSpec)]
+    defined = list(dict.fromkeys(b.type for b in everything if isinstance(b, DefinedBlockSpec)))
+    family = _family(ir, blocks, shortcuts) if blocks else f"ResNet-{depth(ir)}"
     if spec.stem.layout == "cifar":
         family += " (CIFAR)"
+    uses = [f"{' and '.join(defined)} blocks"] if defined else []
     return ", ".join(
-        [family, *_structure_words(spec, blocks, shortcuts), *_option_words(spec, blocks)]
+        [family, *uses, *_structure_words(spec, blocks, shortcuts), *_option_words(spec, blocks)]
     )
 
 

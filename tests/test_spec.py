@@ -67,8 +67,8 @@ def test_the_stems_old_kind_key_names_its_new_name(write_spec):
 def test_misspelt_block_type_suggests_the_right_one(write_spec):
     errors = _errors(CIFAR20.replace("block: basic", "block: botleneck"), write_spec)
     assert errors == [
-        "5:8: block.type: expected 'basic', 'bottleneck' or 'dense', got 'botleneck' "
-        "(did you mean 'bottleneck'?)"
+        "5:8: block.type: expected 'basic', 'bottleneck', 'dense' or a type defined under "
+        "'blocks', got 'botleneck' (did you mean 'bottleneck'?)"
     ]
 
 

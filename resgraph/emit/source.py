@@ -44,6 +44,7 @@ from resgraph.ir import (
     block_members,
     model_class_name,
 )
+from resgraph.spec.blocks import DefinedBlockSpec
 from resgraph.spec.digest import spec_hash
 from resgraph.spec.schema import ModelSpec
 from resgraph.summary import canonical_name
@@ -319,11 +320,13 @@ def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[
         for n in own
         if isinstance(n.op, ops.NORMS) and n.op.zero_init
     ]
+    defined = isinstance(block.spec, DefinedBlockSpec)
     doc = (
         _env()
-        .get_template(f"blocks/{block.kind}.py.j2")
+        .get_template(f"blocks/{'defined' if defined else block.kind}.py.j2")
         .render(
             spec=block.spec,
+            definition=ir.spec.definition(block.spec) if defined else None,  # type: ignore[arg-type]
             residual=block.residual,
             plain=block.shortcut == "none",
             anti_aliased=block.anti_aliased,

@@ -17,11 +17,11 @@ is a schema field read by the lowering function of the blocks it applies to.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import floor
 from typing import cast
 
-from resgraph.errors import SourceLoc
+from resgraph.errors import Problem, ShapeError, SourceLoc
 from resgraph.ir import (
     IR,
     Block,
@@ -57,6 +57,16 @@ from resgraph.ops import (
     ReLUModule,
     Sigmoid,
 )
+from resgraph.spec.blocks import (
+    INFERRED_FIELDS,
+    INPUT,
+    NORM,
+    DefinedBlockSpec,
+    OpEntry,
+    block_ops,
+    op_fields,
+)
+from resgraph.spec.expr import Expr, ExprError, Number, evaluate, parse, python_text
 from resgraph.spec.schema import (
     BasicBlockSpec,
     BottleneckBlockSpec,
@@ -337,6 +347,144 @@ def _lower_transition(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> 
     return _Lowered("transition", args, x, out, block_in, False, None, "out_channels")
 
 
+def _lower_defined(s: _Scope, x: str, spec: DefinedBlockSpec, c: _BlockCtx) -> _Lowered:
+    """A block type defined in the spec (:mod:`resgraph.spec.blocks`): its ops in order, each
+    built from its registry entry with its fields evaluated for this block, at the
+    definition's line. A field written as a plain expression of the block's names (``width //
+    2``) is bound to them, so the emitted class takes those names as constructor parameters;
+    others (``make_divisible(...)``) are written as their values."""
+    bdef = s.ir.spec.definition(spec)
+    names = _Names(s, spec, c)
+    for name, expr in bdef.expressions().items():
+        names.define(name, names.value(expr, ("widths", name), whole=True))
+    made: dict[str, tuple[str, int, str | None]] = {INPUT: (x, c.in_channels, "in_channels")}
+    last = INPUT
+    for i, entry in enumerate(bdef.ops):
+        sources = entry.inputs or [last]
+        op, bind = _defined_op(names, entry, i, [made[n] for n in sources], c)
+        scope = replace(s, loc=names.locate("ops", i, entry.name))
+        node = scope.add(entry.name, op, *(made[n][0] for n in sources), bind=bind)
+        made[entry.name] = (node, *_channels_out(op, bind, [made[n] for n in sources]))
+        last = entry.name
+    out, out_expr = made[last][1], made[last][2]
+    join = None if bdef.join == "none" else bdef.join
+    return _Lowered(
+        kind=spec.type,
+        args=names.args(),
+        branch=made[last][0],
+        out_channels=c.in_channels + out if join == "concat" else out,
+        projection_from=made[bdef.shortcut_from][0],
+        post_activation=bdef.post_activation,
+        join=join,  # type: ignore[arg-type]
+        out_arg=out_expr or str(out),
+    )
+
+
+class _Names:
+    """A defined block's names (in_channels, width, stride, its params and widths): their
+    values, which of them the emitted class takes as constructor parameters, and where the
+    definition is written."""
+
+    def __init__(self, s: _Scope, spec: DefinedBlockSpec, c: _BlockCtx) -> None:
+        self.s, self.type = s, spec.type
+        bdef = s.ir.spec.definition(spec)
+        self.values: dict[str, Number] = {"in_channels": c.in_channels, "stride": c.stride}
+        if c.width is not None:
+            self.values["width"] = c.width
+        self.values.update(spec.values(bdef))
+        self.params = dict(bdef.params)
+        self.widths: list[str] = []
+        self.used: set[str] = {"in_channels"}
+
+    def define(self, name: str, value: Number) -> None:
+        self.values[name] = value
+        self.widths.append(name)
+
+    def locate(self, *path: str | int) -> SourceLoc | None:
+        smap = self.s.ir.spec._source
+        return smap.locate(("blocks", self.type, *path)) if smap else self.s.loc
+
+    def value(self, expr: Expr, where: tuple[str | int, ...], whole: bool) -> Number:
+        """``expr``'s value here; ``whole``: it must be an integer."""
+        try:
+            value = evaluate(expr, self.values)
+        except ExprError as exc:
+            raise self.fail(where, str(exc)) from None
+        if whole:
+            if value != int(value):
+                raise self.fail(
+                    where,
+                    f"{expr} is {value:g} here, not a whole number: round it (//, round, "
+                    f"floor, make_divisible)",
+                )
+            return int(value)
+        return value
+
+    def fail(self, where: tuple[str | int, ...], message: str) -> ShapeError:
+        loc = self.locate(*where)
+        path = loc.path if loc is not None else ""
+        return ShapeError(Problem(f"{message} (in {self.s.prefix})", loc, path or None))
+
+    def args(self) -> tuple[BlockArg, ...]:
+        """The constructor parameters: in_channels, then the names the ops read, in the
+        order they were defined."""
+        defaults: dict[str, Number | None] = {"stride": 1, **self.params}
+        order = ["in_channels", "width", *self.widths, "stride", *self.params]
+        return tuple(
+            BlockArg(n, self.values[n], defaults.get(n))
+            for n in order
+            if n in self.used and n in self.values
+        )
+
+
+def _defined_op(
+    names: _Names,
+    entry: OpEntry,
+    i: int,
+    inputs: list[tuple[str, int, str | None]],
+    c: _BlockCtx,
+) -> tuple[Op, Bind]:
+    """The op of one entry, and the fields it binds to the block's names."""
+    if entry.op == NORM:
+        zero = bool(entry.args.get("zero_init")) and c.zero_init
+        op: Op = norm_op(names.s.ir.spec, inputs[0][1], zero)
+        return op, {"channels": inputs[0][2]} if inputs[0][2] else {}
+    cls, fields = block_ops()[entry.op], op_fields(entry.op)
+    values: dict[str, object] = {}
+    bind: Bind = {}
+    for name, field in fields.items():
+        if name in entry.args:
+            raw = entry.args[name]
+            if isinstance(raw, bool):
+                values[name] = raw and (name != "zero_init" or c.zero_init)
+                continue
+            expr = parse(raw)
+            whole = str(field.type) == "int"
+            values[name] = names.value(expr, ("ops", i, entry.name, name), whole)
+            if expr.names and expr.simple:
+                bind[name] = python_text(expr)
+                names.used.update(expr.names)
+        elif name in INFERRED_FIELDS:
+            values[name] = inputs[0][1]
+            if inputs[0][2]:
+                bind[name] = inputs[0][2]
+    return cls(**values), bind  # type: ignore[arg-type]
+
+
+def _channels_out(
+    op: Op, bind: Bind, inputs: list[tuple[str, int, str | None]]
+) -> tuple[int, str | None]:
+    """The channels an op puts out, and their expression over the block's names."""
+    for field in ("out_channels", "out_features"):
+        if hasattr(op, field):
+            return getattr(op, field), bind.get(field)
+    if isinstance(op, Concat):
+        exprs = [e for _, _, e in inputs]
+        text = " + ".join(exprs) if all(exprs) else None  # type: ignore[arg-type]
+        return sum(ch for _, ch, _ in inputs), text
+    return inputs[0][1], inputs[0][2]
+
+
 BLOCK_LOWERINGS: dict[str, Callable[..., _Lowered]] = {
     "basic": _lower_basic,
     "bottleneck": _lower_bottleneck,
@@ -483,10 +631,8 @@ def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc |
     shortcut = cast(ShortcutOption, spec.stage_shortcut(si))
     opener = STAGE_OPENERS.get(block_spec.type) if stage.stride > 1 else None
     plan = [(opener, stage.stride, False)] if opener else []
-    plan += [
-        (BLOCK_LOWERINGS[block_spec.type], 1 if opener or bi else stage.stride, True)
-        for bi in range(stage.repeats)
-    ]
+    lowering = BLOCK_LOWERINGS.get(block_spec.type, _lower_defined)
+    plan += [(lowering, 1 if opener or bi else stage.stride, True) for bi in range(stage.repeats)]
     paths = []
     for bi, (lowering, stride, counted) in enumerate(plan):
         path = f"{stage_path(si)}.{bi}"
@@ -516,7 +662,7 @@ def _block_ctx(
         survival = 1 - flow.done / total * (1 - spec.stochastic_depth.final_survival)
     width = stage.width * spec.width_factor if stage.width else None
     listed = counted and stage.widths is not None
-    if isinstance(block_spec, DenseBlockSpec):
+    if isinstance(block_spec, DenseBlockSpec | DefinedBlockSpec):
         widths: tuple[int, ...] = ()
     elif listed:
         widths = tuple(stage.widths[bi])  # type: ignore[index]

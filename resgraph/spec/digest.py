@@ -32,7 +32,10 @@ def essential(value: Any) -> Any:
             item = getattr(value, name)
             if _is_tag(field) or item != field.get_default(call_default_factory=True):
                 out[name] = essential(item)
+        out.update({key: essential(item) for key, item in (value.model_extra or {}).items()})
         return out
+    if isinstance(value, dict):
+        return {key: essential(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [essential(item) for item in value]
     return value

@@ -445,7 +445,8 @@ def _document_path(loc: Path_) -> Path_:
     model: Any = ModelSpec
     for part in loc:
         fields = _fields_of(model)
-        if isinstance(part, int) or part in fields or model is None:
+        keyed = any(typing.get_origin(tp) is dict for tp in _unwrap(model))
+        if isinstance(part, int) or part in fields or model is None or keyed:
             out.append(part)
             model = _step(model, part)
         else:  # a union tag such as 'bottleneck': choose that member, keep the path
@@ -488,6 +489,8 @@ def _step(model: Any, part: str | int) -> Any:
     for tp in _unwrap(model):
         if isinstance(part, int) and typing.get_origin(tp) is list:
             return typing.get_args(tp)[0]
+        if isinstance(part, str) and typing.get_origin(tp) is dict:  # a key the user chose
+            return typing.get_args(tp)[1]
         if isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
             return tp.model_fields[part].annotation
     return None

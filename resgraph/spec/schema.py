@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BeforeValidator,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -22,6 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 
 from resgraph.spec.base import StrictModel
+from resgraph.spec.blocks import BUILTIN_TYPES, RESERVED_TYPES, BlockDef, DefinedBlockSpec
 from resgraph.spec.train import TrainSpec
 
 # Documented limits (README, "Limits"). They stop absurd specs early, before any lowering.
@@ -32,6 +36,7 @@ MAX_STAGES = 16
 MAX_INPUT_SIZE = 2048
 MAX_CLASSES = 100_000
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.,+()/-]{0,79}$"
+_TYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 ShortcutOption = Literal["A", "B", "C", "D", "identity", "none"]
 SHORTCUT_HELP = (
@@ -334,11 +339,24 @@ class DenseBlockSpec(StrictModel):
     )
 
 
+def _block_tag(value: Any) -> str | None:
+    """A built-in block's own type, or 'defined' for any other type name (a type defined
+    under the spec's ``blocks``, checked by ModelSpec once the definitions are read)."""
+    tag = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if not isinstance(tag, str):
+        return None
+    return tag if tag in BUILTIN_TYPES else "defined"
+
+
 BlockSpec = Annotated[
-    BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec,
-    Field(discriminator="type"),
+    Annotated[BasicBlockSpec, Tag("basic")]
+    | Annotated[BottleneckBlockSpec, Tag("bottleneck")]
+    | Annotated[DenseBlockSpec, Tag("dense")]
+    | Annotated[DefinedBlockSpec, Tag("defined")],
+    Discriminator(_block_tag),
     BeforeValidator(_type_shorthand),
 ]
+AnyBlockSpec = BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec | DefinedBlockSpec
 
 
 class StageSpec(StrictModel):
@@ -441,8 +459,15 @@ class ModelSpec(StrictModel):
     stem: StemSpec = Field(default_factory=StemSpec, description="Layers before the stages.")
     block: BlockSpec = Field(
         default_factory=BasicBlockSpec,
-        description="Default block type: 'basic', 'bottleneck' or 'dense', or a mapping with "
-        "'type' and options.",
+        description="Default block type: 'basic', 'bottleneck', 'dense' or a type defined under "
+        "'blocks', or a mapping with 'type' and options.",
+    )
+    blocks: dict[str, BlockDef] | None = Field(
+        None,
+        max_length=64,
+        description="Block types defined in the spec as graphs of registry ops (docs/blocks.md): "
+        "name -> definition. A stage uses one as it uses a built-in: block: {type: NAME, "
+        "OPTION: VALUE}. A 'base' file can hold a library of them.",
     )
     shortcut: ShortcutOption = Field("B", description=SHORTCUT_HELP)
     projection_kernel: int = Field(
@@ -494,6 +519,65 @@ class ModelSpec(StrictModel):
     )
 
     _source: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _defined_blocks(self) -> ModelSpec:
+        """Every defined type used is defined, with options it has; no definition takes a
+        built-in's name. Reported at the key that is wrong."""
+        problems: list[InitErrorDetails] = []
+
+        def error(path: tuple[str | int, ...], value: Any, message: str) -> None:
+            problems.append(
+                InitErrorDetails(type="value_error", loc=path, input=value, ctx={"error": message})
+            )
+
+        for name in self.blocks or {}:
+            if name in RESERVED_TYPES or not _TYPE_NAME.fullmatch(name):
+                error(
+                    ("blocks", name),
+                    name,
+                    f"{name!r} cannot name a block type: use lower-case letters, digits and _ "
+                    f"(not {', '.join(RESERVED_TYPES)})",
+                )
+        uses = [(("block",), self.block)] + [
+            (("stages", i, "block"), st.block) for i, st in enumerate(self.stages) if st.block
+        ]
+        for at, block in uses:
+            if isinstance(block, DefinedBlockSpec):
+                self._check_use(at, block, error)
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
+
+    def _check_use(self, at: tuple[str | int, ...], block: DefinedBlockSpec, error: Any) -> None:
+        defined = sorted(self.blocks or {})
+        if block.type not in defined:
+            choices = [*BUILTIN_TYPES, *defined]
+            listed = ", ".join(f"'{c}'" for c in choices)
+            close = difflib.get_close_matches(block.type, choices, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            message = f"expected {listed} or a type defined under 'blocks', got {block.type!r}"
+            error((*at, "type"), block.type, message + hint)
+            return
+        params = self.blocks[block.type].params  # type: ignore[index]
+        for key, value in block.options.items():
+            if key not in params:
+                known = ", ".join(params) or "none"
+                close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                error(
+                    (*at, key),
+                    value,
+                    f"unknown key {key!r}{hint}: block type {block.type!r} takes 'type' and "
+                    f"its params ({known})",
+                )
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                error((*at, key), value, f"must be a number, got {value!r}")
+
+    def definition(self, block: DefinedBlockSpec) -> BlockDef:
+        """The definition of a defined block type this spec uses."""
+        assert self.blocks is not None
+        return self.blocks[block.type]
 
     @model_validator(mode="after")
     def _total_blocks(self) -> ModelSpec:
@@ -584,16 +668,18 @@ class ModelSpec(StrictModel):
                     None,
                     f"required field 'width' is missing (a {block.type} stage needs it)",
                 )
-            if block.join == "gate" and shortcut == "none":
+            join = (
+                self.definition(block).join if isinstance(block, DefinedBlockSpec) else block.join
+            )
+            if join == "gate" and shortcut == "none":
                 error(
                     at,
                     shortcut,
                     "gated joins need a shortcut to gate: use shortcut A, B, C or "
                     "identity, or join 'add'",
                 )
-        if self.zero_init_residual and all(
-            isinstance(block, DenseBlockSpec) or block.preactivation
-            for block in map(self.stage_block, range(len(self.stages)))
+        if self.zero_init_residual and not any(
+            map(self._zero_initialisable, map(self.stage_block, range(len(self.stages))))
         ):
             error(
                 ("zero_init_residual",),
@@ -604,6 +690,12 @@ class ModelSpec(StrictModel):
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, list(errors.values()))
         return self
+
+    def _zero_initialisable(self, block: AnyBlockSpec) -> bool:
+        """Whether zero_init_residual has a norm to zero in blocks of this spec."""
+        if isinstance(block, DefinedBlockSpec):
+            return self.definition(block).zero_inits()
+        return not isinstance(block, DenseBlockSpec) and not block.preactivation
 
     @model_validator(mode="after")
     def _option_combinations(self) -> ModelSpec:
@@ -703,12 +795,12 @@ class ModelSpec(StrictModel):
         the layers its norms normalise, as (where, channels), for the group-norm check."""
         stage, block = self.stages[i], self.stage_block(i)
         block_at = ("stages", i, "block") if stage.block else ("block",)
-        if isinstance(block, DenseBlockSpec):
+        if isinstance(block, DenseBlockSpec | DefinedBlockSpec):
             if stage.widths is not None:
                 error(
                     ("stages", i, "widths"),
                     stage.widths,
-                    "a dense stage has no conv widths to list: remove 'widths'",
+                    f"a {block.type} stage has no conv widths to list: remove 'widths'",
                 )
             return []
         if stage.widths is not None:
@@ -786,7 +878,7 @@ class ModelSpec(StrictModel):
                 out.append(tuple(widths))
         return out
 
-    def stage_block(self, index: int) -> BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec:
+    def stage_block(self, index: int) -> AnyBlockSpec:
         """The block spec in force for stage ``index``."""
         return self.stages[index].block or self.block
 

@@ -1,0 +1,326 @@
+"""Block types as data: a block is a small graph of registry ops written in the spec.
+
+```yaml
+blocks:
+  fire:
+    description: Squeeze, then 1x1 and 3x3 expands side by side (Iandola et al. 2016).
+    params: {squeeze: 0.25}
+    widths: {mid: "make_divisible(width * squeeze, 8)"}
+    ops:
+      - conv1: {op: conv, out_channels: mid, kernel: 1}
+      - bn1: norm
+      - relu1: relu
+      - expand1: {op: conv, out_channels: width // 2, kernel: 1, stride: stride}
+      - expand3: {op: conv, in: relu1, out_channels: width // 2, kernel: 3, stride: stride,
+                  padding: 1}
+      - cat: {op: concat, in: [expand1, expand3]}
+      - bn2: {op: norm, zero_init: true}
+```
+
+Each op is one registry entry of :mod:`resgraph.ops` named by its ``kind`` (``norm`` is the
+spec's normalisation layer), with its fields as keys; ``in`` names its inputs (the op
+before it by default; ``input`` is the block's input). A field that describes the input
+(``in_channels``, ``channels``, ``in_features``) is taken from it unless written. Values
+are numbers or expressions (:mod:`resgraph.spec.expr`) over the block's names: ``in_channels``
+(the block input's channels), ``width`` (the stage's width), ``stride`` (the stage's stride on
+its first block, else 1), the ``params`` (set per stage as ``block: {type: fire, squeeze:
+0.5}``) and the ``widths``, each computed from the names before it. The last op is the
+branch; ``join`` says how it meets the block's input (``add``, a highway ``gate``,
+``concat``, or ``none``), where the shortcut option of the stage applies as for every block.
+
+Nothing here runs code: op names come from the registry, expressions from a small grammar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import keyword
+import re
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
+
+from resgraph import ops
+from resgraph.spec.base import StrictModel
+from resgraph.spec.expr import FUNCTIONS, Expr, ExprError, Number, parse
+
+BUILTIN_TYPES = ("basic", "bottleneck", "dense")
+RESERVED_TYPES = (*BUILTIN_TYPES, "dense_layer", "transition", "defined")
+STANDARD_NAMES = ("in_channels", "width", "stride")  # every block's own names
+INPUT = "input"  # the block input, as an op's `in`
+NORM = "norm"  # the spec's norm layer, as an op's `op`
+INFERRED_FIELDS = ("in_channels", "channels", "in_features")  # taken from the op's input
+SET_BY_LOWERING = ("zero_init",)  # norm fields a definition sets only through `zero_init`
+MAX_OPS = 256
+NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+COMPONENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}|[0-9]{1,4}")
+RESERVED_NAMES = frozenset({*STANDARD_NAMES, *FUNCTIONS, "x", "self", "downsample", "survival"})
+
+OpValue = bool | int | float | str
+
+
+def block_ops() -> dict[str, type[ops.Op]]:
+    """The ops a definition may name, by kind: every registry entry of :mod:`resgraph.ops`
+    but the network's own ends and the shortcut options' modules, which the compiler places."""
+    found: dict[str, type[ops.Op]] = {}
+    stack = list(ops.Op.__subclasses__())
+    while stack:
+        cls = stack.pop(0)
+        stack.extend(cls.__subclasses__())
+        kind = cls.__dict__.get("kind")
+        if isinstance(kind, str) and kind not in ("input", "output", "pad_shortcut"):
+            found[kind] = cls
+    return dict(sorted(found.items()))
+
+
+def op_fields(kind: str) -> dict[str, dataclasses.Field[Any]]:
+    """The fields an op entry of ``kind`` may set (``norm``: only ``zero_init``)."""
+    if kind == NORM:
+        return {f.name: f for f in dataclasses.fields(ops.BatchNorm) if f.name == "zero_init"}
+    return {f.name: f for f in dataclasses.fields(block_ops()[kind])}
+
+
+def required_fields(kind: str) -> list[str]:
+    """The fields an entry of ``kind`` must write: no default and not taken from the input."""
+    return [
+        name
+        for name, f in op_fields(kind).items()
+        if f.default is dataclasses.MISSING and name not in INFERRED_FIELDS
+    ]
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class OpEntry(StrictModel):
+    """One op of a block: ``- NAME: KIND`` or ``- NAME: {op: KIND, in: ..., FIELD: VALUE}``."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    name: str = Field(description="Module path of the op inside the block, e.g. 'conv1'.")
+    op: str = Field(description="The op's registry kind ('conv', 'relu', ...) or 'norm'.")
+    inputs: list[str] | None = Field(
+        None, alias="in", description="Names of its inputs (default: the op before it)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_mapping(cls, value: Any) -> Any:
+        """``{conv1: conv}`` / ``{conv1: {op: conv, ...}}`` -> one mapping with its name."""
+        if isinstance(value, dict) and len(value) == 1 and "op" not in value:
+            ((name, body),) = value.items()
+            body = {"op": body} if isinstance(body, str) else body
+            if isinstance(body, dict):
+                return {"name": name, **body}
+        return value
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _one_input(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def args(self) -> dict[str, OpValue]:
+        """The op fields the entry writes."""
+        return dict(self.model_extra or {})
+
+
+class BlockDef(StrictModel):
+    """A block type written as a graph of registry ops (see the module text)."""
+
+    description: str = Field("", max_length=2000, description="What the block is, for readers.")
+    params: dict[str, int | float] = Field(
+        default_factory=dict,
+        description="The type's options and their defaults; a stage sets them beside 'type'.",
+    )
+    widths: dict[str, int | str] = Field(
+        default_factory=dict,
+        description="Named expressions, in order, over in_channels, width, stride, the params "
+        "and the widths before them; the ops use them by name.",
+    )
+    join: Literal["add", "gate", "concat", "none"] = Field(
+        "add",
+        description="How the branch (the last op) meets the block input: 'add' (ResNet), "
+        "'gate' (highway), 'concat' (input first, as DenseNet), 'none' (the branch is the "
+        "block).",
+    )
+    post_activation: bool = Field(
+        True, description="A ReLU after the join (He et al. 2015); false for pre-activation."
+    )
+    shortcut_from: str = Field(
+        INPUT,
+        description="Where a projection shortcut reads: 'input', or an op (a pre-activation "
+        "block's first ReLU, He et al. 2016).",
+    )
+    ops: list[OpEntry] = Field(
+        min_length=1, max_length=MAX_OPS, description="The ops in order; the last is the branch."
+    )
+
+    @field_validator("params", "widths")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not NAME.fullmatch(name) or keyword.iskeyword(name) or name in RESERVED_NAMES:
+                raise ValueError(
+                    f"{name!r} cannot name a parameter: use lower-case letters, digits and _, "
+                    f"not a keyword nor one of {', '.join(sorted(RESERVED_NAMES))}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> BlockDef:
+        """Names, inputs, op kinds, fields and expressions; raises the first problem with its
+        place inside the definition (``ops[2].kernel``) for the caller to locate."""
+        try:
+            check_definition(self)
+        except DefinitionError as exc:
+            detail = InitErrorDetails(
+                type="value_error", loc=exc.where, input=None, ctx={"error": str(exc)}
+            )
+            raise ValidationError.from_exception_data(type(self).__name__, [detail]) from None
+        return self
+
+    def expressions(self) -> dict[str, Expr]:
+        """Every width's parsed expression, by name, in order."""
+        return {name: parse(text) for name, text in self.widths.items()}
+
+    def zero_inits(self) -> bool:
+        """Whether an op of the branch asks to be zeroed by zero_init_residual."""
+        return any(entry.args.get("zero_init") is True for entry in self.ops)
+
+
+class DefinitionError(ValueError):
+    """A problem inside one block definition, at ``where`` (a path below the definition)."""
+
+    def __init__(self, where: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+def check_definition(bdef: BlockDef) -> None:
+    """Everything about a definition that needs no numbers: raises :class:`DefinitionError`."""
+    known = set(STANDARD_NAMES) | set(bdef.params)
+    for name, text in bdef.widths.items():
+        _check_expression(("widths", name), text, known)
+        known.add(name)
+    defined = {INPUT}
+    kinds = list(block_ops()) + [NORM]
+    for i, entry in enumerate(bdef.ops):
+        at: tuple[str | int, ...] = ("ops", i, entry.name)
+        _check_name(at, entry.name, defined)
+        if entry.op not in kinds:
+            raise DefinitionError(
+                (*at, "op"), f"unknown op {entry.op!r}{_suggest(entry.op, kinds)}"
+            )
+        for source in entry.inputs or []:
+            if source not in defined:
+                later = any(e.name == source for e in bdef.ops[i:])
+                why = "comes later: ops run in the order written" if later else "is not an op"
+                raise DefinitionError(
+                    (*at, "in"), f"input {source!r} {why}{_suggest_in(source, defined)}"
+                )
+        _check_fields(at, entry, known)
+        defined.add(entry.name)
+    _check_used(bdef)
+
+
+def _suggest_in(word: str, defined: set[str]) -> str:
+    return _suggest(word, sorted(defined))
+
+
+def _check_name(at: tuple[str | int, ...], name: str, defined: set[str]) -> None:
+    parts = name.split(".")
+    bad = [p for p in parts if not COMPONENT.fullmatch(p) or keyword.iskeyword(p)]
+    if bad or parts[0] in ("downsample", INPUT) or parts[0].isdigit():
+        raise DefinitionError(
+            at,
+            f"{name!r} cannot name an op: use dotted identifiers ('conv1', 'se.fc1', "
+            f"'convs.0') that do not start with 'downsample', 'input' or a number",
+        )
+    if name in defined:
+        raise DefinitionError(at, f"two ops are called {name!r}")
+    if any(d.startswith(name + ".") or name.startswith(d + ".") for d in defined):
+        raise DefinitionError(at, f"{name!r} and another op would be one module inside another")
+
+
+def _check_fields(at: tuple[str | int, ...], entry: OpEntry, known: set[str]) -> None:
+    fields = op_fields(entry.op)
+    for key, value in entry.args.items():
+        if key not in fields:
+            raise DefinitionError(
+                (*at, key),
+                f"op {entry.op!r} has no field {key!r}{_suggest(key, list(fields))} "
+                f"(its fields: {', '.join(fields) or 'none'})",
+            )
+        kind = str(fields[key].type)
+        if kind == "bool" or key in SET_BY_LOWERING:
+            if not isinstance(value, bool):
+                raise DefinitionError((*at, key), f"must be true or false, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise DefinitionError((*at, key), f"must be a number or an expression, got {value!r}")
+        else:
+            _check_expression((*at, key), value, known)
+    missing = [name for name in required_fields(entry.op) if name not in entry.args]
+    if missing:
+        raise DefinitionError(at, f"op {entry.op!r} needs {', '.join(map(repr, missing))}")
+
+
+def _check_expression(at: tuple[str | int, ...], text: OpValue, known: set[str]) -> None:
+    try:
+        expr = parse(text)  # type: ignore[arg-type]
+    except ExprError as exc:
+        raise DefinitionError(at, str(exc)) from None
+    unknown = sorted(expr.names - known)
+    if unknown:
+        raise DefinitionError(
+            at,
+            f"unknown name {unknown[0]!r}{_suggest(unknown[0], sorted(known))} (known here: "
+            f"{', '.join(sorted(known))})",
+        )
+
+
+def _check_used(bdef: BlockDef) -> None:
+    """Every op but the last feeds another (or the shortcut): none is computed for nothing."""
+    read = {bdef.shortcut_from}
+    for i, entry in enumerate(bdef.ops):
+        read.update(entry.inputs or ([bdef.ops[i - 1].name] if i else [INPUT]))
+    names = [e.name for e in bdef.ops]
+    if bdef.shortcut_from not in (INPUT, *names):
+        raise DefinitionError(
+            ("shortcut_from",),
+            f"{bdef.shortcut_from!r} is not an op{_suggest(bdef.shortcut_from, names)}",
+        )
+    for i, entry in enumerate(bdef.ops[:-1]):
+        if entry.name not in read:
+            raise DefinitionError(
+                ("ops", i, entry.name),
+                f"the output of {entry.name!r} is never used: only the last op may end the "
+                f"block (give a later op `in: {entry.name}`, or remove it)",
+            )
+
+
+class DefinedBlockSpec(BaseModel):
+    """A stage's use of a type defined under ``blocks``: its ``type`` and options."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    type: str = Field(description="A type defined under the spec's 'blocks'.")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def values(self, bdef: BlockDef) -> dict[str, Number]:
+        """The definition's params with this use's options over them."""
+        return {**bdef.params, **self.options}
