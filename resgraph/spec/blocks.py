@@ -37,7 +37,7 @@ import dataclasses
 import difflib
 import keyword
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -314,6 +314,7 @@ class DefinedBlockSpec(BaseModel):
     """A stage's use of a type defined under ``blocks``: its ``type`` and options."""
 
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    TAG: ClassVar[str] = "defined"  # its tag in the spec's block union
 
     type: str = Field(description="A type defined under the spec's 'blocks'.")
 

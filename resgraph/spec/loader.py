@@ -449,9 +449,24 @@ def _document_path(loc: Path_) -> Path_:
         if isinstance(part, int) or part in fields or model is None or keyed:
             out.append(part)
             model = _step(model, part)
+            continue
+        member = _member(model, part)
+        if member is model and _open(model):  # a key of a model that takes any key
+            out.append(part)
+            model = None
         else:  # a union tag such as 'bottleneck': choose that member, keep the path
-            model = _member(model, part)
+            model = member
     return tuple(out)
+
+
+def _open(model: Any) -> bool:
+    """Whether a model the annotation admits takes keys it does not declare."""
+    return any(
+        isinstance(tp, type)
+        and issubclass(tp, BaseModel)
+        and tp.model_config.get("extra") == "allow"
+        for tp in _unwrap(model)
+    )
 
 
 def _model_at(loc: Path_) -> Any:
@@ -501,5 +516,7 @@ def _member(model: Any, tag: str) -> Any:
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             field = tp.model_fields.get("type")
             if field is not None and tag in typing.get_args(field.annotation):
+                return tp
+            if getattr(tp, "TAG", None) == tag:
                 return tp
     return model

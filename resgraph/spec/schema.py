@@ -345,14 +345,14 @@ def _block_tag(value: Any) -> str | None:
     tag = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     if not isinstance(tag, str):
         return None
-    return tag if tag in BUILTIN_TYPES else "defined"
+    return tag if tag in BUILTIN_TYPES else DefinedBlockSpec.TAG
 
 
 BlockSpec = Annotated[
     Annotated[BasicBlockSpec, Tag("basic")]
     | Annotated[BottleneckBlockSpec, Tag("bottleneck")]
     | Annotated[DenseBlockSpec, Tag("dense")]
-    | Annotated[DefinedBlockSpec, Tag("defined")],
+    | Annotated[DefinedBlockSpec, Tag(DefinedBlockSpec.TAG)],
     Discriminator(_block_tag),
     BeforeValidator(_type_shorthand),
 ]
@@ -550,7 +550,7 @@ class ModelSpec(StrictModel):
         return self
 
     def _check_use(self, at: tuple[str | int, ...], block: DefinedBlockSpec, error: Any) -> None:
-        defined = sorted(self.blocks or {})
+        defined = sorted(set(self.blocks or {}) - set(RESERVED_TYPES))
         if block.type not in defined:
             choices = [*BUILTIN_TYPES, *defined]
             listed = ", ".join(f"'{c}'" for c in choices)

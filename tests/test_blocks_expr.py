@@ -1,0 +1,149 @@
+"""The arithmetic grammar of block definitions: what it computes, what it writes back as
+Python, and everything it refuses (a spec is data: nothing in it may run)."""
+
+from __future__ import annotations
+
+import pytest
+
+from resgraph.spec.expr import (
+    MAX_DEPTH,
+    MAX_LENGTH,
+    ExprError,
+    evaluate,
+    make_divisible,
+    parse,
+    python_text,
+)
+
+ENV = {"width": 64, "stride": 2, "groups": 32, "ratio": 0.25, "in_channels": 48}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("width // 3", 21),
+        ("width / 5", 12.8),
+        ("width - in_channels", 16),
+        ("width + stride * 3", 70),
+        ("(width + stride) * 3", 198),
+        ("width - (in_channels - stride)", 18),
+        ("-stride + 1", -1),
+        ("+stride", 2),
+        ("width * ratio", 16.0),
+        ("min(width, in_channels, 100)", 48),
+        ("max(width, in_channels)", 64),
+        ("round(width / 3)", 21),
+        ("round(2.5)", 3),
+        ("round(-2.5)", -2),
+        ("floor(width / 5)", 12),
+        ("ceil(width / 5)", 13),
+        ("make_divisible(width * ratio)", 16),
+        (7, 7),
+        (0.5, 0.5),
+    ],
+)
+def test_values(text, value):
+    assert evaluate(parse(text), ENV) == value
+
+
+@pytest.mark.parametrize(
+    ("args", "value"),
+    [
+        ((4, 8), 8),  # never under the divisor
+        ((37, 8), 40),  # nearest multiple, up
+        ((33, 8), 32),  # nearest multiple, down: within 10%
+        ((10, 8), 16),  # down to 8 would lose 20%: one multiple more
+        ((90, 32), 96),
+        ((3, 8, 4), 4),  # an explicit minimum
+    ],
+)
+def test_make_divisible(args, value):
+    assert make_divisible(*args) == value
+    text = f"make_divisible({', '.join(map(str, args))})"
+    assert evaluate(parse(text), {}) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("width//2", "width // 2"),
+        ("(width + stride) * 3", "(width + stride) * 3"),
+        ("width + (stride * 3)", "width + stride * 3"),
+        ("width - (in_channels - stride)", "width - (in_channels - stride)"),
+        ("width * groups // 64", "width * groups // 64"),
+        ("width // (groups * 2)", "width // (groups * 2)"),
+        ("-(width - 1)", "-(width - 1)"),
+        ("max(width,stride*2)", "max(width, stride * 2)"),
+    ],
+)
+def test_written_back_as_python_with_the_same_value(text, written):
+    expr = parse(text)
+    assert python_text(expr) == written
+    assert evaluate(parse(written), ENV) == evaluate(expr, ENV)
+
+
+@pytest.mark.parametrize(
+    ("text", "simple"),
+    [
+        ("width", True),
+        ("width // 2 + stride", True),
+        ("width * 4", True),
+        ("width / 2", False),  # Python's / gives a float: the value is written instead
+        ("width * 0.5", False),
+        ("-width", False),
+        ("round(width)", False),
+    ],
+)
+def test_simple_expressions_are_the_ones_python_computes_alike(text, simple):
+    assert parse(text).simple is simple
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("__import__('os').system('true')", "unknown function"),
+        ("width.real", "attribute"),
+        ("stages[0]", "subscript"),
+        ("'64'", "only numbers"),
+        ("True", "only numbers"),
+        ("width ** 2", "operator"),
+        ("width % 3", "operator"),
+        ("width < 3", "operator"),
+        ("width if stride else 1", "ifexp"),
+        ("lambda: 1", "lambda"),
+        ("[width]", "list"),
+        ("open('x')", "unknown function 'open'"),
+        ("min(width)", "min() takes 2 to 8 arguments, got 1"),
+        ("round(width, 2)", "round() takes 1 arguments, got 2"),
+        ("max(width, b=1)", "by position only"),
+        ("width +", "cannot read"),
+        ("width; 1", "cannot read"),
+        ("x" * (MAX_LENGTH + 1), f"at most {MAX_LENGTH} characters"),
+        ("-" * (MAX_DEPTH + 2) + "1", f"nests at most {MAX_DEPTH}"),
+    ],
+)
+def test_refused(text, message):
+    with pytest.raises(ExprError) as info:
+        parse(text)
+    assert message in str(info.value)
+
+
+def test_booleans_and_other_values_are_not_expressions():
+    for value in (True, None, [1], {"a": 1}):
+        with pytest.raises(ExprError, match="expected a number or an expression"):
+            parse(value)  # type: ignore[arg-type]
+
+
+def test_names_are_read_and_checked_when_evaluated():
+    expr = parse("width * base_width // 64")
+    assert expr.names == {"width", "base_width"}
+    with pytest.raises(ExprError, match="unknown name 'base_width'"):
+        evaluate(expr, {"width": 64})
+
+
+def test_division_by_zero_is_an_error_not_a_crash():
+    for text in ("width / (stride - 2)", "width // (stride - 2)"):
+        with pytest.raises(ExprError, match="division by zero"):
+            evaluate(parse(text), ENV)
+    with pytest.raises(ExprError, match="divisor of 1 or more"):
+        evaluate(parse("make_divisible(width, 0)"), ENV)
