@@ -356,15 +356,19 @@ def block_class_names(ir: IR, members: dict[str, list[Node]], helpers: set[str])
     for path, block in ir.blocks.items():
         key = block_signature(ir, block, members[path], specs)
         if key not in names:
-            names[key] = _free(_block_class_base(block), taken)
+            names[key] = _free(_block_class_base(block, ir.spec), taken)
             taken.add(names[key])
         out[path] = names[key]
     return out
 
 
-def _block_class_base(block: Block) -> str:
+def _block_class_base(block: Block, spec: ModelSpec) -> str:
     """``BasicBlock``, ``Bottleneck``, ..., after the prefixes of the options it uses, e.g.
-    ``PreActSEBottleneck`` (names.py's ``cls``)."""
+    ``PreActSEBottleneck`` (names.py's ``cls``); a defined type's own class name."""
+    if isinstance(block.spec, DefinedBlockSpec):
+        own = spec.definition(block.spec).class_name
+        base = own or class_identifier(block.kind)
+        return names.SHORTCUT["none"].cls + base if block.shortcut == "none" else base
     base = BLOCK_CLASS_NAMES.get(block.kind) or class_identifier(block.kind)
     attention = getattr(block.spec, "attention", None)
     if attention is not None:

@@ -18,6 +18,8 @@ Shapes exclude the batch dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import ceil
 from typing import ClassVar
@@ -89,9 +91,11 @@ class Op:
                 kwargs.append((name, keyword, value))
         return args, kwargs
 
-    def call_text(self, inputs: list[str]) -> str:
-        """A function op's call on the input expressions."""
-        return self.call.format(*inputs, all=", ".join(inputs))
+    def call_text(self, inputs: list[str], fields: Mapping[str, str] | None = None) -> str:
+        """A function op's call on the input expressions; ``call`` may also name the op's
+        fields (``{start}``), written as their values or as the expressions in ``fields``."""
+        values = {f.name: literal(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return self.call.format(*inputs, all=", ".join(inputs), **{**values, **(fields or {})})
 
 
 def literal(value: object) -> str:
@@ -464,6 +468,28 @@ class Concat(Op):
 
     def label(self) -> str:
         return "concat"
+
+
+@dataclass(frozen=True)
+class ChannelSlice(Op):
+    """Channels ``start`` to ``stop - 1`` of a map: one part of a split (Res2Net's scales,
+    Gao et al. 2019)."""
+
+    kind: ClassVar[str] = "slice"
+    call: ClassVar[str] = "{0}[:, {start}:{stop}]"
+    start: int
+    stop: int
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "slice")
+        if not 0 <= self.start < self.stop <= c:
+            raise ShapeMismatch(
+                f"cannot take channels {self.start} to {self.stop - 1} of {c} channels"
+            )
+        return (self.stop - self.start, h, w)
+
+    def label(self) -> str:
+        return f"channels {self.start}:{self.stop}"
 
 
 JOINS = (Add, GateMix, Concat)

@@ -13,6 +13,7 @@ from resgraph.spec.expr import (
     make_divisible,
     parse,
     python_text,
+    substitute,
 )
 
 ENV = {"width": 64, "stride": 2, "groups": 32, "ratio": 0.25, "in_channels": 48}
@@ -108,7 +109,8 @@ def test_simple_expressions_are_the_ones_python_computes_alike(text, simple):
         ("True", "only numbers"),
         ("width ** 2", "operator"),
         ("width % 3", "operator"),
-        ("width < 3", "operator"),
+        ("width is 3", "operator"),
+        ("width in 3", "operator"),
         ("width if stride else 1", "ifexp"),
         ("lambda: 1", "lambda"),
         ("[width]", "list"),
@@ -126,6 +128,39 @@ def test_refused(text, message):
     with pytest.raises(ExprError) as info:
         parse(text)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("stride > 1", True),
+        ("stride >= 3", False),
+        ("width == 64 and stride != 2", False),
+        ("width < 3 or stride <= 2", True),
+        ("not width", False),
+        ("1 < stride < 3", True),
+        ("1 < stride < 2", False),
+        ("stride == 2 == 2", True),
+    ],
+)
+def test_conditions(text, value):
+    assert evaluate(parse(text), ENV) is value
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "written"),
+    [
+        ("(i + 1) * split", {"i": 2}, "3 * split"),
+        ("i * split", {"i": 0}, "0 * split"),
+        ("min(i, 3) * w", {"i": 5}, "3 * w"),
+        ("make_divisible(i * 8) + w // (i + 1)", {"i": 1}, "8 + w // 2"),
+        ("w - i", {"j": 1}, "w - i"),
+    ],
+)
+def test_substitution_computes_what_no_longer_reads_a_name(text, values, written):
+    result = substitute(parse(text), values)
+    assert python_text(result) == written
+    assert result.names == parse(written).names
 
 
 def test_booleans_and_other_values_are_not_expressions():

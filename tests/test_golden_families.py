@@ -181,6 +181,30 @@ def imagenet(
 BASIC = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 BOTTLENECK = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
+def cifar_fire(n: int, mids: tuple[int, int, int]) -> Tally:
+    """The fire network of specs/cifar_fire_resnet20.yaml (a block type the spec defines): the
+    CIFAR layout of He et al. 2015 with blocks of a 1x1 squeeze conv to ``mid`` then a 1x1
+    and a 3x3 expand conv side by side to half the width each (Iandola et al. 2016),
+    concatenated, BN; option B projections where the shape changes."""
+    t = Tally()
+    t.conv(3, 16, 3, 32)
+    t.bn(16)
+    c = 16
+    for width, size, mid in zip((16, 32, 64), (32, 16, 8), mids, strict=True):
+        for _ in range(n):
+            t.conv(c, mid, 1, 2 * size if c != width and size < 32 else size)
+            t.bn(mid)
+            t.conv(mid, width // 2, 1, size)
+            t.conv(mid, width // 2, 3, size)
+            t.bn(width)
+            if c != width:
+                t.conv(c, width, 1, size)
+                t.bn(width)
+            c = width
+    t.fc(c, 10)
+    return t
+
+
 CLOSED_FORM = {
     **{f"cifar_resnet{6 * n + 2}": cifar_basic(n) for n in (3, 5, 7, 9, 18, 200)},
     **{f"cifar_plain{6 * n + 2}": cifar_basic(n, "none") for n in (3, 5, 7, 9)},
@@ -192,6 +216,8 @@ CLOSED_FORM = {
     "cifar_preact_resnet164": cifar_preact_bottleneck(18),
     "cifar_preact_resnet1001": cifar_preact_bottleneck(111),
     "cifar_densenet_bc_100_12": densenet_bc(100, 12),
+    # squeeze 1/4, 1/4, 1/2 of 16, 32, 64, each rounded to a multiple of 8 (at least 8)
+    "cifar_fire_resnet20": cifar_fire(3, (8, 8, 32)),
     "resnet18": imagenet("basic", BASIC[18]),
     "resnet34": imagenet("basic", BASIC[34]),
     "plain18": imagenet("basic", BASIC[18], shortcut="none"),

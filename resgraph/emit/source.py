@@ -46,6 +46,7 @@ from resgraph.ir import (
 )
 from resgraph.spec.blocks import DefinedBlockSpec
 from resgraph.spec.digest import spec_hash
+from resgraph.spec.expr import parse, python_text
 from resgraph.spec.schema import ModelSpec
 from resgraph.summary import canonical_name
 
@@ -293,7 +294,17 @@ def _op_step(ir: IR, node: Node, access: str, prefer: str, inputs: list[str]) ->
     if op.is_module:
         return _Step(node.name, inputs, lambda a: f"{access}({', '.join(a)})", prefer, True, True)
     single = op.arity == 1
-    return _Step(node.name, inputs, op.call_text, prefer, False, single)
+    fields = {f: python_text(parse(text), "self.") for f, text in node.bind}
+    return _Step(node.name, inputs, lambda a: op.call_text(a, fields), prefer, False, single)
+
+
+def _kept(own: list[Node], block: Block) -> list[str]:
+    """The constructor parameters forward reads (bound fields of function ops): the
+    constructor keeps them as attributes of the same name, in the order it takes them."""
+    read = {
+        n for node in own if not node.op.is_module for _, t in node.bind for n in parse(t).names
+    }
+    return [a.name for a in block.args if a.name in read]
 
 
 # -- block classes ----------------------------------------------------------------------------
@@ -304,7 +315,7 @@ def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[
     tree = _tree(
         [(n.name.removeprefix(prefix), _ctor(n.op, dict(n.bind))) for n in own if n.op.is_module]
     )
-    init = _init_lines(tree)
+    init = [f"self.{n} = {n}" for n in _kept(own, block)] + _init_lines(tree)
     signature = [
         (a.name, type(a.value).__name__ + ("" if a.default is None else f" = {a.default!r}"))
         for a in block.args

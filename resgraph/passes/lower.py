@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from math import floor
 from typing import cast
 
-from resgraph.errors import Problem, ShapeError, SourceLoc
+from resgraph.errors import LocatedError, Problem, ShapeError, SourceLoc, SpecError
 from resgraph.ir import (
     IR,
     Block,
@@ -53,6 +53,7 @@ from resgraph.ops import (
     Mul,
     Op,
     Output,
+    ShapeMismatch,
     ReLU,
     ReLUModule,
     Sigmoid,
@@ -62,11 +63,13 @@ from resgraph.spec.blocks import (
     INPUT,
     NORM,
     DefinedBlockSpec,
-    OpEntry,
+    DefinitionError,
+    Written,
     block_ops,
+    expand,
     op_fields,
 )
-from resgraph.spec.expr import Expr, ExprError, Number, evaluate, parse, python_text
+from resgraph.spec.expr import Expr, ExprError, Number, evaluate, parse, python_text, substitute
 from resgraph.spec.schema import (
     BasicBlockSpec,
     BottleneckBlockSpec,
@@ -138,6 +141,7 @@ class _BlockCtx:
     stride: int
     zero_init: bool
     survival: float | None  # stochastic depth survival probability of this block
+    index: int = 0  # the block's place in its stage, from 0
 
 
 @dataclass(frozen=True)
@@ -357,15 +361,17 @@ def _lower_defined(s: _Scope, x: str, spec: DefinedBlockSpec, c: _BlockCtx) -> _
     names = _Names(s, spec, c)
     for name, expr in bdef.expressions().items():
         names.define(name, names.value(expr, ("widths", name), whole=True))
+    try:
+        written, last, shortcut = expand(bdef, names.values)
+    except DefinitionError as exc:
+        raise names.fail(exc.where, str(exc), SpecError) from None
     made: dict[str, tuple[str, int, str | None]] = {INPUT: (x, c.in_channels, "in_channels")}
-    last = INPUT
-    for i, entry in enumerate(bdef.ops):
-        sources = entry.inputs or [last]
-        op, bind = _defined_op(names, entry, i, [made[n] for n in sources], c)
-        scope = replace(s, loc=names.locate("ops", i, entry.name))
-        node = scope.add(entry.name, op, *(made[n][0] for n in sources), bind=bind)
-        made[entry.name] = (node, *_channels_out(op, bind, [made[n] for n in sources]))
-        last = entry.name
+    for w in written:
+        inputs = [made[n] for n in w.inputs]
+        op, bind = _defined_op(names, w, inputs, c)
+        scope = replace(s, loc=names.locate(*w.where))
+        node = scope.add(w.name, op, *(i[0] for i in inputs), bind=bind)
+        made[w.name] = (node, *_channels_out(op, bind, inputs))
     out, out_expr = made[last][1], made[last][2]
     join = None if bdef.join == "none" else bdef.join
     return _Lowered(
@@ -373,7 +379,7 @@ def _lower_defined(s: _Scope, x: str, spec: DefinedBlockSpec, c: _BlockCtx) -> _
         args=names.args(),
         branch=made[last][0],
         out_channels=c.in_channels + out if join == "concat" else out,
-        projection_from=made[bdef.shortcut_from][0],
+        projection_from=made[shortcut][0],
         post_activation=bdef.post_activation,
         join=join,  # type: ignore[arg-type]
         out_arg=out_expr or str(out),
@@ -388,7 +394,11 @@ class _Names:
     def __init__(self, s: _Scope, spec: DefinedBlockSpec, c: _BlockCtx) -> None:
         self.s, self.type = s, spec.type
         bdef = s.ir.spec.definition(spec)
-        self.values: dict[str, Number] = {"in_channels": c.in_channels, "stride": c.stride}
+        self.values: dict[str, Number] = {
+            "in_channels": c.in_channels,
+            "stride": c.stride,
+            "index": c.index,
+        }
         if c.width is not None:
             self.values["width"] = c.width
         self.values.update(spec.values(bdef))
@@ -420,10 +430,12 @@ class _Names:
             return int(value)
         return value
 
-    def fail(self, where: tuple[str | int, ...], message: str) -> ShapeError:
+    def fail(
+        self, where: tuple[str | int, ...], message: str, kind: type[LocatedError] = ShapeError
+    ) -> LocatedError:
         loc = self.locate(*where)
         path = loc.path if loc is not None else ""
-        return ShapeError(Problem(f"{message} (in {self.s.prefix})", loc, path or None))
+        return kind(Problem(f"{message} (in {self.s.prefix})", loc, path or None))
 
     def args(self) -> tuple[BlockArg, ...]:
         """The constructor parameters: in_channels, then the names the ops read, in the
@@ -438,13 +450,11 @@ class _Names:
 
 
 def _defined_op(
-    names: _Names,
-    entry: OpEntry,
-    i: int,
-    inputs: list[tuple[str, int, str | None]],
-    c: _BlockCtx,
+    names: _Names, w: Written, inputs: list[tuple[str, int, str | None]], c: _BlockCtx
 ) -> tuple[Op, Bind]:
-    """The op of one entry, and the fields it binds to the block's names."""
+    """The op of one written-out entry, and the fields it binds to the block's names (a
+    repeat's index is a number by then)."""
+    entry = w.entry
     if entry.op == NORM:
         zero = bool(entry.args.get("zero_init")) and c.zero_init
         op: Op = norm_op(names.s.ir.spec, inputs[0][1], zero)
@@ -458,9 +468,9 @@ def _defined_op(
             if isinstance(raw, bool):
                 values[name] = raw and (name != "zero_init" or c.zero_init)
                 continue
-            expr = parse(raw)
+            expr = substitute(parse(raw), w.loop)
             whole = str(field.type) == "int"
-            values[name] = names.value(expr, ("ops", i, entry.name, name), whole)
+            values[name] = names.value(expr, (*w.where, name), whole)
             if expr.names and expr.simple:
                 bind[name] = python_text(expr)
                 names.used.update(expr.names)
@@ -474,15 +484,23 @@ def _defined_op(
 def _channels_out(
     op: Op, bind: Bind, inputs: list[tuple[str, int, str | None]]
 ) -> tuple[int, str | None]:
-    """The channels an op puts out, and their expression over the block's names."""
+    """The channels an op puts out (its shape rule on a large map; the shape pass checks
+    the real sizes later), and their expression over the block's names: a bound width, the
+    sum of a concatenation's, or the input's where the op keeps its channels."""
+    try:
+        channels = op.infer([(ch, _PROBE, _PROBE) for _, ch, _ in inputs])[0]
+    except ShapeMismatch:
+        channels = inputs[0][1]  # the shape pass reports it, at the op
     for field in ("out_channels", "out_features"):
         if hasattr(op, field):
-            return getattr(op, field), bind.get(field)
+            return channels, bind.get(field)
+    exprs = [e for _, _, e in inputs]
     if isinstance(op, Concat):
-        exprs = [e for _, _, e in inputs]
-        text = " + ".join(exprs) if all(exprs) else None  # type: ignore[arg-type]
-        return sum(ch for _, ch, _ in inputs), text
-    return inputs[0][1], inputs[0][2]
+        return channels, " + ".join(exprs) if all(exprs) else None  # type: ignore[arg-type]
+    return channels, exprs[0] if channels == inputs[0][1] else None
+
+
+_PROBE = 1024  # the height and width of the map an op's channels are worked out on
 
 
 BLOCK_LOWERINGS: dict[str, Callable[..., _Lowered]] = {
@@ -677,6 +695,7 @@ def _block_ctx(
         stride=stride,
         zero_init=spec.zero_init_residual and residual,
         survival=survival,
+        index=bi,
     )
 
 

@@ -37,12 +37,14 @@ import dataclasses
 import difflib
 import keyword
 import re
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -51,11 +53,11 @@ from pydantic_core import InitErrorDetails
 
 from resgraph import ops
 from resgraph.spec.base import StrictModel
-from resgraph.spec.expr import FUNCTIONS, Expr, ExprError, Number, parse
+from resgraph.spec.expr import FUNCTIONS, Expr, ExprError, Number, evaluate, parse
 
 BUILTIN_TYPES = ("basic", "bottleneck", "dense")
 RESERVED_TYPES = (*BUILTIN_TYPES, "dense_layer", "transition", "defined")
-STANDARD_NAMES = ("in_channels", "width", "stride")  # every block's own names
+STANDARD_NAMES = ("in_channels", "width", "stride", "index")  # every block's own names
 INPUT = "input"  # the block input, as an op's `in`
 NORM = "norm"  # the spec's norm layer, as an op's `op`
 INFERRED_FIELDS = ("in_channels", "channels", "in_features")  # taken from the op's input
@@ -63,7 +65,9 @@ SET_BY_LOWERING = ("zero_init",)  # norm fields a definition sets only through `
 MAX_OPS = 256
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 COMPONENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}|[0-9]{1,4}")
-RESERVED_NAMES = frozenset({*STANDARD_NAMES, *FUNCTIONS, "x", "self", "downsample", "survival"})
+RESERVED_NAMES = frozenset(
+    {*STANDARD_NAMES, *FUNCTIONS, "x", "self", "downsample", "survival", "repeat", "and", "or"}
+)
 
 OpValue = bool | int | float | str
 
@@ -106,12 +110,17 @@ def _suggest(word: str, choices: list[str]) -> str:
 class OpEntry(StrictModel):
     """One op of a block: ``- NAME: KIND`` or ``- NAME: {op: KIND, in: ..., FIELD: VALUE}``."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, populate_by_name=True)
 
     name: str = Field(description="Module path of the op inside the block, e.g. 'conv1'.")
     op: str = Field(description="The op's registry kind ('conv', 'relu', ...) or 'norm'.")
     inputs: list[str] | None = Field(
         None, alias="in", description="Names of its inputs (default: the op before it)."
+    )
+    when: bool | int | str | None = Field(
+        None,
+        description="A condition (e.g. 'index == 0', 'stride > 1'): where it is false the op "
+        "is left out and its name stands for its first input.",
     )
 
     @model_validator(mode="before")
@@ -136,18 +145,49 @@ class OpEntry(StrictModel):
         return dict(self.model_extra or {})
 
 
+class RepeatEntry(StrictModel):
+    """``- {repeat: COUNT, index: i, ops: [...]}``: the ops written once per ``i`` in 0 ..
+    COUNT-1, with ``{EXPR}`` in their names and inputs filled in (``convs.{i}``, ``sum{i -
+    1}``); an input ``NAME{*}`` is every op made from that name, in order."""
+
+    repeat: int | str = Field(description="How many times: a number or an expression.")
+    index: str = Field("i", description="The name that counts the repetitions, from 0.")
+    ops: list[OpEntry] = Field(min_length=1, max_length=MAX_OPS, description="The ops repeated.")
+
+
+def _entry_tag(value: Any) -> str:
+    return (
+        "repeat"
+        if isinstance(value, dict | RepeatEntry)
+        and ("repeat" in value if isinstance(value, dict) else True)
+        else "op"
+    )
+
+
+Entry = Annotated[
+    Annotated[OpEntry, Tag("op")] | Annotated[RepeatEntry, Tag("repeat")],
+    Discriminator(_entry_tag),
+]
+
+
 class BlockDef(StrictModel):
     """A block type written as a graph of registry ops (see the module text)."""
 
     description: str = Field("", max_length=2000, description="What the block is, for readers.")
+    class_name: str | None = Field(
+        None,
+        pattern=r"^[A-Z][A-Za-z0-9_]{0,39}$",
+        description="The name of its class in generated source (default: from the type's "
+        "name, e.g. 'res2net' -> 'Res2net').",
+    )
     params: dict[str, int | float] = Field(
         default_factory=dict,
         description="The type's options and their defaults; a stage sets them beside 'type'.",
     )
     widths: dict[str, int | str] = Field(
         default_factory=dict,
-        description="Named expressions, in order, over in_channels, width, stride, the params "
-        "and the widths before them; the ops use them by name.",
+        description="Named expressions, in order, over in_channels, width, stride, index, the "
+        "params and the widths before them; the ops use them by name.",
     )
     join: Literal["add", "gate", "concat", "none"] = Field(
         "add",
@@ -163,7 +203,7 @@ class BlockDef(StrictModel):
         description="Where a projection shortcut reads: 'input', or an op (a pre-activation "
         "block's first ReLU, He et al. 2016).",
     )
-    ops: list[OpEntry] = Field(
+    ops: list[Entry] = Field(
         min_length=1, max_length=MAX_OPS, description="The ops in order; the last is the branch."
     )
 
@@ -171,17 +211,14 @@ class BlockDef(StrictModel):
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
-            if not NAME.fullmatch(name) or keyword.iskeyword(name) or name in RESERVED_NAMES:
-                raise ValueError(
-                    f"{name!r} cannot name a parameter: use lower-case letters, digits and _, "
-                    f"not a keyword nor one of {', '.join(sorted(RESERVED_NAMES))}"
-                )
+            _check_param_name(name)
         return value
 
     @model_validator(mode="after")
     def _well_formed(self) -> BlockDef:
-        """Names, inputs, op kinds, fields and expressions; raises the first problem with its
-        place inside the definition (``ops[2].kernel``) for the caller to locate."""
+        """Op kinds, fields and expressions; raises the first problem with its place inside
+        the definition (``ops[2].conv1.kernel``) for the caller to locate. Names and inputs
+        are checked once the ops are written out for a block (:func:`expand`)."""
         try:
             check_definition(self)
         except DefinitionError as exc:
@@ -195,9 +232,20 @@ class BlockDef(StrictModel):
         """Every width's parsed expression, by name, in order."""
         return {name: parse(text) for name, text in self.widths.items()}
 
+    def entries(self) -> list[tuple[OpEntry, tuple[str | int, ...], str | None]]:
+        """Every op entry with its place in the definition and its repeat's index name."""
+        out: list[tuple[OpEntry, tuple[str | int, ...], str | None]] = []
+        for i, entry in enumerate(self.ops):
+            if isinstance(entry, RepeatEntry):
+                for j, inner in enumerate(entry.ops):
+                    out.append((inner, ("ops", i, "ops", j, inner.name), entry.index))
+            else:
+                out.append((entry, ("ops", i, entry.name), None))
+        return out
+
     def zero_inits(self) -> bool:
         """Whether an op of the branch asks to be zeroed by zero_init_residual."""
-        return any(entry.args.get("zero_init") is True for entry in self.ops)
+        return any(entry.args.get("zero_init") is True for entry, _, _ in self.entries())
 
 
 class DefinitionError(ValueError):
@@ -208,50 +256,56 @@ class DefinitionError(ValueError):
         self.where = where
 
 
+def _check_param_name(name: str) -> None:
+    if not NAME.fullmatch(name) or keyword.iskeyword(name) or name in RESERVED_NAMES:
+        raise ValueError(
+            f"{name!r} cannot name a parameter: use lower-case letters, digits and _, "
+            f"not a keyword nor one of {', '.join(sorted(RESERVED_NAMES))}"
+        )
+
+
 def check_definition(bdef: BlockDef) -> None:
     """Everything about a definition that needs no numbers: raises :class:`DefinitionError`."""
     known = set(STANDARD_NAMES) | set(bdef.params)
     for name, text in bdef.widths.items():
         _check_expression(("widths", name), text, known)
         known.add(name)
-    defined = {INPUT}
     kinds = list(block_ops()) + [NORM]
     for i, entry in enumerate(bdef.ops):
-        at: tuple[str | int, ...] = ("ops", i, entry.name)
-        _check_name(at, entry.name, defined)
+        if isinstance(entry, RepeatEntry):
+            try:
+                _check_param_name(entry.index)
+            except ValueError as exc:
+                raise DefinitionError(("ops", i, "index"), str(exc)) from None
+            _check_expression(("ops", i, "repeat"), entry.repeat, known)
+    for entry, at, index in bdef.entries():
+        scope = known | ({index} if index else set())
+        for template in [entry.name, *(entry.inputs or [])]:
+            _check_template(at, template, scope)
         if entry.op not in kinds:
             raise DefinitionError(
                 (*at, "op"), f"unknown op {entry.op!r}{_suggest(entry.op, kinds)}"
             )
-        for source in entry.inputs or []:
-            if source not in defined:
-                later = any(e.name == source for e in bdef.ops[i:])
-                why = "comes later: ops run in the order written" if later else "is not an op"
-                raise DefinitionError(
-                    (*at, "in"), f"input {source!r} {why}{_suggest_in(source, defined)}"
-                )
-        _check_fields(at, entry, known)
-        defined.add(entry.name)
-    _check_used(bdef)
-
-
-def _suggest_in(word: str, defined: set[str]) -> str:
-    return _suggest(word, sorted(defined))
-
-
-def _check_name(at: tuple[str | int, ...], name: str, defined: set[str]) -> None:
-    parts = name.split(".")
-    bad = [p for p in parts if not COMPONENT.fullmatch(p) or keyword.iskeyword(p)]
-    if bad or parts[0] in ("downsample", INPUT) or parts[0].isdigit():
+        if entry.when is not None and not isinstance(entry.when, bool):
+            _check_expression((*at, "when"), entry.when, scope)
+        _check_fields(at, entry, scope)
+    if bdef.shortcut_from != INPUT and not any(
+        e.name == bdef.shortcut_from for e, _, _ in bdef.entries()
+    ):
+        names = [e.name for e, _, _ in bdef.entries()]
         raise DefinitionError(
-            at,
-            f"{name!r} cannot name an op: use dotted identifiers ('conv1', 'se.fc1', "
-            f"'convs.0') that do not start with 'downsample', 'input' or a number",
+            ("shortcut_from",),
+            f"{bdef.shortcut_from!r} is not an op{_suggest(bdef.shortcut_from, names)}",
         )
-    if name in defined:
-        raise DefinitionError(at, f"two ops are called {name!r}")
-    if any(d.startswith(name + ".") or name.startswith(d + ".") for d in defined):
-        raise DefinitionError(at, f"{name!r} and another op would be one module inside another")
+
+
+_BRACED = re.compile(r"\{([^{}]*)\}")
+
+
+def _check_template(at: tuple[str | int, ...], template: str, known: set[str]) -> None:
+    for part in _BRACED.findall(template):
+        if part.strip() != "*":
+            _check_expression(at, part, known)
 
 
 def _check_fields(at: tuple[str | int, ...], entry: OpEntry, known: set[str]) -> None:
@@ -290,23 +344,144 @@ def _check_expression(at: tuple[str | int, ...], text: OpValue, known: set[str])
         )
 
 
-def _check_used(bdef: BlockDef) -> None:
-    """Every op but the last feeds another (or the shortcut): none is computed for nothing."""
-    read = {bdef.shortcut_from}
-    for i, entry in enumerate(bdef.ops):
-        read.update(entry.inputs or ([bdef.ops[i - 1].name] if i else [INPUT]))
-    names = [e.name for e in bdef.ops]
-    if bdef.shortcut_from not in (INPUT, *names):
-        raise DefinitionError(
-            ("shortcut_from",),
-            f"{bdef.shortcut_from!r} is not an op{_suggest(bdef.shortcut_from, names)}",
+# -- writing the ops out for one block ---------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """One op of one block: its entry, its name and inputs with the templates filled in
+    (inputs resolved past left-out ops), the repeat's index value, and its place."""
+
+    entry: OpEntry
+    name: str
+    inputs: tuple[str, ...]
+    loop: dict[str, int]
+    where: tuple[str | int, ...]
+
+
+def expand(bdef: BlockDef, values: dict[str, Number]) -> tuple[list[Written], str, str]:
+    """The ops of one block with these names' values: repeats written out, conditions
+    applied. Returns them, the name of the branch's last value, and where the shortcut
+    reads. Raises :class:`DefinitionError` (names, inputs, unused ops)."""
+    made: list[Written] = []
+    alias: dict[str, str] = {INPUT: INPUT}  # every name so far -> the value it stands for
+    skeletons: dict[str, list[str]] = {}  # "act{}" -> "act0", "act1", ...
+    last = INPUT
+    for entry, at, loop in _instances(bdef, values):
+        name = _fill(entry.name, {**values, **loop}, at)
+        _check_name(at, name, alias)
+        kept = entry.when is None or _holds(entry.when, {**values, **loop}, at)
+        wanted = (entry.inputs or [last])[: None if kept else 1]  # left out: its first input
+        sources = tuple(
+            s
+            for template in wanted
+            for s in _sources(template, {**values, **loop}, alias, skeletons, made, at)
         )
-    for i, entry in enumerate(bdef.ops[:-1]):
-        if entry.name not in read:
+        if not kept:
+            alias[name] = sources[0]
+        else:
+            made.append(Written(entry, name, sources, loop, at))
+            alias[name] = name
+        skeletons.setdefault(_BRACED.sub("{}", entry.name), []).append(name)
+        last = name
+    branch = alias[last]
+    shortcut = alias.get(bdef.shortcut_from, bdef.shortcut_from)
+    _check_used(made, branch, shortcut)
+    return made, branch, shortcut
+
+
+def _instances(
+    bdef: BlockDef, values: dict[str, Number]
+) -> list[tuple[OpEntry, tuple[str | int, ...], dict[str, int]]]:
+    out: list[tuple[OpEntry, tuple[str | int, ...], dict[str, int]]] = []
+    for i, entry in enumerate(bdef.ops):
+        if isinstance(entry, OpEntry):
+            out.append((entry, ("ops", i, entry.name), {}))
+            continue
+        count = _integer(entry.repeat, values, ("ops", i, "repeat"))
+        if not 0 <= count <= MAX_OPS:
             raise DefinitionError(
-                ("ops", i, entry.name),
-                f"the output of {entry.name!r} is never used: only the last op may end the "
-                f"block (give a later op `in: {entry.name}`, or remove it)",
+                ("ops", i, "repeat"), f"repeats {count} times: 0 to {MAX_OPS} allowed"
+            )
+        for k in range(count):
+            for j, inner in enumerate(entry.ops):
+                out.append((inner, ("ops", i, "ops", j, inner.name), {entry.index: k}))
+    if len(out) > MAX_OPS:
+        raise DefinitionError(("ops",), f"{len(out)} ops in one block: at most {MAX_OPS}")
+    return out
+
+
+def _integer(text: OpValue, values: dict[str, Number], at: tuple[str | int, ...]) -> int:
+    try:
+        value = evaluate(parse(text), values)  # type: ignore[arg-type]
+    except ExprError as exc:
+        raise DefinitionError(at, str(exc)) from None
+    if isinstance(value, bool) or value != int(value):
+        raise DefinitionError(at, f"{text} is {value:g} here, not a whole number")
+    return int(value)
+
+
+def _holds(
+    condition: bool | int | str, values: dict[str, Number], at: tuple[str | int, ...]
+) -> bool:
+    if isinstance(condition, bool):
+        return condition
+    try:
+        return bool(evaluate(parse(condition), values))
+    except ExprError as exc:
+        raise DefinitionError((*at, "when"), str(exc)) from None
+
+
+def _fill(template: str, values: dict[str, Number], at: tuple[str | int, ...]) -> str:
+    """``convs.{i}`` -> ``convs.2``."""
+    return _BRACED.sub(lambda m: str(_integer(m.group(1), values, at)), template)
+
+
+def _sources(
+    template: str,
+    values: dict[str, Number],
+    alias: dict[str, str],
+    skeletons: dict[str, list[str]],
+    made: list[Written],
+    at: tuple[str | int, ...],
+) -> list[str]:
+    """The values an input names: one op, or with ``{*}`` every op made from that name."""
+    if "{*}" in template.replace(" ", ""):
+        names = skeletons.get(_BRACED.sub("{}", template), [])
+        if not names:
+            raise DefinitionError((*at, "in"), f"no op was made from {template!r} before this one")
+        return [alias[n] for n in names]
+    name = _fill(template, values, at)
+    if name not in alias:
+        why = "is not an op before this one: ops run in the order written"
+        raise DefinitionError((*at, "in"), f"input {name!r} {why}{_suggest(name, sorted(alias))}")
+    return [alias[name]]
+
+
+def _check_name(at: tuple[str | int, ...], name: str, defined: dict[str, str]) -> None:
+    parts = name.split(".")
+    bad = [p for p in parts if not COMPONENT.fullmatch(p) or keyword.iskeyword(p)]
+    if bad or parts[0] in ("downsample", INPUT) or parts[0].isdigit():
+        raise DefinitionError(
+            at,
+            f"{name!r} cannot name an op: use dotted identifiers ('conv1', 'se.fc1', "
+            f"'convs.0') that do not start with 'downsample', 'input' or a number",
+        )
+    if name in defined:
+        raise DefinitionError(at, f"two ops are called {name!r}")
+    if any(d.startswith(name + ".") or name.startswith(d + ".") for d in defined):
+        raise DefinitionError(at, f"{name!r} and another op would be one module inside another")
+
+
+def _check_used(made: list[Written], branch: str, shortcut: str) -> None:
+    """Every op but the branch's last feeds another (or the shortcut)."""
+    read = {branch, shortcut}
+    for w in made:
+        read.update(w.inputs)
+    for w in made:
+        if w.name not in read:
+            raise DefinitionError(
+                w.where,
+                f"the output of {w.name!r} is never used: only the last op may end the "
+                f"block (give a later op `in: {w.name}`, or remove it)",
             )
 
 

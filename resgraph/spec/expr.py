@@ -4,9 +4,10 @@
 A spec is data, never code: an expression is parsed into Python's syntax tree only to read
 its structure (parsing runs nothing), every node is checked against a small grammar, and
 :func:`evaluate` computes the value itself. The grammar: numbers, names (the block's
-parameters), ``+ - * / //``, unary minus, parentheses, and the functions ``min``, ``max``,
-``round``, ``floor``, ``ceil`` and ``make_divisible``. Anything else (attributes, subscripts,
-strings, lambdas, comparisons, ``**``) is refused with a message that names it.
+parameters), ``+ - * / //``, unary minus, parentheses, the functions ``min``, ``max``,
+``round``, ``floor``, ``ceil`` and ``make_divisible``, and for conditions (an op's ``when``)
+the comparisons ``== != < <= > >=`` joined by ``and``, ``or``, ``not``. Anything else
+(attributes, subscripts, strings, lambdas, ``**``) is refused with a message that names it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ _BINARY: dict[type, tuple[str, int]] = {  # operator: (text, precedence)
 }
 
 
+_COMPARE: dict[type, Callable[[Number, Number], bool]] = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+}
+
+
 @dataclass(frozen=True)
 class Expr:
     """A parsed expression: its checked syntax tree and the names it reads."""
@@ -107,8 +118,14 @@ def _check(node: ast.AST, names: set[str], depth: int) -> None:
     elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         _check(node.left, names, depth + 1)
         _check(node.right, names, depth + 1)
-    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd | ast.Not):
         _check(node.operand, names, depth + 1)
+    elif isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+        for part in (node.left, *node.comparators):
+            _check(part, names, depth + 1)
+    elif isinstance(node, ast.BoolOp):
+        for part in node.values:
+            _check(part, names, depth + 1)
     elif isinstance(node, ast.Call):
         _check_call(node, names, depth)
     else:
@@ -155,7 +172,20 @@ def _value(node: ast.AST, env: Mapping[str, Number]) -> Number:
         return env[node.id]
     if isinstance(node, ast.UnaryOp):
         operand = _value(node.operand, env)
+        if isinstance(node.op, ast.Not):
+            return not operand
         return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.Compare):
+        left = _value(node.left, env)
+        for op, part in zip(node.ops, node.comparators, strict=True):
+            right = _value(part, env)
+            if not _COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.BoolOp):
+        values = (_value(v, env) for v in node.values)
+        return all(values) if isinstance(node.op, ast.And) else any(values)
     if isinstance(node, ast.Call):
         function = FUNCTIONS[node.func.id][0]  # type: ignore[attr-defined]
         return function(*(_value(a, env) for a in node.args))
@@ -174,26 +204,86 @@ def _value(node: ast.AST, env: Mapping[str, Number]) -> Number:
     return left // right
 
 
-def python_text(expr: Expr) -> str:
+def substitute(expr: Expr, values: Mapping[str, Number]) -> Expr:
+    """``expr`` with the names in ``values`` replaced by their numbers and every part that
+    is left without names computed: ``(i + 1) * split`` with i = 2 is ``3 * split``."""
+    if not expr.names & values.keys():
+        return expr
+    tree = _fold(_Replace(values).visit(ast.parse(python_text(expr), mode="eval").body))
+    names: set[str] = set()
+    _check(tree, names, 0)
+    return Expr(tree, frozenset(names))
+
+
+class _Replace(ast.NodeTransformer):
+    def __init__(self, values: Mapping[str, Number]) -> None:
+        self.values = values
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:  # noqa: N802 (ast's naming)
+        return ast.Constant(self.values[node.id]) if node.id in self.values else node
+
+
+def _fold(node: ast.expr) -> ast.expr:
+    """Compute the parts of a tree that read no name."""
+    for field, value in ast.iter_fields(node):
+        if isinstance(value, ast.expr):
+            setattr(node, field, _fold(value))
+        elif isinstance(value, list):
+            setattr(node, field, [_fold(v) if isinstance(v, ast.expr) else v for v in value])
+    if isinstance(node, ast.Constant):
+        return node
+    if _reads_names(node):
+        return _identity(node)
+    return ast.Constant(_value(node, {}))
+
+
+def _identity(node: ast.expr) -> ast.expr:
+    """``1 * x``, ``x * 1``, ``x + 0``, ``0 + x``, ``x - 0`` -> ``x``; ``0 * x`` -> ``0``."""
+    if not isinstance(node, ast.BinOp):
+        return node
+    left, right = node.left, node.right
+    for const, other in ((left, right), (right, left)):
+        if isinstance(const, ast.Constant) and type(const.value) is int:
+            if isinstance(node.op, ast.Mult) and const.value in (0, 1):
+                return other if const.value == 1 else ast.Constant(0)
+            if isinstance(node.op, ast.Add) and const.value == 0:
+                return other
+    if isinstance(node.op, ast.Sub) and isinstance(right, ast.Constant) and right.value == 0:
+        return left
+    return node
+
+
+def _reads_names(node: ast.AST) -> bool:
+    """Whether a tree reads a name (a function's own name is not read)."""
+    if isinstance(node, ast.Name):
+        return True
+    if isinstance(node, ast.Call):
+        return any(_reads_names(a) for a in node.args)
+    return any(_reads_names(child) for child in ast.iter_child_nodes(node))
+
+
+def python_text(expr: Expr, prefix: str = "") -> str:
     """The expression written back as Python, from its tree (never the user's text), with
-    only the parentheses its precedence needs: ``width * base_width // 64``."""
-    return _text(expr.tree, 0)
+    only the parentheses its precedence needs: ``width * base_width // 64``; ``prefix`` goes
+    before every name (``self.``)."""
+    return _text(expr.tree, 0, prefix)
 
 
-def _text(node: ast.AST, outer: int) -> str:
+def _text(node: ast.AST, outer: int, prefix: str) -> str:
     if isinstance(node, ast.Constant):
         return repr(node.value)
     if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.UnaryOp):
+        return prefix + node.id
+    if isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.Not):
         sign = "-" if isinstance(node.op, ast.USub) else "+"
-        return _paren(f"{sign}{_text(node.operand, 3)}", 3, outer)
+        return _paren(f"{sign}{_text(node.operand, 3, prefix)}", 3, outer)
     if isinstance(node, ast.Call):
-        args = ", ".join(_text(a, 0) for a in node.args)
+        args = ", ".join(_text(a, 0, prefix) for a in node.args)
         return f"{node.func.id}({args})"  # type: ignore[attr-defined]
-    assert isinstance(node, ast.BinOp)
+    if not isinstance(node, ast.BinOp):  # a condition: never bound, written as Python does
+        return f"({ast.unparse(node)})" if outer else ast.unparse(node)
     text, level = _BINARY[type(node.op)]
-    left, right = _text(node.left, level), _text(node.right, level + 1)
+    left, right = _text(node.left, level, prefix), _text(node.right, level + 1, prefix)
     return _paren(f"{left} {text} {right}", level, outer)
 
 
