@@ -16,6 +16,7 @@ from torch import Tensor, nn
 __all__ = [
     "PadShortcut",
     "DropPath",
+    "radix_softmax",
     "gate_mix",
     "ChannelConv",
     "BlurPool2d",
@@ -57,6 +58,14 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"survival={self.survival}"
+
+
+def radix_softmax(x: Tensor, radix: int, groups: int) -> Tensor:
+    """Softmax across the ``radix`` splits of each of ``groups`` groups of a map's channels,
+    which are laid out split-major: channel ``r * C / radix + j`` belongs to split ``r``
+    (split attention: Li et al. 2019, SKNet, one group; Zhang et al. 2020, ResNeSt)."""
+    b = x.shape[0]
+    return x.view(b, groups, radix, -1).transpose(1, 2).softmax(dim=1).reshape(x.shape)
 
 
 def gate_mix(branch: Tensor, carry: Tensor, gate: Tensor) -> Tensor:

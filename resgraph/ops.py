@@ -141,6 +141,7 @@ class Conv(Op):
         ("kernel", "kernel_size", KEEP),
         ("stride", "stride", 1),
         ("padding", "padding", 0),
+        ("dilation", "dilation", 1),
         ("groups", "groups", 1),
         ("bias", "bias", KEEP),
     )
@@ -153,6 +154,7 @@ class Conv(Op):
     padding: int = 0
     groups: int = 1
     bias: bool = False
+    dilation: int = 1  # taps this far apart (Yu & Koltun 2016): the kernel spans more pixels
 
     def infer(self, inputs: list[Shape]) -> Shape:
         c, h, w = _map(inputs[0], "conv")
@@ -163,7 +165,8 @@ class Conv(Op):
                 f"conv groups={self.groups} must divide in ({self.in_channels}) and out "
                 f"({self.out_channels}) channels"
             )
-        oh, ow = (_window(s, self.kernel, self.stride, self.padding) for s in (h, w))
+        span = self.dilation * (self.kernel - 1) + 1
+        oh, ow = (_window(s, span, self.stride, self.padding) for s in (h, w))
         if oh < 1 or ow < 1:
             raise ShapeMismatch(
                 f"{self.kernel}x{self.kernel} conv with stride {self.stride} leaves no pixels "
@@ -184,6 +187,8 @@ class Conv(Op):
         text = f"{self.kernel}x{self.kernel} conv, {self.out_channels}"
         if self.groups > 1:
             text += f", g{self.groups}"
+        if self.dilation > 1:
+            text += f", dilation {self.dilation}"
         return text + (f", /{self.stride}" if self.stride > 1 else "")
 
 
@@ -490,6 +495,29 @@ class ChannelSlice(Op):
 
     def label(self) -> str:
         return f"channels {self.start}:{self.stop}"
+
+
+@dataclass(frozen=True)
+class RadixSoftmax(Op):
+    """Softmax across ``radix`` splits of the channels, within each of ``groups`` groups:
+    the weights of split attention (Li et al. 2019, SKNet; Zhang et al. 2020, ResNeSt)."""
+
+    kind: ClassVar[str] = "radix_softmax"
+    call: ClassVar[str] = "radix_softmax({0}, {radix}, {groups})"
+    helper: ClassVar[str | None] = "radix_softmax"
+    radix: int
+    groups: int = 1
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c = inputs[0][0]
+        if self.radix < 1 or self.groups < 1 or c % (self.radix * self.groups):
+            raise ShapeMismatch(
+                f"{c} channels do not split into {self.radix} splits of {self.groups} groups"
+            )
+        return inputs[0]
+
+    def label(self) -> str:
+        return f"softmax over {self.radix} splits"
 
 
 JOINS = (Add, GateMix, Concat)

@@ -63,6 +63,8 @@ NORM = "norm"  # the spec's norm layer, as an op's `op`
 INFERRED_FIELDS = ("in_channels", "channels", "in_features")  # taken from the op's input
 SET_BY_LOWERING = ("zero_init",)  # norm fields a definition sets only through `zero_init`
 MAX_OPS = 256
+# the names lowering gives the ops it adds around a defined block's branch
+WRAPPER_NAMES = ("add", "relu", "concat", "drop_path", "gate", "gate_sigmoid", "gate_mix")
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 COMPONENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}|[0-9]{1,4}")
 RESERVED_NAMES = frozenset(
@@ -464,6 +466,13 @@ def _check_name(at: tuple[str | int, ...], name: str, defined: dict[str, str]) -
             at,
             f"{name!r} cannot name an op: use dotted identifiers ('conv1', 'se.fc1', "
             f"'convs.0') that do not start with 'downsample', 'input' or a number",
+        )
+    if name in WRAPPER_NAMES:
+        raise DefinitionError(
+            at,
+            f"{name!r} names what every block gets around its branch (the join, the ReLU "
+            f"after it, stochastic depth, a highway gate: {', '.join(WRAPPER_NAMES)}): "
+            f"choose another name",
         )
     if name in defined:
         raise DefinitionError(at, f"two ops are called {name!r}")
