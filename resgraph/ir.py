@@ -262,6 +262,9 @@ _WORDS = {
     "aa": "AA",
     "rs": "RS",
     "gn": "GN",
+    "resnest": "ResNeSt",
+    "skresnet": "SKResNet",
+    "skresnext": "SKResNeXt",
 }
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from math import ceil
 from typing import ClassVar
 
+from resgraph.spec.expr import parse, python_text, simplify
+
 KEEP = object()  # a constructor argument that is always written, whatever its value
 
 Shape = tuple[int, ...]
@@ -90,6 +92,12 @@ class Op:
             elif default is KEEP or name in keep or value != default:
                 kwargs.append((name, keyword, value))
         return args, kwargs
+
+    def channels_text(self, bound: Mapping[str, str], inputs: list[str | None]) -> str | None:
+        """The channels it puts out as an expression, from the expressions its fields are
+        bound to and its inputs' channels (None where there is none): an op that keeps its
+        input's channels by default."""
+        return inputs[0]
 
     def call_text(self, inputs: list[str], fields: Mapping[str, str] | None = None) -> str:
         """A function op's call on the input expressions; ``call`` may also name the op's
@@ -173,6 +181,9 @@ class Conv(Op):
                 f"of a {h}x{w} input"
             )
         return (self.out_channels, oh, ow)
+
+    def channels_text(self, bound: Mapping[str, str], inputs: list[str | None]) -> str | None:
+        return bound.get("out_channels")
 
     def params(self) -> int:
         weights = self.out_channels * (self.in_channels // self.groups) * self.kernel**2
@@ -368,6 +379,9 @@ class Linear(Op):
             )
         return (self.out_features,)
 
+    def channels_text(self, bound: Mapping[str, str], inputs: list[str | None]) -> str | None:
+        return bound.get("out_features")
+
     def params(self) -> int:
         return self.in_features * self.out_features + (self.out_features if self.bias else 0)
 
@@ -471,6 +485,9 @@ class Concat(Op):
             shown = ", ".join(fmt_shape(s) for s in maps)
             raise ShapeMismatch(f"concat needs equal spatial sizes, got {shown}")
 
+    def channels_text(self, bound: Mapping[str, str], inputs: list[str | None]) -> str | None:
+        return " + ".join(inputs) if all(inputs) else None  # type: ignore[arg-type]
+
     def label(self) -> str:
         return "concat"
 
@@ -492,6 +509,11 @@ class ChannelSlice(Op):
                 f"cannot take channels {self.start} to {self.stop - 1} of {c} channels"
             )
         return (self.stop - self.start, h, w)
+
+    def channels_text(self, bound: Mapping[str, str], inputs: list[str | None]) -> str | None:
+        if "start" not in bound or "stop" not in bound:
+            return None
+        return python_text(simplify(parse(f"{bound['stop']} - ({bound['start']})")))
 
     def label(self) -> str:
         return f"channels {self.start}:{self.stop}"

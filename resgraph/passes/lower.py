@@ -53,9 +53,9 @@ from resgraph.ops import (
     Mul,
     Op,
     Output,
-    ShapeMismatch,
     ReLU,
     ReLUModule,
+    ShapeMismatch,
     Sigmoid,
 )
 from resgraph.spec.blocks import (
@@ -485,19 +485,16 @@ def _channels_out(
     op: Op, bind: Bind, inputs: list[tuple[str, int, str | None]]
 ) -> tuple[int, str | None]:
     """The channels an op puts out (its shape rule on a large map; the shape pass checks
-    the real sizes later), and their expression over the block's names: a bound width, the
-    sum of a concatenation's, or the input's where the op keeps its channels."""
+    the real sizes later), and their expression over the block's names (the op's rule)."""
     try:
         channels = op.infer([(ch, _PROBE, _PROBE) for _, ch, _ in inputs])[0]
     except ShapeMismatch:
         channels = inputs[0][1]  # the shape pass reports it, at the op
-    for field in ("out_channels", "out_features"):
-        if hasattr(op, field):
-            return channels, bind.get(field)
     exprs = [e for _, _, e in inputs]
-    if isinstance(op, Concat):
-        return channels, " + ".join(exprs) if all(exprs) else None  # type: ignore[arg-type]
-    return channels, exprs[0] if channels == inputs[0][1] else None
+    text = op.channels_text(bind, exprs)
+    if text == exprs[0] and channels != inputs[0][1]:
+        text = None  # the op changed the channels after all (a shape error follows)
+    return channels, text
 
 
 _PROBE = 1024  # the height and width of the map an op's channels are worked out on

@@ -215,6 +215,52 @@ def substitute(expr: Expr, values: Mapping[str, Number]) -> Expr:
     return Expr(tree, frozenset(names))
 
 
+def simplify(expr: Expr) -> Expr:
+    """A sum of whole multiples of names and a whole number, written in its shortest form
+    (``2 * mid - mid`` -> ``mid``, ``(i + 1) * w - i * w`` -> ``w``); anything else as it is."""
+    terms = _linear(expr.tree)
+    if terms is None:
+        return expr
+    const = terms.pop("", 0)
+    parts = [
+        (name if abs(k) == 1 else f"{abs(k)} * {name}", k < 0)
+        for name, k in sorted(terms.items())
+        if k
+    ]
+    if const or not parts:
+        parts.append((str(abs(const)), const < 0))
+    text = ("-" if parts[0][1] else "") + parts[0][0]
+    text += "".join(f" {'-' if neg else '+'} {part}" for part, neg in parts[1:])
+    return parse(text)
+
+
+def _linear(node: ast.AST) -> dict[str, int] | None:
+    """``node`` as {name: whole coefficient, "": whole constant}, if it is one."""
+    if isinstance(node, ast.Constant):
+        return {"": node.value} if type(node.value) is int else None
+    if isinstance(node, ast.Name):
+        return {node.id: 1}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        inner = _linear(node.operand)
+        sign = -1 if isinstance(node.op, ast.USub) else 1
+        return None if inner is None else {k: sign * v for k, v in inner.items()}
+    if not isinstance(node, ast.BinOp) or not isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
+        return None
+    left, right = _linear(node.left), _linear(node.right)
+    if left is None or right is None:
+        return None
+    if isinstance(node.op, ast.Mult):
+        for scale, other in ((left, right), (right, left)):
+            if set(scale) <= {""}:
+                return {k: v * scale.get("", 0) for k, v in other.items()}
+        return None  # a product of two names
+    sign = 1 if isinstance(node.op, ast.Add) else -1
+    out = dict(left)
+    for k, v in right.items():
+        out[k] = out.get(k, 0) + sign * v
+    return out
+
+
 class _Replace(ast.NodeTransformer):
     def __init__(self, values: Mapping[str, Number]) -> None:
         self.values = values
