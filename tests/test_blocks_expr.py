@@ -13,6 +13,7 @@ from resgraph.spec.expr import (
     make_divisible,
     parse,
     python_text,
+    simplify,
     substitute,
 )
 
@@ -151,7 +152,9 @@ def test_conditions(text, value):
     ("text", "values", "written"),
     [
         ("(i + 1) * split", {"i": 2}, "3 * split"),
-        ("i * split", {"i": 0}, "0 * split"),
+        ("i * split", {"i": 0}, "0"),
+        ("i * split + w", {"i": 1}, "split + w"),
+        ("w - i", {"i": 0}, "w"),
         ("min(i, 3) * w", {"i": 5}, "3 * w"),
         ("make_divisible(i * 8) + w // (i + 1)", {"i": 1}, "8 + w // 2"),
         ("w - i", {"j": 1}, "w - i"),
@@ -161,6 +164,25 @@ def test_substitution_computes_what_no_longer_reads_a_name(text, values, written
     result = substitute(parse(text), values)
     assert python_text(result) == written
     assert result.names == parse(written).names
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("2 * mid - mid", "mid"),
+        ("(3 * w + 4) - (2 * w + 1)", "w + 3"),
+        ("a - b - 3", "a - b - 3"),
+        ("-a + 2", "-a + 2"),
+        ("w - w", "0"),
+        ("2 * (a - b)", "2 * a - 2 * b"),
+        ("w * expansion", "w * expansion"),  # not a whole multiple: left as it is
+        ("w // 2 - 1", "w // 2 - 1"),
+    ],
+)
+def test_simplify_writes_whole_multiples_of_names_shortest(text, written):
+    assert python_text(simplify(parse(text))) == written
+    env = {"mid": 7, "w": 5, "a": 11, "b": 3, "expansion": 4}
+    assert evaluate(parse(written), env) == evaluate(parse(text), env)
 
 
 def test_booleans_and_other_values_are_not_expressions():

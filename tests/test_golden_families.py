@@ -181,6 +181,7 @@ def imagenet(
 BASIC = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 BOTTLENECK = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
+
 def cifar_fire(n: int, mids: tuple[int, int, int]) -> Tally:
     """The fire network of specs/cifar_fire_resnet20.yaml (a block type the spec defines): the
     CIFAR layout of He et al. 2015 with blocks of a 1x1 squeeze conv to ``mid`` then a 1x1
