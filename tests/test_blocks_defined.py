@@ -262,7 +262,8 @@ CONV2 = "- conv2: {op: conv, out_channels: width, kernel: 3, padding: 1}"
             CONV2,
             CONV2.replace("conv,", "conv, in: relu2,"),
             "13:31: blocks.duo.ops[3].conv2.in",
-            "input 'relu2' is not an op before this one: ops run in the order written (did you mean 'relu1'?)",
+            "input 'relu2' is not an op before this one: ops run in the order written "
+            "(did you mean 'relu1'?)",
         ),
         (
             CONV2,
