@@ -141,6 +141,8 @@ class Output(Op):
 
 @dataclass(frozen=True)
 class Conv(Op):
+    """2-D convolution (``nn.Conv2d``), no bias unless asked; ``dilation`` spaces the taps."""
+
     kind: ClassVar[str] = "conv"
     ctor: ClassVar[str] = "nn.Conv2d"
     ctor_args: ClassVar = (
@@ -205,6 +207,8 @@ class Conv(Op):
 
 @dataclass(frozen=True)
 class BatchNorm(Op):
+    """Batch norm (Ioffe & Szegedy 2015, ``nn.BatchNorm2d``) on ``channels`` channels."""
+
     kind: ClassVar[str] = "batchnorm"
     ctor: ClassVar[str] = "nn.BatchNorm2d"
     ctor_args: ClassVar = (("channels", None, KEEP),)
@@ -228,6 +232,8 @@ class BatchNorm(Op):
 
 @dataclass(frozen=True)
 class ReLU(Op):
+    """ReLU, as a function call (no module, no state)."""
+
     kind: ClassVar[str] = "relu"
     call: ClassVar[str] = "F.relu({0})"
     fill: ClassVar[str] = "#e0f0da"
@@ -238,6 +244,8 @@ class ReLU(Op):
 
 @dataclass(frozen=True)
 class Sigmoid(Op):
+    """Logistic sigmoid, as a function call (a gate in (0, 1))."""
+
     kind: ClassVar[str] = "sigmoid"
     call: ClassVar[str] = "torch.sigmoid({0})"
     fill: ClassVar[str] = "#e0f0da"
@@ -269,6 +277,8 @@ class _Pool(Op):
 
 @dataclass(frozen=True)
 class MaxPool(_Pool):
+    """Max pool (``nn.MaxPool2d``) over ``kernel`` x ``kernel`` windows."""
+
     kind: ClassVar[str] = "maxpool"
     ctor: ClassVar[str] = "nn.MaxPool2d"
 
@@ -278,7 +288,9 @@ class MaxPool(_Pool):
 
 @dataclass(frozen=True)
 class AvgPool(_Pool):
-    """``ceil_mode``: a last window that starts inside the input but runs past it is kept
+    """Average pool (``nn.AvgPool2d``) over ``kernel`` x ``kernel`` windows.
+
+    ``ceil_mode``: a last window that starts inside the input but runs past it is kept
     (the output size rounds up); ``count_include_pad``: padded zeros count in the mean. Both
     as torch's ``nn.AvgPool2d`` (option D's pool sets ceil_mode and not count_include_pad)."""
 
@@ -316,6 +328,8 @@ class AvgPool(_Pool):
 
 @dataclass(frozen=True)
 class GlobalAvgPool(Op):
+    """Mean over height and width, flattened to C features (before a classifier)."""
+
     kind: ClassVar[str] = "global_avgpool"
     call: ClassVar[str] = "torch.flatten(F.adaptive_avg_pool2d({0}, 1), 1)"
     fill: ClassVar[str] = "#e9e9e9"
@@ -329,6 +343,8 @@ class GlobalAvgPool(Op):
 
 @dataclass(frozen=True)
 class Dropout(Op):
+    """Dropout with probability ``p`` in training (``nn.Dropout``)."""
+
     kind: ClassVar[str] = "dropout"
     ctor: ClassVar[str] = "nn.Dropout"
     ctor_args: ClassVar = (("p", "p", KEEP),)
@@ -359,6 +375,8 @@ class DropPath(Op):
 
 @dataclass(frozen=True)
 class Linear(Op):
+    """Fully connected layer (``nn.Linear``) on flat features."""
+
     kind: ClassVar[str] = "linear"
     ctor: ClassVar[str] = "nn.Linear"
     ctor_args: ClassVar = (

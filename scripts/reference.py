@@ -3,7 +3,9 @@
 - the spec-key reference of docs/spec.md, from the pydantic models' JSON Schema (the one
   `resgraph schema` prints: every field's type, default, constraints and description);
 - the command table of README.md, from the CLI's command registry (resgraph/cli.py COMMANDS)
-  and each command's arguments.
+  and each command's arguments;
+- the op table of docs/blocks.md, from the op registry (resgraph/ops.py): every op a block
+  definition may name, its fields and what it does.
 
     python scripts/reference.py            # rewrite both regions in place
     python scripts/reference.py --check    # exit 1 and name the stale files (what a test does)
@@ -170,10 +172,38 @@ def command_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def op_table() -> str:
+    """Every op a block definition may name: kind, fields (defaults; taken from the input
+    when not written), and the first sentence of its registry entry's text."""
+    import dataclasses
+
+    from resgraph.spec.blocks import INFERRED_FIELDS, NORM, block_ops
+
+    rows = ["| op | fields | what it is |", "|---|---|---|"]
+    rows.append(
+        f"| `{NORM}` | `zero_init` = false | the spec's normalisation layer ('norm': batch or "
+        f"group norm) on the input's channels; `zero_init: true` zeroes it under "
+        f"zero_init_residual |"
+    )
+    for kind, cls in block_ops().items():
+        fields = []
+        for f in dataclasses.fields(cls):
+            if f.name in INFERRED_FIELDS:
+                fields.append(f"`{f.name}` (from the input)")
+            elif f.default is dataclasses.MISSING:
+                fields.append(f"`{f.name}`")
+            else:
+                fields.append(f"`{f.name}` = {json.dumps(f.default)}")
+        first = " ".join((cls.__doc__ or "").split("\n\n")[0].split()).replace("``", "`")
+        rows.append(f"| `{kind}` | {', '.join(fields) or '-'} | {_cell(first)} |")
+    return "\n".join(rows) + "\n"
+
+
 REGIONS = {
     # marker name: (file, source named in the note, function that writes the region)
     "spec-keys": ("docs/spec.md", "resgraph/spec/schema.py", spec_reference),
     "commands": ("README.md", "resgraph/cli.py COMMANDS", command_table),
+    "ops": ("docs/blocks.md", "resgraph/ops.py", op_table),
 }
 
 
