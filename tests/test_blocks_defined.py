@@ -383,7 +383,7 @@ def test_a_built_in_name_cannot_be_redefined():
 
 
 def test_values_that_only_fail_for_one_stage_name_the_block():
-    line = _error(SPEC.replace("round(width * ratio)", "width * ratio * 0.3"), ShapeError)
+    line = _error(SPEC.replace("round(width * ratio)", "width * ratio * 0.3"))
     assert "8:19: blocks.duo.widths.mid: width * ratio * 0.3 is 1.2 here" in line
     assert "(in layer1.0)" in line
     line = _error(SPEC.replace("kernel: 3, padding: 1}", "kernel: 3, padding: 0}"), ShapeError)
@@ -391,5 +391,5 @@ def test_values_that_only_fail_for_one_stage_name_the_block():
         line
         == "<string>:18:5: stages[0] (layer1.0): cannot add branch 8x14x14 and shortcut 8x16x16"
     )
-    line = _error(SPEC.replace("round(width * ratio)", "width // (stride - 1)"), ShapeError)
+    line = _error(SPEC.replace("round(width * ratio)", "width // (stride - 1)"))
     assert "division by zero" in line and "(in layer1.0)" in line

@@ -151,6 +151,28 @@ def test_the_simplest_block_keeps_no_attribute():
         ('when: index == 0', 'when: index / 0', "division by zero"),
         ('"convs.{i}"', '"convs.{i / 2}"', "i / 2 is 0.5 here, not a whole number"),
         ('"act{i}": relu', '"act": relu', "two ops are called 'act'"),
+        ('in: ["act{*}", pool]', 'in: [pool, pool]',
+         "reads 'pool' twice: an op takes a value once"),
+        ('{op: concat, in: ["act{*}", pool]}', '{op: add, in: ["act{*}", pool]}',
+         "op 'add' takes 2 inputs, got 3"),
+        ('{op: concat, in: ["act{*}", pool]}', '{op: concat, in: [pool]}',
+         "op 'concat' joins two or more inputs, got 1"),
+        ("- conv1: {op: conv,",
+         "- conv1: {op: relu, in: [input, input]}\n      - conv0: {op: conv,",
+         "reads 'input' twice"),
+        ("out_channels: part * scale,", "out_channels: part * 99999,",
+         "out_channels is 399996 here: it must be from 1 to 65,536"),
+        ("out_channels: part * scale,", "out_channels: part - 4,",
+         "out_channels is 0 here: it must be from 1 to 65,536"),
+        ("padding: 1}", "padding: -1}", "padding is -1 here: it must be from 0 to 65,536"),
+        ("- bn1: norm", "- bn1: norm\n      - drop: {op: dropout, p: 1.5}",
+         "p is 1.5 here: it must be from 0 to 1"),
+        ("widths: {part: width // scale}", "widths: {part: floor(width * 1e308 * 10)}",
+         "cannot be computed here"),
+        ("widths: {part: width // scale}", "widths: {part: width * 1e308 * 10}", "is inf here"),
+        ("- bn1: norm", "- forward: norm", "'forward' cannot name an op"),
+        ("- bn1: norm", "- part: norm", "'part' cannot name an op"),
+        ("- bn1: norm", "- _bn1: norm", "'_bn1' cannot name an op"),
     ],
 )  # fmt: skip
 def test_mistakes_found_while_writing_out_a_block(old, new, message):
@@ -170,6 +192,10 @@ def test_mistakes_found_while_writing_out_a_block(old, new, message):
         ('"convs.{i}"', '"convs.{j}"', "unknown name 'j'"),
         ("when: index == 0", "when: index === 0", "cannot read"),
         ("when: index == 0", "when: depth == 0", "unknown name 'depth'"),
+        ("params: {scale: 3}", "params: {scale: 3, super: 1}", "'super' cannot name a parameter"),
+        ("params: {scale: 3}", "params: {scale: 3, training: 1}", "'training' cannot name"),
+        ("params: {scale: 3}", "params: {scale: 3, nn: 1}", "'nn' cannot name a parameter"),
+        ("widths: {part: width // scale}", "widths: {Part: width // scale}", "'Part' cannot"),
     ],
 )
 def test_mistakes_found_when_the_spec_is_read(old, new, message):
@@ -230,3 +256,14 @@ def test_dilated_conv_shape_label_and_module():
     assert module_of(conv).dilation == (2, 2)
     with pytest.raises(ShapeMismatch):
         Conv(4, 4, 3, dilation=5).infer([(4, 8, 8)])
+
+
+def test_the_module_attribute_list_is_complete():
+    """A block's op or kept parameter named like a torch.nn.Module attribute would replace
+    it (``self.forward = ...``): the refused names cover every public one."""
+    from torch import nn
+
+    from resgraph.spec.blocks import MODULE_ATTRIBUTES
+
+    public = {n for n in [*dir(nn.Module), *vars(nn.Module())] if not n.startswith("_")}
+    assert public <= MODULE_ATTRIBUTES

@@ -16,7 +16,12 @@ from resgraph import SpecError, load_spec
 from resgraph.spec.schema import BasicBlockSpec, ECASpec, SESpec
 
 FIXTURE = ROOT / "tests" / "data" / "timm_reference.json.gz"
-TIMM_SPECS = sorted((ROOT / "specs" / "timm").glob("*.yaml"))
+FAMILIES = ROOT / "tests" / "data" / "timm_families_reference.json.gz"
+RESNET_MODELS = set(json.loads(gzip.decompress(FIXTURE.read_bytes()))["models"])
+ALL_SPECS = sorted((ROOT / "specs" / "timm").glob("*.yaml"))
+# the specs of timm's resnet.py (built-in blocks); the other families' are checked from their
+# own fixture in test_zoo_families.py
+TIMM_SPECS = [p for p in ALL_SPECS if p.stem in RESNET_MODELS]
 
 NET = """\
 name: Test net
@@ -278,9 +283,11 @@ def timm_reference():
 def test_every_timm_model_has_exactly_one_spec(timm_reference):
     assert len(timm_reference["models"]) == 81
     assert [p.stem for p in TIMM_SPECS] == sorted(timm_reference["models"])
+    families = json.loads(gzip.decompress(FAMILIES.read_bytes()))["models"]
+    assert set(p.stem for p in ALL_SPECS) <= set(timm_reference["models"]) | set(families)
 
 
-@pytest.mark.parametrize("path", TIMM_SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_SPECS, ids=lambda p: p.stem)
 def test_timm_spec_loads_and_is_named_after_its_model(path):
     spec = load_spec(path)
     assert spec.name == path.stem

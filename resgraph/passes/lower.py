@@ -16,12 +16,13 @@ is a schema field read by the lowering function of the blocks it applies to.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from math import floor
 from typing import cast
 
-from resgraph.errors import LocatedError, Problem, ShapeError, SourceLoc, SpecError
+from resgraph.errors import Problem, SourceLoc, SpecError
 from resgraph.ir import (
     IR,
     Block,
@@ -67,6 +68,7 @@ from resgraph.spec.blocks import (
     Written,
     block_ops,
     expand,
+    field_problem,
     op_fields,
 )
 from resgraph.spec.expr import Expr, ExprError, Number, evaluate, parse, python_text, substitute
@@ -364,7 +366,7 @@ def _lower_defined(s: _Scope, x: str, spec: DefinedBlockSpec, c: _BlockCtx) -> _
     try:
         written, last, shortcut = expand(bdef, names.values)
     except DefinitionError as exc:
-        raise names.fail(exc.where, str(exc), SpecError) from None
+        raise names.fail(exc.where, str(exc)) from None
     made: dict[str, tuple[str, int, str | None]] = {INPUT: (x, c.in_channels, "in_channels")}
     for w in written:
         inputs = [made[n] for n in w.inputs]
@@ -420,6 +422,8 @@ class _Names:
             value = evaluate(expr, self.values)
         except ExprError as exc:
             raise self.fail(where, str(exc)) from None
+        if isinstance(value, bool) or not math.isfinite(value):
+            raise self.fail(where, f"{expr} is {value} here, not a number")
         if whole:
             if value != int(value):
                 raise self.fail(
@@ -430,12 +434,11 @@ class _Names:
             return int(value)
         return value
 
-    def fail(
-        self, where: tuple[str | int, ...], message: str, kind: type[LocatedError] = ShapeError
-    ) -> LocatedError:
+    def fail(self, where: tuple[str | int, ...], message: str) -> SpecError:
+        """A mistake in the definition that shows for this block, at the definition's key."""
         loc = self.locate(*where)
         path = loc.path if loc is not None else ""
-        return kind(Problem(f"{message} (in {self.s.prefix})", loc, path or None))
+        return SpecError(Problem(f"{message} (in {self.s.prefix})", loc, path or None))
 
     def args(self) -> tuple[BlockArg, ...]:
         """The constructor parameters: in_channels, then the names the ops read, in the
@@ -471,6 +474,9 @@ def _defined_op(
             expr = substitute(parse(raw), w.loop)
             whole = str(field.type) == "int"
             values[name] = names.value(expr, (*w.where, name), whole)
+            problem = field_problem(name, str(field.type), values[name])  # type: ignore[arg-type]
+            if problem:
+                raise names.fail((*w.where, name), problem)
             if expr.names and expr.simple:
                 bind[name] = python_text(expr)
                 names.used.update(expr.names)

@@ -33,6 +33,7 @@ Nothing here runs code: op names come from the registry, expressions from a smal
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import difflib
 import keyword
@@ -66,9 +67,30 @@ MAX_OPS = 256
 # the names lowering gives the ops it adds around a defined block's branch
 WRAPPER_NAMES = ("add", "relu", "concat", "drop_path", "gate", "gate_sigmoid", "gate_mix")
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
-COMPONENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}|[0-9]{1,4}")
+COMPONENT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}|[0-9]{1,4}")
+# What an attribute of a generated block (``self.NAME``) may not be called: torch.nn.Module's
+# own attributes and methods (a test keeps the list complete).
+MODULE_ATTRIBUTES = frozenset(
+    """T_destination add_module apply bfloat16 buffers call_super_init children compile cpu
+    cuda double dump_patches eval extra_repr float forward get_buffer get_extra_state
+    get_parameter get_submodule half ipu load_state_dict modules mtia named_buffers
+    named_children named_modules named_parameters parameters register_backward_hook
+    register_buffer register_forward_hook register_forward_pre_hook
+    register_full_backward_hook register_full_backward_pre_hook
+    register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+    register_parameter register_state_dict_post_hook register_state_dict_pre_hook
+    requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train
+    training type xpu zero_grad""".split()
+)
+# What a parameter (a constructor argument of the generated class) may not be called: the
+# names the class's code reads besides its parameters (the file's imports and helpers,
+# Python's builtins), the block's own names, and the attributes above.
 RESERVED_NAMES = frozenset(
-    {*STANDARD_NAMES, *FUNCTIONS, "x", "self", "downsample", "survival", "repeat", "and", "or"}
+    {*STANDARD_NAMES, *FUNCTIONS, "x", "self", "downsample", "survival", "repeat"}
+    | {"torch", "F", "nn", "Tensor", "annotations", "build_model"}
+    | {"PadShortcut", "DropPath", "radix_softmax", "gate_mix", "ChannelConv", "BlurPool2d"}
+    | set(dir(builtins))
+    | MODULE_ATTRIBUTES
 )
 
 OpValue = bool | int | float | str
@@ -259,10 +281,15 @@ class DefinitionError(ValueError):
 
 
 def _check_param_name(name: str) -> None:
-    if not NAME.fullmatch(name) or keyword.iskeyword(name) or name in RESERVED_NAMES:
+    if not NAME.fullmatch(name) or keyword.iskeyword(name):
         raise ValueError(
-            f"{name!r} cannot name a parameter: use lower-case letters, digits and _, "
-            f"not a keyword nor one of {', '.join(sorted(RESERVED_NAMES))}"
+            f"{name!r} cannot name a parameter: use lower-case letters, digits and _, starting "
+            f"with a letter, and no Python keyword"
+        )
+    if name in RESERVED_NAMES:
+        raise ValueError(
+            f"{name!r} cannot name a parameter: generated code already means something by it "
+            f"(a block's own name, an import, a Python builtin or a torch.nn.Module attribute)"
         )
 
 
@@ -369,7 +396,7 @@ def expand(bdef: BlockDef, values: dict[str, Number]) -> tuple[list[Written], st
     last = INPUT
     for entry, at, loop in _instances(bdef, values):
         name = _fill(entry.name, {**values, **loop}, at)
-        _check_name(at, name, alias)
+        _check_name(at, name, alias, set(values))
         kept = entry.when is None or _holds(entry.when, {**values, **loop}, at)
         wanted = (entry.inputs or [last])[: None if kept else 1]  # left out: its first input
         sources = tuple(
@@ -377,6 +404,8 @@ def expand(bdef: BlockDef, values: dict[str, Number]) -> tuple[list[Written], st
             for template in wanted
             for s in _sources(template, {**values, **loop}, alias, skeletons, made, at)
         )
+        if kept:
+            _check_arity(at, entry, sources)
         if not kept:
             alias[name] = sources[0]
         else:
@@ -458,9 +487,17 @@ def _sources(
     return [alias[name]]
 
 
-def _check_name(at: tuple[str | int, ...], name: str, defined: dict[str, str]) -> None:
+def _check_name(
+    at: tuple[str | int, ...], name: str, defined: dict[str, str], scope: set[str]
+) -> None:
     parts = name.split(".")
     bad = [p for p in parts if not COMPONENT.fullmatch(p) or keyword.iskeyword(p)]
+    if parts[0] in MODULE_ATTRIBUTES or parts[0] in scope:
+        raise DefinitionError(
+            at,
+            f"{name!r} cannot name an op: the block's class already has an attribute "
+            f"{parts[0]!r} (a torch.nn.Module attribute, or one of the block's names)",
+        )
     if bad or parts[0] in ("downsample", INPUT) or parts[0].isdigit():
         raise DefinitionError(
             at,
@@ -478,6 +515,38 @@ def _check_name(at: tuple[str | int, ...], name: str, defined: dict[str, str]) -
         raise DefinitionError(at, f"two ops are called {name!r}")
     if any(d.startswith(name + ".") or name.startswith(d + ".") for d in defined):
         raise DefinitionError(at, f"{name!r} and another op would be one module inside another")
+
+
+MAX_FIELD = 1 << 16  # the largest whole number an op field may hold
+MAY_BE_ZERO = ("padding", "start")  # whole fields that may be 0; the others start at 1
+
+
+def field_problem(name: str, kind: str, value: Number) -> str | None:
+    """Why ``value`` cannot be op field ``name`` of type ``kind`` ("int" or "float"), if it
+    cannot: whole numbers from 1 (0 for padding and a slice's start) to 65,536, fractions
+    (a dropout's p) from 0 to 1."""
+    if kind == "int":
+        least = 0 if name in MAY_BE_ZERO else 1
+        if not least <= value <= MAX_FIELD:
+            return f"{name} is {value} here: it must be from {least} to {MAX_FIELD:,}"
+    elif not 0 <= value <= 1:
+        return f"{name} is {value:g} here: it must be from 0 to 1"
+    return None
+
+
+def _check_arity(at: tuple[str | int, ...], entry: OpEntry, sources: tuple[str, ...]) -> None:
+    """As many inputs as the op takes, each once (the IR has one edge per pair of ops)."""
+    arity = 1 if entry.op == NORM else block_ops()[entry.op].arity
+    twice = sorted({s for s in sources if sources.count(s) > 1})
+    if twice:
+        raise DefinitionError((*at, "in"), f"reads {twice[0]!r} twice: an op takes a value once")
+    if arity is None and len(sources) < 2:
+        raise DefinitionError((*at, "in"), f"op {entry.op!r} joins two or more inputs, got 1")
+    if arity is not None and len(sources) != arity:
+        raise DefinitionError(
+            (*at, "in"),
+            f"op {entry.op!r} takes {arity} input{'s' if arity != 1 else ''}, got {len(sources)}",
+        )
 
 
 def _check_used(made: list[Written], branch: str, shortcut: str) -> None:

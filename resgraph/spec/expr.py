@@ -162,7 +162,12 @@ def evaluate(expr: Expr, env: Mapping[str, Number]) -> Number:
     if missing:
         known = ", ".join(sorted(env))
         raise ExprError(f"unknown name {missing[0]!r} (known here: {known})")
-    return _value(expr.tree, env)
+    try:
+        return _value(expr.tree, env)
+    except ExprError:
+        raise
+    except (OverflowError, ValueError) as exc:  # inf to int, a float too large, nan
+        raise ExprError(f"{python_text(expr)} cannot be computed here: {exc}") from None
 
 
 def _value(node: ast.AST, env: Mapping[str, Number]) -> Number:
