@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from resgraph.errors import ArgumentError, ResgraphError, ShapeError, SpecError
 from resgraph.passes import lower
+from resgraph.plugins import load_plugin
 from resgraph.spec import ModelSpec, load_spec
 from resgraph.summary import summarize
 
@@ -98,6 +99,7 @@ __all__ = [
     "build_model",
     "build_module",
     "emit_source",
+    "load_plugin",
     "load_spec",
     "lower",
     "summarize",

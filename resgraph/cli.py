@@ -93,8 +93,21 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="resgraph")
-def main() -> None:
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE",
+    help="Import this Python module first: the ops it defines join the registry, for block "
+    "definitions to use (repeatable). A spec can never load code itself.",
+)
+def main(plugins: tuple[str, ...]) -> None:
     """resgraph: define, check, generate, render and train residual networks from YAML specs."""
+    if plugins:
+        from resgraph.plugins import load_plugin
+
+        for name in plugins:
+            load_plugin(name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -59,7 +59,8 @@ class Op:
     # out because it is the constructor's default, or KEEP)
     ctor_args: ClassVar[tuple[tuple[str, str | None, object], ...]] = ()
     call: ClassVar[str] = ""  # function ops: "F.relu({0})"; "{all}" joins every input
-    helper: ClassVar[str | None] = None  # the resgraph.nn object it needs, if any
+    helper: ClassVar[str | None] = None  # the object of helper_module it needs, if any
+    helper_module: ClassVar[str] = "resgraph.nn"  # a plugin's ops name their own module
     note: ClassVar[str] = ""  # module ops: a comment the generated source puts by it
     fill: ClassVar[str] = "white"  # fill colour when drawn
 

@@ -186,6 +186,8 @@ def op_table() -> str:
         f"zero_init_residual |"
     )
     for kind, cls in block_ops().items():
+        if cls.__module__ != "resgraph.ops":  # a plugin loaded in this process
+            continue
         fields = []
         for f in dataclasses.fields(cls):
             if f.name in INFERRED_FIELDS:

@@ -374,6 +374,11 @@ def test_definition_mistakes_are_located(old, new, where, message):
     assert _error(text).startswith(f"<string>:{where}: {message}")
 
 
+def test_an_unknown_op_with_no_close_name_points_at_plugins():
+    line = _error(SPEC.replace("- relu1: relu", "- relu1: zzzz"))
+    assert line.endswith("unknown op 'zzzz' (an op written in Python loads with --plugin)")
+
+
 def test_a_built_in_name_cannot_be_redefined():
     with pytest.raises(SpecError) as info:
         load_spec(SPEC.replace("  duo:\n", "  basic:\n"))

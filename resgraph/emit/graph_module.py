@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+import sys
 from collections.abc import Callable
 from functools import cache, lru_cache
 from typing import Any
@@ -160,6 +161,10 @@ def build_module(spec_or_ir: ModelSpec | IR, *, seed: int | None = None) -> nn.M
     order = ir.nodes()
     members = block_members(ir)
     helpers = {n.op.helper for n in order if n.op.helper}
+    for node in order:  # a plugin's helpers, from the module that defines them
+        op = node.op
+        if op.helper and op.helper_module != "resgraph.nn":
+            _GLOBALS[op.helper] = getattr(sys.modules[op.helper_module], op.helper)
     names = block_class_names(ir, members, helpers)  # the generated source's class names
     top = [n for n in order if n.scope not in members or n.name == ir.blocks[n.scope].output]
     calls = {n.name: n.scope for n in top if n.scope in members}

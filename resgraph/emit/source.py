@@ -118,10 +118,15 @@ def _env() -> jinja2.Environment:
 
 
 @cache
-def helper_sources() -> dict[str, str]:
-    """The source of every :mod:`resgraph.nn` helper, in the order it defines them: what a
-    generated file copies. Read from the file, so building source never imports torch."""
-    text = (Path(resgraph.__file__).resolve().parent / "nn.py").read_text(encoding="utf-8")
+def helper_sources(module: str = "resgraph.nn") -> dict[str, str]:
+    """The source of every helper of ``module`` (:mod:`resgraph.nn`, or a plugin's module),
+    in the order it defines them: what a generated file copies. Read from the file, so
+    building source never imports torch for resgraph's own."""
+    if module == "resgraph.nn":
+        path = Path(resgraph.__file__).resolve().parent / "nn.py"
+    else:  # a plugin's: it was imported when it was loaded
+        path = Path(sys.modules[module].__file__ or "")
+    text = path.read_text(encoding="utf-8")
     return {
         node.name: ast.get_source_segment(text, node) or ""
         for node in ast.parse(text).body
@@ -453,8 +458,10 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
     """Render the standalone PyTorch module for a checked IR."""
     nodes = ir.nodes()
     members = block_members(ir)
-    used = {n.op.helper for n in nodes if n.op.helper}
-    helpers = [h for h in helper_sources() if h in used]
+    used = {(n.op.helper_module, n.op.helper) for n in nodes if n.op.helper}
+    modules = sorted({m for m, _ in used}, key=lambda m: (m != "resgraph.nn", m))
+    sources = [helper_sources(m)[h] for m in modules for h in helper_sources(m) if (m, h) in used]
+    helpers = [h for m in modules for h in helper_sources(m) if (m, h) in used]
     names = block_class_names(ir, members, set(helpers))
     classes: dict[str, tuple[str, list[str]]] = {}  # name -> text, zero-init BNs
     calls: dict[str, Call] = {}
@@ -486,7 +493,7 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
                 for key, name in results
                 if key is not None
             ],
-            helpers=[Code(helper_sources()[h]) for h in helpers],
+            helpers=[Code(text) for text in sources],
             classes=[Code(text) for text, _ in classes.values()],
             model_class=model_class,
             args=[(a.name, type(a.value).__name__, a.value) for a in ir.args],

@@ -106,7 +106,7 @@ def block_ops() -> dict[str, type[ops.Op]]:
         stack.extend(cls.__subclasses__())
         kind = cls.__dict__.get("kind")
         if isinstance(kind, str) and kind not in ("input", "output", "pad_shortcut"):
-            found[kind] = cls
+            found.setdefault(kind, cls)  # the first op of a kind keeps it
     return dict(sorted(found.items()))
 
 
@@ -312,9 +312,8 @@ def check_definition(bdef: BlockDef) -> None:
         for template in [entry.name, *(entry.inputs or [])]:
             _check_template(at, template, scope)
         if entry.op not in kinds:
-            raise DefinitionError(
-                (*at, "op"), f"unknown op {entry.op!r}{_suggest(entry.op, kinds)}"
-            )
+            hint = _suggest(entry.op, kinds) or " (an op written in Python loads with --plugin)"
+            raise DefinitionError((*at, "op"), f"unknown op {entry.op!r}{hint}")
         if entry.when is not None and not isinstance(entry.when, bool):
             _check_expression((*at, "when"), entry.when, scope)
         _check_fields(at, entry, scope)
