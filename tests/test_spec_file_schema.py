@@ -155,3 +155,23 @@ def test_the_schema_flags_a_choice_value_the_field_never_takes():
     assert any(
         r.startswith("regnet.group_width.choice.1: '16' is not of type") for r in _reasons(text)
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "ok"),
+    [
+        (
+            "  - {width: 32, repeats: 1, stride: 2}",
+            "  - {choice: [{width: 32}, {width: 64}]}",
+            True,
+        ),
+        ("{width: 32, repeats: 1, stride: 2}", "{width: 32, repeats: {range: [1, 3]}}", True),
+        ("{width: 32, repeats: 1, stride: 2}", "{choice: [{width: 32, repaets: 1}]}", False),
+    ],
+)
+def test_a_list_item_may_be_a_choice_of_items_and_hold_ranges(write_spec, old, new, ok):
+    text = CIFAR20.replace(old, new).replace("{width: 32}", "{width: 32, repeats: 1}")
+    text = text.replace("{width: 64}", "{width: 64, repeats: 1}")
+    assert (_problems(text) == []) is ok, _problems(text)
+    if ok:
+        Space(write_spec(text)).check(random.Random(0))
