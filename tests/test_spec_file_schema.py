@@ -9,6 +9,7 @@ import random
 import jsonschema
 import pytest
 import yaml
+from test_spaces_spec import REGNETX_400MF
 
 from helpers import CIFAR20, ROOT
 from resgraph import SpecError, load_spec
@@ -19,13 +20,7 @@ SCHEMA = json.loads((ROOT / "specs" / "schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 SHIPPED = sorted((ROOT / "specs").rglob("*.yaml"))
 
-REGNET = """\
-name: RegNetX-400MF
-input: {size: 224}
-num_classes: 1000
-stem: {layout: imagenet, width: 32, kernel: 3, pool: none}
-regnet: {w0: 24, wa: 24.48, wm: 2.54, depth: 22, group_width: 16}
-"""
+REGNET = REGNETX_400MF
 
 
 def _problems(text: str) -> list[str]:

@@ -238,13 +238,6 @@ class StemSpec(StrictModel):
             return self.kernel
         return 7 if self.layout == "imagenet" else 3
 
-    @field_validator("kernel")
-    @classmethod
-    def _odd_kernel(cls, value: int | None) -> int | None:
-        if value is not None and value % 2 == 0:
-            raise ValueError(f"must be odd (a centred kernel), got {value}")
-        return value
-
 
 class _ResidualBlockBase(StrictModel):
     join: Literal["add", "gate"] = Field(
@@ -691,6 +684,12 @@ class ModelSpec(StrictModel):
                 ("stem", "kernel"),
                 stem.kernel,
                 f"a {stem.type} stem is 3x3 convs: kernel is for a single stem's conv",
+            )
+        elif stem.kernel is not None and stem.kernel % 2 == 0:
+            error(
+                ("stem", "kernel"),
+                stem.kernel,
+                f"must be odd (a centred kernel), got {stem.kernel}",
             )
         if stem.pool == "none" and stem.anti_alias is not None:
             error(
