@@ -78,10 +78,10 @@ def torch_network(stages: list[tuple[int, int, int]]):
         def forward(self, x):
             return (self.f(x) + (self.proj(x) if self.proj is not None else x)).relu()
 
-    layers, width = [*cbr(3, 32, 7, 2), nn.MaxPool2d(3, 2, 1)], 32
-    for k, (w, n, groups) in enumerate(stages):
+    layers, width = cbr(3, 32, 3, 2), 32  # RegNet's stem: 3x3/2 conv, BN, ReLU, no pool
+    for w, n, groups in stages:
         for b in range(n):
-            layers.append(XBlock(width, w, 2 if (b == 0 and k > 0) else 1, groups))
+            layers.append(XBlock(width, w, 2 if b == 0 else 1, groups))
             width = w
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 1000)]
     return nn.Sequential(*layers)

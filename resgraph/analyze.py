@@ -21,6 +21,7 @@ import click
 
 from resgraph.errors import ResgraphError
 from resgraph.fsutil import atomic_write_bytes, atomic_write_text
+from resgraph.options import FOLDER, bounded_option, folder_option
 
 NEEDED = {"spec", "params", "macs", "error", "status"}
 PLOTS = ("edf", "error_vs_macs", "error_vs_params")
@@ -145,22 +146,9 @@ def analyze(sweeps: list[Path], out: Path, best: int = 10) -> list[Row]:
 
 
 @click.command()
-@click.argument("sweeps", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder for the PNGs and index.html [default: FIRST/analysis].",
-)
-@click.option(
-    "--best",
-    type=click.IntRange(1, 1000),
-    default=10,
-    show_default=True,
-    help="How many of the best specs to list.",
-)
+@click.argument("sweeps", nargs=-1, required=True, type=FOLDER)
+@folder_option("out", "Folder for the PNGs and index.html [default: FIRST/analysis].")
+@bounded_option("--best", lo=1, hi=1000, default=10, help="How many of the best specs to list.")
 def analyze_cmd(sweeps: tuple[Path, ...], out: Path | None, best: int) -> None:
     """Error EDF of each sweep (one per design space) on one plot, error against MACs and
     parameters, and the best specs: PNGs and one self-contained HTML page."""

@@ -124,11 +124,11 @@ def summary(
 def schema(output: Path | None) -> None:
     """Print the JSON Schema of the spec language (for editors)."""
     from resgraph.fsutil import atomic_write_text, check_output
-    from resgraph.spec.schema import ModelSpec
+    from resgraph.spec.file_schema import file_schema
 
     if output is not None:
         check_output(output)
-    text = json.dumps(ModelSpec.model_json_schema(), indent=2, sort_keys=True) + "\n"
+    text = json.dumps(file_schema(), indent=2, sort_keys=True) + "\n"
     if output is None:
         click.echo(text, nl=False)
     else:

@@ -118,3 +118,21 @@ def with_flags(spec: object, overrides: Sequence[str]) -> str:
     printed commands, generated headers and reports)."""
     flags = [o.flag if isinstance(o, Override) else Override(o).flag for o in overrides]
     return " ".join([str(spec), *flags])
+
+
+FOLDER = click.Path(file_okay=False, path_type=Path)
+
+
+def folder_option(dest: str, help: str, **kwargs: Any) -> Callable[..., Any]:
+    """``-o/--output FOLDER``, passed to the command as ``dest``."""
+    return click.option("-o", "--output", dest, type=FOLDER, help=help, **kwargs)
+
+
+def bounded_option(
+    *decls: str, lo: float, hi: float, default: float | None = None, help: str | None = None
+) -> Callable[..., Any]:
+    """An option that takes a number from ``lo`` to ``hi`` (a real where the default is one,
+    else an integer), its default shown in the help if it has one."""
+    kind = click.FloatRange if isinstance(default, float) else click.IntRange
+    shown = default is not None
+    return click.option(*decls, type=kind(lo, hi), default=default, show_default=shown, help=help)

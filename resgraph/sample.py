@@ -24,7 +24,7 @@ import yaml
 
 from resgraph.errors import ResgraphError, SpecError
 from resgraph.fsutil import atomic_write_text, check_output
-from resgraph.options import SPEC, spec_overrides
+from resgraph.options import SPEC, bounded_option, folder_option, spec_overrides
 from resgraph.passes import PIPELINE, lower, lower_spec
 from resgraph.spec.compose import construct
 from resgraph.spec.digest import spec_hash
@@ -240,34 +240,23 @@ def budget_option(name: str, what: str) -> Any:
 @budget_option("macs", "Multiply-adds for one example, e.g. 360M:440M (either end optional).")
 @budget_option("params", "Parameters, e.g. :6M.")
 @budget_option("memory", "Forward activations kept for backward at --batch-size, e.g. :2GiB.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 1 << 20),
-    default=1,
-    show_default=True,
-    help="Batch size of the --memory budget.",
+@bounded_option(
+    "--batch-size", lo=1, hi=1 << 20, default=1, help="Batch size of the --memory budget."
 )
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
-@click.option(
+@bounded_option("--seed", lo=0, hi=2**63 - 1, default=0)
+@bounded_option(
     "--max-draws",
-    type=click.IntRange(1, 10**8),
-    default=None,
+    lo=1,
+    hi=10**8,
     help="Give up after this many draws [default: 200 per network, at least 2000].",
 )
-@click.option(
-    "-o",
-    "--output",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder to write the specs to.",
-)
+@folder_option("out_dir", "Folder to write the specs to.", required=True)
 @click.option("--force", is_flag=True, help="Overwrite sample files already in the folder.")
-@click.option(
+@bounded_option(
     "--jobs",
-    type=click.IntRange(1, 256),
+    lo=1,
+    hi=256,
     default=1,
-    show_default=True,
     help="Processes that check draws (the result is the same for any number).",
 )
 @spec_overrides(shorthands=False, what="the space")

@@ -27,7 +27,7 @@ import click
 
 from resgraph.errors import ResgraphError, SpecError
 from resgraph.fsutil import atomic_write_text
-from resgraph.options import spec_overrides
+from resgraph.options import bounded_option, spec_overrides
 from resgraph.spec.overrides import FlagLoc
 from resgraph.train.cli import DIR, POSITIVE, recipe_option
 
@@ -223,18 +223,18 @@ TRAIN_FLAGS = ("dataset", "iterations", "batch_size", "lr", "seed", "eval_every"
     help="auto: CUDA when the trial has a GPU, else the CPU.",
 )
 @click.option("--address", default=None, help="A Ray cluster's address [default: this machine].")
-@click.option("--cpus-per-trial", type=click.FloatRange(0, 1024), default=1.0, show_default=True)
-@click.option(
+@bounded_option("--cpus-per-trial", lo=0, hi=1024, default=1.0)
+@bounded_option(
     "--gpus-per-trial",
-    type=click.FloatRange(0, 64),
+    lo=0,
+    hi=64,
     default=0.0,
-    show_default=True,
     help="Fractions share a GPU: 0.25 runs four trials on each.",
 )
-@click.option(
+@bounded_option(
     "--concurrent",
-    type=click.IntRange(1, 4096),
-    default=None,
+    lo=1,
+    hi=4096,
     help="At most this many trials at once [default: as resources allow].",
 )
 @spec_overrides(shorthands=False, what="every spec")

@@ -1,7 +1,8 @@
 """Write the reference text that is generated from its single source, between markers:
 
-- the spec-key reference of docs/spec.md, from the pydantic models' JSON Schema (the one
-  `resgraph schema` prints: every field's type, default, constraints and description);
+- the spec-key reference of docs/spec.md, from the pydantic models' JSON Schema
+  (resgraph.spec.file_schema.language_schema: every field's type, default, constraints and
+  description; `resgraph schema` prints it with what a file adds: base, ranges, choices);
 - the command table of README.md, from the CLI's command registry (resgraph/cli.py COMMANDS)
   and each command's arguments;
 - the op table of docs/blocks.md, from the op registry (resgraph/ops.py): every op a block
@@ -130,9 +131,9 @@ def _refs(schema: dict) -> list[str]:
 def spec_reference() -> str:
     """Every mapping of the spec language, the top level first, then each nested mapping
     in the order a reader meets it."""
-    from resgraph.spec.schema import ModelSpec
+    from resgraph.spec.file_schema import language_schema
 
-    full = ModelSpec.model_json_schema()
+    full = language_schema()
     defs = full.pop("$defs")
     lines = model_section("ModelSpec", full)
     order = _refs(full)
@@ -203,7 +204,7 @@ def op_table() -> str:
 
 REGIONS = {
     # marker name: (file, source named in the note, function that writes the region)
-    "spec-keys": ("docs/spec.md", "resgraph/spec/schema.py", spec_reference),
+    "spec-keys": ("docs/spec.md", "resgraph/spec/schema.py and regnet.py", spec_reference),
     "commands": ("README.md", "resgraph/cli.py COMMANDS", command_table),
     "ops": ("docs/blocks.md", "resgraph/ops.py", op_table),
 }

@@ -133,10 +133,12 @@ def test_a_stale_region_is_reported(reference, tmp_path):
 
 
 def test_the_key_reference_lists_every_field_of_every_model(reference):
-    from resgraph.spec.schema import ModelSpec
+    from resgraph.spec.file_schema import language_schema
+    from resgraph.spec.regnet import GENERATORS
 
-    schema = ModelSpec.model_json_schema()
+    schema = language_schema()
     models = {"ModelSpec": schema, **schema["$defs"]}
+    assert {model.__name__ for model, _ in GENERATORS.values()} <= set(models)
     text = reference.spec_reference()
     sections = text.split("### ")[1:]
     assert [s.split("\n", 1)[0] for s in sections][:1] == ["ModelSpec"]
@@ -150,6 +152,8 @@ def test_the_key_reference_lists_every_field_of_every_model(reference):
     top = sections[0]
     assert "| `num_classes` | integer | required | >= 1, <= 100000 |" in top
     assert '`"D"`' in top and "| `stem` | [StemSpec](#stemspec) | its own defaults |" in top
+    assert "| `regnet` | [RegNetParams](#regnetparams) | `null` |" in top
+    assert '| `norm` | [NormSpec](#normspec) or `"batch"` \\| `"group"` |' in top  # shorthand
 
 
 def test_constraints_in_words(reference):

@@ -6,11 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import click
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from helpers import ROOT, run_cli
 from resgraph import load_spec
+from resgraph.options import bounded_option, folder_option
 from resgraph.sample import (
     Draw,
     _verdict,
@@ -241,3 +244,40 @@ def test_an_output_folder_that_is_a_file_is_one_error(space_file, tmp_path):
     assert result.stderr.startswith("error: ") and "is a file" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert (tmp_path / "taken").read_text() == "mine\n"
+
+
+@click.command()
+@bounded_option("--n", lo=1, hi=4, default=2, help="A count.")
+@bounded_option("--share", lo=0, hi=1, default=0.5)
+@bounded_option("--cap", lo=1, hi=8)
+@folder_option("out", "A folder.")
+def _numbers(n, share, cap, out):
+    click.echo(f"{n!r} {share!r} {cap!r} {out!r}")
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        ([], "2 0.5 None None"),
+        (["--n", "1", "--share", "0", "--cap", "8"], "1 0.0 8 None"),
+        (["--n", "4", "--share", "0.25", "-o", "x"], "4 0.25 None PosixPath('x')"),
+    ],
+)
+def test_the_shared_options_take_numbers_inside_their_bounds(args, shown):
+    result = CliRunner().invoke(_numbers, args)
+    assert (result.exit_code, result.output.strip()) == (0, shown)
+
+
+@pytest.mark.parametrize(
+    "args", [["--n", "0"], ["--n", "5"], ["--n", "2.5"], ["--share", "1.5"], ["--cap", "9"]]
+)
+def test_the_shared_options_refuse_numbers_outside_their_bounds(args):
+    result = CliRunner().invoke(_numbers, args)
+    assert result.exit_code == 2 and f"Invalid value for '{args[0]}'" in result.output
+
+
+def test_the_shared_options_show_their_defaults_and_bounds():
+    text = CliRunner().invoke(_numbers, ["--help"]).output
+    assert "[default: 2; 1<=x<=4]" in text and "[default: 0.5; 0<=x<=1]" in text
+    cap = next(line for line in text.splitlines() if "--cap" in line)
+    assert cap.split() == ["--cap", "INTEGER", "RANGE", "[1<=x<=8]"]  # no default to show

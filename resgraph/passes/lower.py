@@ -571,7 +571,8 @@ def _wrap(
 
 def _lower_stem(s: _Scope, x: str, spec: ModelSpec) -> str:
     """The layers before the first stage, as one conv (paper Table 1 or sec. 4.2) or three
-    (He et al. 2019's ResNet-C, timm's state names), then the pool that halves the input."""
+    (He et al. 2019's ResNet-C, timm's state names), then the pool, if any, that halves the
+    input."""
     stem, cin, width = spec.stem, spec.input.channels, spec.stem.width
     if stem.type != "single":  # three 3x3 convs, stride 2 on the first: Sequential 'conv1'
         *inner, _ = stem.conv_widths()
@@ -581,14 +582,13 @@ def _lower_stem(s: _Scope, x: str, spec: ModelSpec) -> str:
             x = s.add(f"conv1.{3 * i + 2}", ReLUModule(), x)
             cin = w
         x = s.add("conv1.6", Conv(cin, width, 3, 1, 1), x)
-    elif stem.layout == "imagenet":  # paper Table 1, conv1: 7x7, 64, stride 2
-        x = s.add("conv1", Conv(cin, width, 7, 2, 3), x)
-    else:  # paper sec. 4.2: the first layer is a 3x3 convolution
-        x = s.add("conv1", Conv(cin, width, 3, 1, 1), x)
+    else:  # paper Table 1's conv1 (7x7, stride 2) or sec. 4.2's first layer (3x3, stride 1)
+        k, stride = stem.conv_kernel(), 2 if stem.layout == "imagenet" else 1
+        x = s.add("conv1", Conv(cin, width, k, stride, k // 2), x)
     if stem.activation:
         x = s.norm("bn1", width, x, None)
         x = s.add("relu", ReLU(), x)
-    if stem.layout != "imagenet":
+    if stem.layout != "imagenet" or stem.pool == "none":
         return x
     aa = stem.anti_alias.type if stem.anti_alias else None
     if stem.pool == "conv":  # ResNet-RS (Bello et al. 2021): a 3x3/2 conv replaces the max pool

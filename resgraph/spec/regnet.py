@@ -28,7 +28,6 @@ from resgraph.errors import Problem, SpecError
 from resgraph.spec.base import StrictModel
 from resgraph.spec.compose import construct
 
-KEYS = ("regnet", "anynet")  # the generators a spec may write instead of ``stages``
 MAX_DEPTH = 100
 MAX_WIDTH = 8192
 MAP_TAG, SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
@@ -49,7 +48,9 @@ class XStage(StrictModel):
 class AnyNetParams(StrictModel):
     """AnyNetX (Radosavovic et al. 2020, sec. 3.1): X-block stages given one by one."""
 
-    stages: list[XStage] = Field(min_length=1, max_length=16)
+    stages: list[XStage] = Field(
+        min_length=1, max_length=16, description="The stages, input to output."
+    )
     first_stride: int = Field(
         2, ge=1, le=2, description="Stride of the first stage (1 after a stem that pools)."
     )
@@ -73,6 +74,22 @@ class RegNetParams(StrictModel):
     stages: int | None = Field(
         None, ge=1, le=16, description="The number of stages the rule must give, if any."
     )
+
+
+# the generators a spec may write instead of ``stages``: key -> (parameters, description)
+GENERATORS: dict[str, tuple[type[StrictModel], str]] = {
+    "regnet": (
+        RegNetParams,
+        "Instead of 'stages': the stages of X blocks that RegNet's quantised-linear rule "
+        "gives (Radosavovic et al. 2020, eq. 2-4).",
+    ),
+    "anynet": (
+        AnyNetParams,
+        "Instead of 'stages': AnyNetX's stages of X blocks, given one by one (Radosavovic "
+        "et al. 2020, sec. 3.1).",
+    ),
+}
+KEYS = tuple(GENERATORS)
 
 
 def regnet_stages(p: RegNetParams) -> list[XStage]:
@@ -138,10 +155,10 @@ def stages_data(stages: list[XStage], first_stride: int) -> list[dict[str, Any]]
 def generate(key: str, data: Any) -> list[dict[str, Any]]:
     """The stages that the generator ``key`` gives for its value ``data``; raises
     ValidationError for a bad parameter and ValueError for a stage count not met."""
-    if key == "anynet":
-        a = AnyNetParams.model_validate(data)
-        return stages_data(a.stages, a.first_stride)
-    p = RegNetParams.model_validate(data)
+    p = GENERATORS[key][0].model_validate(data)
+    if isinstance(p, AnyNetParams):
+        return stages_data(p.stages, p.first_stride)
+    assert isinstance(p, RegNetParams)
     stages = regnet_stages(p)
     if p.stages is not None and len(stages) != p.stages:
         raise ValueError(f"the rule gives {len(stages)} stages, not {p.stages}")

@@ -203,12 +203,22 @@ class StemSpec(StrictModel):
         description="Width of the first two convs of a deep or tiered stem (timm's stem_width); "
         "left out: width // 2. Only for deep and tiered stems.",
     )
-    pool: Literal["max", "conv"] = Field(
+    kernel: int | None = Field(
+        None,
+        ge=1,
+        le=11,
+        description="Kernel of a single stem's conv, odd, padded by kernel // 2; left out: 7 "
+        "for layout 'imagenet', 3 for 'cifar'. RegNet's stem (Radosavovic et al. 2020) is "
+        "kernel 3 with pool 'none'. Deep and tiered stems are 3x3 convs: leave it out there.",
+    )
+    pool: Literal["max", "conv", "none"] = Field(
         "max",
         description="How an imagenet stem halves the resolution after its conv(s): 'max' the "
         "3x3/2 max pool (paper Table 1), 'conv' a 3x3/2 conv (width to width, no bias), norm "
         "and ReLU in its place (ResNet-RS, Bello et al. 2021; state 'maxpool.0' conv, "
-        "'maxpool.1' norm). A cifar stem has no pool: leave it out there.",
+        "'maxpool.1' norm), 'none' no pool: the stride-2 conv alone halves it (RegNet's stem, "
+        "Radosavovic et al. 2020: a 3x3/2 conv, BN, ReLU). A cifar stem has no pool: leave it "
+        "out there.",
     )
     anti_alias: AntiAlias | None = Field(
         None,
@@ -226,6 +236,12 @@ class StemSpec(StrictModel):
         inner = self.inner_width if self.inner_width is not None else self.width // 2
         first = 3 * (inner // 4) if self.type == "tiered" else inner
         return (first, inner, self.width)
+
+    def conv_kernel(self) -> int:
+        """The kernel of a single stem's conv (paper Table 1: 7; sec. 4.2: 3)."""
+        if self.kernel is not None:
+            return self.kernel
+        return 7 if self.layout == "imagenet" else 3
 
 
 class _ResidualBlockBase(StrictModel):
@@ -755,6 +771,25 @@ class ModelSpec(StrictModel):
                         f"a cifar stem is one 3x3 conv without a pool: '{name}' needs layout "
                         f"'imagenet'",
                     )
+        if stem.type != "single" and stem.kernel is not None:
+            error(
+                ("stem", "kernel"),
+                stem.kernel,
+                f"a {stem.type} stem is 3x3 convs: kernel is for a single stem's conv",
+            )
+        elif stem.kernel is not None and stem.kernel % 2 == 0:
+            error(
+                ("stem", "kernel"),
+                stem.kernel,
+                f"must be odd (a centred kernel), got {stem.kernel}",
+            )
+        if stem.pool == "none" and stem.anti_alias is not None:
+            error(
+                ("stem", "anti_alias"),
+                stem.anti_alias.type,
+                "pool 'none' leaves no pool to anti-alias: remove anti_alias or set pool "
+                "'max' or 'conv'",
+            )
         if stem.type == "single" and stem.inner_width is not None:
             error(
                 ("stem", "inner_width"),

@@ -21,25 +21,51 @@ import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import ConfigDict, Field, ValidationError
 
 from resgraph.errors import Problem, SpecError
+from resgraph.spec.base import StrictModel
 from resgraph.spec.compose import construct, resolve_base
 from resgraph.spec.overrides import apply_overrides
 
-RANGE, CHOICE = "range", "choice"
-RANGE_KEYS = (RANGE, "log", "step")
 MAX_CHOICES = 1000
+Bound = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class RangeSpec(StrictModel):
+    """A number drawn from lo to hi, both included: an integer when lo, hi (and step) are
+    integers, else a real."""
+
+    model_config = ConfigDict(title="Range")
+
+    range: list[Bound] = Field(min_length=2, max_length=2, description="[lo, hi], lo not above hi.")
+    log: bool = Field(False, description="Draw log-uniformly (lo > 0).")
+    step: Bound | None = Field(
+        None, gt=0, description="Draw from lo, lo + step, lo + 2 step, ... up to hi (not with log)."
+    )
+
+
+class ChoiceSpec(StrictModel):
+    """One of the values listed, drawn with equal chances."""
+
+    model_config = ConfigDict(title="Choice")
+
+    choice: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_CHOICES,
+        description="The values: any YAML value each (a mapping too), not a range or choice.",
+    )
+
+
+RANGE, CHOICE = "range", "choice"
+RANGE_KEYS = tuple(RangeSpec.model_fields)
 CHECK_VALUES = 12  # values of a range tried by check(): both ends and some between
 INT_TAG, FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 
 Path_ = tuple[str | int, ...]
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -114,37 +140,44 @@ def _dimension(node: yaml.MappingNode, path: Path_, smap: Any) -> Dimension:
         return SpecError(Problem(message, smap.locate(path)))
 
     data = construct(node)
-    keys = set(data)
-    if CHOICE in keys:
-        if keys != {CHOICE}:
-            raise error("a choice is written {choice: [a, b, ...]} with no other key")
+    if CHOICE in data:
+        _check(ChoiceSpec, data, error)
         choices = dict((k.value, v) for k, v in node.value)[CHOICE]
-        if not isinstance(choices, yaml.SequenceNode) or not choices.value:
-            raise error("choice must be a non-empty list of values")
-        if len(choices.value) > MAX_CHOICES:
-            raise error(f"at most {MAX_CHOICES} values in a choice, got {len(choices.value)}")
         if any(is_space_node(c) for c in choices.value):
             raise error("a choice's values are plain values, not ranges or choices")
         return Dimension(path, node, choices=list(choices.value))
-    unknown = sorted(keys - set(RANGE_KEYS))
-    if unknown:
-        raise error(f"unknown key {unknown[0]!r} in a range (it takes range, log and step)")
-    bounds, log, step = data[RANGE], data.get("log", False), data.get("step")
-    if not (isinstance(bounds, list) and len(bounds) == 2 and all(map(_number, bounds))):
-        raise error("range must be a list of two numbers, [lo, hi]")
-    lo, hi = bounds
+    _check(RangeSpec, data, error)
+    (lo, hi), log, step = data[RANGE], data.get("log", False), data.get("step")
     if lo > hi:
         raise error(f"range [{lo}, {hi}] is empty: lo must not be above hi")
-    if not isinstance(log, bool):
-        raise error("log must be true or false")
     if log and lo <= 0:
         raise error(f"a log range needs lo > 0, got {lo}")
-    if step is not None and not (_number(step) and step > 0):
-        raise error("step must be a number above 0")
     if step is not None and log:
         raise error("a range takes log or step, not both")
     integer = all(isinstance(v, int) for v in (lo, hi, step if step is not None else 1))
     return Dimension(path, node, lo=lo, hi=hi, log=log, step=step, integer=integer)
+
+
+MESSAGES = {  # (model, first key of the error's location; None: an unknown key) -> message
+    (ChoiceSpec, None): "a choice is written {{choice: [a, b, ...]}} with no other key",
+    (ChoiceSpec, CHOICE): f"choice must be a non-empty list of at most {MAX_CHOICES} values",
+    (RangeSpec, None): "unknown key {key!r} in a range (it takes " + ", ".join(RANGE_KEYS) + ")",
+    (RangeSpec, RANGE): "range must be a list of two numbers, [lo, hi]",
+    (RangeSpec, "log"): "log must be true or false",
+    (RangeSpec, "step"): "step must be a number above 0",
+}
+
+
+def _check(model: type[StrictModel], data: Any, error: Any) -> None:
+    """Validate a range or choice mapping against its model; its first problem, as the
+    message of ``MESSAGES``, raised by ``error``."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        unknown = first["type"] == "extra_forbidden"
+        message = MESSAGES[model, None if unknown else first["loc"][0]]
+        raise error(message.format(key=first["loc"][0])) from None
 
 
 def substitute(node: yaml.Node, chosen: dict[int, yaml.Node]) -> yaml.Node:
