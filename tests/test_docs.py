@@ -123,7 +123,7 @@ def test_generated_regions_are_current(reference):
 
 
 def test_a_stale_region_is_reported(reference, tmp_path):
-    for name in ("README.md", "docs/spec.md"):
+    for name in ("README.md", "docs/spec.md", "docs/blocks.md"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text((ROOT / name).read_text())
     assert reference.stale(tmp_path) == []

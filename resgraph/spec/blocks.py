@@ -132,7 +132,11 @@ def _suggest(word: str, choices: list[str]) -> str:
 
 
 class OpEntry(StrictModel):
-    """One op of a block: ``- NAME: KIND`` or ``- NAME: {op: KIND, in: ..., FIELD: VALUE}``."""
+    """One op of a block: ``- NAME: KIND`` or ``- NAME: {op: KIND, in: INPUTS, when:
+    CONDITION, FIELD: VALUE, ...}``, NAME its module path in the block, KIND a registry op
+    (docs/blocks.md lists them) or ``norm``, ``in`` the ops it reads (by default the one
+    before it; ``input`` is the block's input), ``when`` a condition for it to exist, and
+    its fields numbers or expressions."""
 
     model_config = ConfigDict(extra="allow", strict=True, frozen=True, populate_by_name=True)
 
@@ -162,6 +166,37 @@ class OpEntry(StrictModel):
     @classmethod
     def _one_input(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: Any, handler: Any) -> dict[str, Any]:
+        """The form a file writes: one key, the op's name, whose value is its kind or a
+        mapping of ``op``, ``in``, ``when`` and the op's fields."""
+        names = {"type": "string", "enum": [*block_ops(), NORM]}
+        body = {
+            "type": "object",
+            "properties": {
+                "op": {**names, "description": cls.model_fields["op"].description},
+                "in": {
+                    "description": cls.model_fields["inputs"].description,
+                    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                },
+                "when": {
+                    "description": cls.model_fields["when"].description,
+                    "type": ["string", "boolean", "integer"],
+                },
+            },
+            "required": ["op"],
+            "additionalProperties": {"type": ["string", "number", "boolean"]},
+        }
+        return {
+            "title": cls.__name__,
+            "description": " ".join((cls.__doc__ or "").split()),
+            "type": "object",
+            "properties": {},  # its one key is the op's name, which the file chooses
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": {"anyOf": [names, body]},
+        }
 
     @property
     def args(self) -> dict[str, OpValue]:
@@ -568,7 +603,10 @@ class DefinedBlockSpec(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     TAG: ClassVar[str] = "defined"  # its tag in the spec's block union
 
-    type: str = Field(description="A type defined under the spec's 'blocks'.")
+    type: str = Field(
+        description="A type defined under the spec's 'blocks'.",
+        json_schema_extra={"not": {"enum": list(BUILTIN_TYPES)}},
+    )
 
     @property
     def options(self) -> dict[str, Any]:

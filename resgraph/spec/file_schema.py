@@ -29,6 +29,9 @@ STAGES, BASE = "stages", "base"
 DEFS, PARTIAL = "#/$defs/", "Partial"
 ANNOTATIONS = ("title", "description", "default")  # what stays beside a value's alternatives
 NUMBERS = ("integer", "number")
+# mappings that name their type even in a partial spec: a defined block type takes any
+# option, so only its type tells its options from a built-in block's misspelt ones
+KEEP_TYPE = ("DefinedBlockSpec",)
 Schema = dict[str, Any]
 
 
@@ -44,9 +47,10 @@ def language_schema() -> Schema:
         for name, field in cls.model_fields.items():
             names = _shorthand_names(field)
             if names:
-                holder["properties"][name] = _alternative(
-                    holder["properties"][name], {"type": "string", "enum": names}
-                )
+                short: Schema = {"type": "string"}  # a type a spec defines may take any name
+                if "" not in names:
+                    short["enum"] = names
+                holder["properties"][name] = _alternative(holder["properties"][name], short)
     props = schema["properties"]
     order = [name for name in props if name not in GENERATORS]
     at = order.index(STAGES) + 1
@@ -77,7 +81,7 @@ def _shorthand_names(field: FieldInfo) -> list[str]:
         annotation, meta = stack.pop()
         if any(getattr(m, "func", None) is _type_shorthand for m in meta):
             kinds = [get_args(c.model_fields["type"].annotation) for c in _classes(annotation)]
-            return [name for names in kinds for name in names]
+            return [name for names in kinds for name in (names or ("",))]  # "": any name
         if get_origin(annotation) is Annotated:
             base, *more = get_args(annotation)
             stack.append((base, more))
@@ -134,9 +138,9 @@ def _partial(node: Any, names: set[str]) -> Any:
     for key, value in node.items():
         if key == "$ref" and value.removeprefix(DEFS) in names:
             out[key] = DEFS + PARTIAL + value.removeprefix(DEFS)
-        elif key == "oneOf" and "discriminator" in node:
+        elif key == "oneOf":  # without its type tag, a mapping may match several members
             out["anyOf"] = _partial(value, names)
-        elif key not in ("required", "discriminator"):
+        elif key not in ("required", "discriminator") or node.get("title") in KEEP_TYPE:
             out[key] = _partial(value, names)
     return out
 
