@@ -174,6 +174,15 @@ def _container(children: dict[str, object]) -> object:
     return Call("nn.ModuleDict", (Dict(tuple(zip(children, items, strict=True))),))
 
 
+def _chain(children: dict[str, object]) -> object:
+    """A run of modules called in order: an ``nn.Sequential``, of an ``OrderedDict`` where
+    the modules have names (a shortcut's ``downsample.conv``, ``downsample.bn``)."""
+    if _sequential(children):
+        return _container(children)
+    items = tuple((k, _container(c) if isinstance(c, dict) else c) for k, c in children.items())
+    return Call("nn.Sequential", (Call("OrderedDict", (), items),))
+
+
 def _access(path: str, tree: dict[str, object]) -> str:
     """``self.conv1``, ``self.conv1[0]`` (in a Sequential), ``self.se["fc1"]`` (a dict)."""
     first, *rest = path.split(".")
@@ -409,7 +418,7 @@ def _block_call(ir: IR, block: Block, members: list[Node], name: str) -> Call:
         if shortcut[0][0] == "":
             kwargs.append(("downsample", shortcut[0][1]))
         else:
-            kwargs.append(("downsample", _container(_tree(shortcut))))
+            kwargs.append(("downsample", _chain(_tree(shortcut))))
     return Call(name, args, tuple(kwargs))
 
 
@@ -494,12 +503,13 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
                 if key is not None
             ],
             helpers=[Code(text) for text in sources],
+            ordered=any("OrderedDict(" in line for line in _init_lines(tree)),
             classes=[Code(text) for text, _ in classes.values()],
             model_class=model_class,
             args=[(a.name, type(a.value).__name__, a.value) for a in ir.args],
             init_lines=list(map(Code, _init_lines(tree))),
             forward_lines=list(map(Code, _network_forward(ir, items, tree))),
-            zero_init=[(name, bns) for name, (_, bns) in classes.items() if bns],
+            zero_init=[(name, [Code(b) for b in bns]) for name, (_, bns) in classes.items() if bns],
         )
     )
 
@@ -521,14 +531,25 @@ def _network_modules(
             if stage is None:
                 raise IRError(f"node {node.name!r} lies outside any block the emitter knows")
             if node.name == ir.blocks[stage.blocks[-1]].output:
-                seq = Call("nn.Sequential", tuple(_group([calls[b] for b in stage.blocks])))
-                entries.append((stage.path, seq))
+                entries.append((stage.path, _stage_call(stage.blocks, calls)))
                 items.append((stage.path, ir.blocks[stage.blocks[0]].input, node.name))
         elif not isinstance(node.op, (ops.Input, ops.Output)):
             if node.op.is_module:
                 entries.append((node.name, _ctor(node.op, dict(node.bind))))
             items.append(node)
     return entries, items
+
+
+def _stage_call(blocks: tuple[str, ...], calls: dict[str, Call]) -> Call:
+    """A stage's ``nn.Sequential`` of block calls; blocks the spec names (``b1``, ``b2``,
+    ...) keep their names through an ``OrderedDict``, as torch's documentation does."""
+    names = [path.rsplit(".", 1)[1] for path in blocks]
+    if names == [str(i) for i in range(len(names))]:
+        return Call("nn.Sequential", tuple(_group([calls[b] for b in blocks])))
+    named = Call(
+        "OrderedDict", (), tuple((n, calls[b]) for n, b in zip(names, blocks, strict=True))
+    )
+    return Call("nn.Sequential", (named,))
 
 
 def _network_forward(ir: IR, items: list[_Item], tree: dict[str, object]) -> list[str]:

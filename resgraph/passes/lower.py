@@ -80,7 +80,6 @@ from resgraph.spec.schema import (
     ModelSpec,
     SESpec,
     ShortcutOption,
-    stage_path,
 )
 
 Bind = dict[str, str]  # op field -> expression over the block's constructor parameters
@@ -107,6 +106,8 @@ class _Scope:
     def add(
         self, name: str, op: Op, *inputs: str, role: Role | None = None, bind: Bind | None = None
     ) -> str:
+        if self.section in ("stem", "head"):  # the spec may name these as another library does
+            name = self.ir.spec.names.rename(name)
         full = f"{self.prefix}.{name}" if self.prefix else name
         node = Node(
             name=full,
@@ -640,7 +641,7 @@ def lower(spec: ModelSpec) -> IR:
     for si in range(count):
         stage_loc = smap.locate(("stages", si), causes=[("input",)]) if smap else None
         _lower_stage(ir, spec, si, flow, stage_loc)
-        mark(stage_path(si), flow.x)
+        mark(spec.stage_name(si), flow.x)
     if not wanted:  # a backbone has no head
         _lower_head(_Scope(ir, "", locate("head"), "head"), spec, flow)
     return ir
@@ -656,7 +657,7 @@ def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc |
     plan += [(lowering, 1 if opener or bi else stage.stride, True) for bi in range(stage.repeats)]
     paths = []
     for bi, (lowering, stride, counted) in enumerate(plan):
-        path = f"{stage_path(si)}.{bi}"
+        path = spec.block_path(si, bi)
         if counted:  # the spec's blocks; a stage opener is extra and never dropped
             flow.done += 1
         ctx = _block_ctx(spec, si, bi, flow, stride, counted)
@@ -667,7 +668,7 @@ def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc |
         paths.append(path)
         flow.x, flow.channels = block.output, low.out_channels
         flow.pre_activated = not low.post_activation
-    ir.stages.append(Stage(stage_path(si), si, tuple(paths), loc))
+    ir.stages.append(Stage(spec.stage_name(si), si, tuple(paths), loc))
 
 
 def _block_ctx(

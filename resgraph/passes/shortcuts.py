@@ -48,7 +48,7 @@ def insert_shortcuts(ir: IR) -> IR:
                     )
                 )
             pad = PadShortcut(in_shape[0], out_shape[0], block.stride)
-            _rewire(ir, block, [_node(block, "downsample", pad)])
+            _rewire(ir, block, [_node(ir, block, "downsample", pad)])
             kind = "zero-pad"
         elif block.shortcut == "C" or (block.shortcut == "B" and changes):
             # timm's rule: the spec's kernel where the projection downsamples, 1x1 elsewhere
@@ -57,7 +57,9 @@ def insert_shortcuts(ir: IR) -> IR:
             conv = Conv(in_shape[0], out_shape[0], k, block.stride, pad)
             bn = norm_op(ir.spec, out_shape[0])
             _rewire(
-                ir, block, [_node(block, "downsample.0", conv), _node(block, "downsample.1", bn)]
+                ir,
+                block,
+                [_node(ir, block, "downsample.0", conv), _node(ir, block, "downsample.1", bn)],
             )
             kind = "projection"
         elif block.shortcut == "D" and changes:  # He et al. 2019, ResNet-D
@@ -65,14 +67,17 @@ def insert_shortcuts(ir: IR) -> IR:
             if block.stride > 1:
                 pool = AvgPool(2, block.stride, ceil_mode=True, count_include_pad=False)
             chain = [pool, Conv(in_shape[0], out_shape[0], 1), norm_op(ir.spec, out_shape[0])]
-            _rewire(ir, block, [_node(block, f"downsample.{i}", op) for i, op in enumerate(chain)])
+            chain_nodes = [_node(ir, block, f"downsample.{i}", op) for i, op in enumerate(chain)]
+            _rewire(ir, block, chain_nodes)
             kind = "avg-projection"
         ir.blocks[path] = replace(block, shortcut_kind=kind)
     return ir
 
 
-def _node(block: Block, name: str, op: Op) -> Node:
-    return Node(f"{block.path}.{name}", op, block.path, "shortcut", "stage", (), block.loc)
+def _node(ir: IR, block: Block, name: str, op: Op) -> Node:
+    """A shortcut module, named as the spec's ``names`` say (``downsample.0`` by default)."""
+    path = f"{block.path}.{ir.spec.names.rename(name)}"
+    return Node(path, op, block.path, "shortcut", "stage", (), block.loc)
 
 
 def _rewire(ir: IR, block: Block, chain: list[Node]) -> None:

@@ -27,11 +27,13 @@ from pydantic import Field, ValidationError
 from resgraph.errors import Problem, SpecError
 from resgraph.spec.base import StrictModel
 from resgraph.spec.compose import construct
+from resgraph.spec.expr import make_divisible
 
 MAX_DEPTH = 100
 MAX_WIDTH = 8192
 MAP_TAG, SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 INT_TAG, STR_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:str"
+FLOAT_TAG, BOOL_TAG = "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"
 
 
 class XStage(StrictModel):
@@ -54,6 +56,11 @@ class AnyNetParams(StrictModel):
     first_stride: int = Field(
         2, ge=1, le=2, description="Stride of the first stage (1 after a stem that pools)."
     )
+    block: dict[str, Any] | None = Field(
+        None,
+        description="A block type defined under 'blocks' (with its options) for every stage "
+        "instead of X blocks: each stage sets its width and the type's group_width param.",
+    )
 
 
 class RegNetParams(StrictModel):
@@ -73,6 +80,19 @@ class RegNetParams(StrictModel):
     )
     stages: int | None = Field(
         None, ge=1, le=16, description="The number of stages the rule must give, if any."
+    )
+    group_min_ratio: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Above 0, a bottleneck width is made a multiple of the group width by "
+        "rounding half up and never more than 10% down (torchvision's RegNets, timm's '_tv' "
+        "models), not to the nearest multiple.",
+    )
+    block: dict[str, Any] | None = Field(
+        None,
+        description="A block type defined under 'blocks' (with its options) for every stage "
+        "instead of X blocks: each stage sets its width and the type's group_width param.",
     )
 
 
@@ -112,13 +132,14 @@ def regnet_stages(p: RegNetParams) -> list[XStage]:
     return [XStage(depth=n, width=w, bottleneck_ratio=b, group_width=g) for w, n in runs]
 
 
-def compatible(stage: XStage) -> tuple[int, int, int]:
+def compatible(stage: XStage, min_ratio: float = 0.0) -> tuple[int, int, int]:
     """(bottleneck width, output width, group width) of a stage: the group width capped at
-    the bottleneck width, the bottleneck width rounded to a multiple of it, and the output
-    width following from it."""
+    the bottleneck width, the bottleneck width rounded to a multiple of it (to the nearest,
+    or with ``min_ratio`` as :func:`~resgraph.spec.expr.make_divisible` does), and the
+    output width following from it."""
     inner = max(1, int(stage.width / stage.bottleneck_ratio))
     g = min(stage.group_width, inner)
-    inner = max(g, round(inner / g) * g)
+    inner = make_divisible(inner, g, 1) if min_ratio else max(g, round(inner / g) * g)
     return inner, int(inner * stage.bottleneck_ratio), g
 
 
@@ -131,16 +152,27 @@ def stage_widths(p: RegNetParams) -> list[tuple[int, int, int]]:
     return out
 
 
-def stages_data(stages: list[XStage], first_stride: int) -> list[dict[str, Any]]:
-    """The ``stages`` list of a spec, as plain data."""
+def stages_data(
+    stages: list[XStage],
+    first_stride: int,
+    block: dict[str, Any] | None = None,
+    min_ratio: float = 0.0,
+) -> list[dict[str, Any]]:
+    """The ``stages`` list of a spec, as plain data: of X blocks, or of the defined ``block``
+    with each stage's width and group width."""
     out = []
     for i, stage in enumerate(stages):
-        inner, width, g = compatible(stage)
+        inner, width, g = compatible(stage, min_ratio)
+        stride = first_stride if i == 0 else 2
+        if block is not None:
+            options = {**block, "group_width": g}
+            out.append({"width": width, "repeats": stage.depth, "stride": stride, "block": options})
+            continue
         out.append(
             {
                 "widths": [[inner, inner, width]] * stage.depth,
                 "repeats": stage.depth,
-                "stride": first_stride if i == 0 else 2,
+                "stride": stride,
                 "block": {
                     "type": "bottleneck",
                     "expansion": 1,
@@ -157,12 +189,12 @@ def generate(key: str, data: Any) -> list[dict[str, Any]]:
     ValidationError for a bad parameter and ValueError for a stage count not met."""
     p = GENERATORS[key][0].model_validate(data)
     if isinstance(p, AnyNetParams):
-        return stages_data(p.stages, p.first_stride)
+        return stages_data(p.stages, p.first_stride, p.block)
     assert isinstance(p, RegNetParams)
     stages = regnet_stages(p)
     if p.stages is not None and len(stages) != p.stages:
         raise ValueError(f"the rule gives {len(stages)} stages, not {p.stages}")
-    return stages_data(stages, p.first_stride)
+    return stages_data(stages, p.first_stride, p.block, p.group_min_ratio)
 
 
 def _node(value: Any, mark: Any) -> yaml.Node:
@@ -172,6 +204,10 @@ def _node(value: Any, mark: Any) -> yaml.Node:
         return yaml.MappingNode(MAP_TAG, pairs, mark, mark)
     if isinstance(value, list):
         return yaml.SequenceNode(SEQ_TAG, [_node(v, mark) for v in value], mark, mark)
+    if isinstance(value, bool):
+        return yaml.ScalarNode(BOOL_TAG, "true" if value else "false", mark, mark)
+    if isinstance(value, float):
+        return yaml.ScalarNode(FLOAT_TAG, repr(value), mark, mark)
     tag = INT_TAG if isinstance(value, int) else STR_TAG
     return yaml.ScalarNode(tag, str(value), mark, mark)
 

@@ -53,11 +53,6 @@ ANTI_ALIAS_STRIDE = 2  # the one stride an anti-aliasing filter downsamples by
 STEM_OUTPUT = "stem"  # the name of the stem's feature map among a backbone's outputs
 
 
-def stage_path(index: int) -> str:
-    """The module path (and feature map name) of stage ``index``: ``layer1``, ``layer2``, ..."""
-    return f"layer{index + 1}"
-
-
 def _type_shorthand(value: Any) -> Any:
     """Accept ``option: name`` as shorthand for ``option: {type: name}`` (``block:
     bottleneck``, ``attention: se``, ``norm: group``, ...)."""
@@ -413,6 +408,87 @@ class StageSpec(StrictModel):
     )
 
 
+_MODULE_PATH = re.compile(
+    r"[A-Za-z][A-Za-z0-9_]{0,39}(\.([A-Za-z][A-Za-z0-9_]{0,39}|[0-9]{1,4})){0,7}"
+)
+
+
+class NamesSpec(StrictModel):
+    """The module paths resgraph gives the parts it lays out itself: stages, blocks, the
+    stem's and the head's modules and a block's shortcut. The defaults are torchvision's; a
+    network whose state must carry another implementation's names sets them (timm's RegNets:
+    s1.b1, stem.conv, head.fc, downsample.conv)."""
+
+    stage: str = Field(
+        "layer{stage + 1}",
+        max_length=80,
+        description="Each stage's module path (and its feature map's name): {EXPR} is "
+        "filled in from stage, the stage's index from 0.",
+    )
+    block: str = Field(
+        "{index}",
+        max_length=80,
+        description="Each block's name inside its stage: {EXPR} is filled in from index, the "
+        "block's index from 0.",
+    )
+    modules: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Module paths renamed, old -> new: the stem's and the head's ('conv1', "
+        "'bn1', 'fc'), and a block's shortcut modules ('downsample.0', 'downsample.1'). A "
+        "name renames the modules inside it too ('conv1' -> 'stem.conv' makes a deep stem's "
+        "'conv1.3' 'stem.conv.3').",
+    )
+
+    @field_validator("modules")
+    @classmethod
+    def _paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for path in [*value, *value.values()]:
+            if not _MODULE_PATH.fullmatch(path):
+                raise ValueError(
+                    f"{path!r} is not a module path: dotted identifiers or numbers, e.g. "
+                    f"'stem.conv' or 'downsample.0'"
+                )
+        return value
+
+    @field_validator("stage", "block")
+    @classmethod
+    def _template(cls, value: str, info: Any) -> str:
+        name = "stage" if info.field_name == "stage" else "index"
+        for i in range(3):  # the first few names must be module path parts
+            path = fill_name(value, {name: i})
+            if not _MODULE_PATH.fullmatch(path) or (info.field_name == "block" and "." in path):
+                raise ValueError(
+                    f"{value!r} gives {path!r}, not a module path part (use {{{name}}} or "
+                    f"{{{name} + 1}} beside letters, digits and _)"
+                )
+        return value
+
+    def rename(self, path: str) -> str:
+        """``path`` with its longest renamed prefix (whole components) replaced."""
+        parts = path.split(".")
+        for end in range(len(parts), 0, -1):
+            new = self.modules.get(".".join(parts[:end]))
+            if new is not None:
+                return ".".join([new, *parts[end:]])
+        return path
+
+
+def fill_name(template: str, values: dict[str, int]) -> str:
+    """A name template with each ``{EXPR}`` replaced by its whole value (block definitions'
+    grammar); raises ValueError when an expression cannot be read or computed."""
+    from resgraph.spec.expr import ExprError, evaluate, parse
+
+    def value(match: re.Match[str]) -> str:
+        try:
+            result = evaluate(parse(match.group(1)), values)
+        except ExprError as exc:
+            raise ValueError(f"{template!r}: {exc}") from None
+        return str(int(result))
+
+    return re.sub(r"\{([^{}]*)\}", value, template)
+
+
 class StochasticDepthSpec(StrictModel):
     """Huang et al. 2016: drop whole residual branches while training."""
 
@@ -521,6 +597,11 @@ class ModelSpec(StrictModel):
         min_length=1, max_length=MAX_STAGES, description="Stages in order, input to output."
     )
     head: HeadSpec = Field(default_factory=HeadSpec, description="Classifier head.")
+    names: NamesSpec = Field(
+        default_factory=NamesSpec,
+        description="Module paths of stages, blocks, stem, head and shortcuts (torchvision's "
+        "by default).",
+    )
     outputs: list[str] | None = Field(
         None,
         min_length=1,
@@ -645,7 +726,15 @@ class ModelSpec(StrictModel):
 
     def feature_names(self) -> list[str]:
         """The feature maps a backbone can return, in network order: 'stem', 'layer1', ..."""
-        return [STEM_OUTPUT] + [stage_path(i) for i in range(len(self.stages))]
+        return [STEM_OUTPUT] + [self.stage_name(i) for i in range(len(self.stages))]
+
+    def stage_name(self, index: int) -> str:
+        """Stage ``index``'s module path: ``layer1``, ... (or as ``names.stage`` says)."""
+        return fill_name(self.names.stage, {"stage": index})
+
+    def block_path(self, stage: int, index: int) -> str:
+        """The module path of block ``index`` of stage ``stage``: ``layer2.0``, ..."""
+        return f"{self.stage_name(stage)}.{fill_name(self.names.block, {'index': index})}"
 
     @model_validator(mode="after")
     def _stage_combinations(self) -> ModelSpec:
