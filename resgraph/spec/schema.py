@@ -455,13 +455,15 @@ class NamesSpec(StrictModel):
     @classmethod
     def _template(cls, value: str, info: Any) -> str:
         name = "stage" if info.field_name == "stage" else "index"
-        for i in range(3):  # the first few names must be module path parts
-            path = fill_name(value, {name: i})
+        paths = [fill_name(value, {name: i}) for i in range(3)]  # the first few names
+        for path in paths:
             if not _MODULE_PATH.fullmatch(path) or (info.field_name == "block" and "." in path):
                 raise ValueError(
                     f"{value!r} gives {path!r}, not a module path part (use {{{name}}} or "
                     f"{{{name} + 1}} beside letters, digits and _)"
                 )
+        if len(set(paths)) < len(paths):
+            raise ValueError(f"{value!r} gives {paths[0]!r} more than once: write {{{name}}} in it")
         return value
 
     def rename(self, path: str) -> str:
