@@ -10,7 +10,7 @@ demo: bootstrap
 
 # The whole suite, on two worker processes (what CI runs).
 test: bootstrap
-	.venv/bin/python -m pytest -n 2
+	.venv/bin/python -m pytest -n 2 --dist loadgroup
 
 # The fast tier while working: the house style, then the tests that start no Python process,
 # run no zoo-wide check and take no more than a few seconds (markers in pyproject.toml).

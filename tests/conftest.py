@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+
+def worker_threads(cpus: int | None, workers: int) -> int:
+    """Threads for each of ``workers`` test processes sharing ``cpus`` cores: one process's
+    OpenMP threads spinning on the cores another process needs slow both down severalfold."""
+    return max(1, (cpus or 1) // max(1, workers))
+
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    # Before torch is imported here, and inherited by the processes the tests start.
+    threads = worker_threads(os.cpu_count(), int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ the same batch-norm statistics. scripts/timm_fixture.py fills timm's models with
 tests fill resgraph's models with it and compare the outputs.
 
 The rule, for a tensor named ``key`` with ``n`` elements, ``phase = 2*pi*crc32(key)/2**32`` and
-``wave[i] = sin(0.37*i + phase)`` (float64, then cast to the tensor's dtype):
+``wave[i] = sin(0.37*i + phase)`` (computed in the tensor's dtype from float64 angles, so a
+float32 tensor is within a rounding of the float64 one):
 
 - integer tensors (``num_batches_tracked``): 0;
 - ``*.running_var``: ``1.5 + 0.5*wave`` (in [1, 2]);
@@ -32,16 +33,20 @@ if TYPE_CHECKING:
 _BRANCH_NORM = re.compile(r"^(layer\d+\.\d+\.bn)(\d+)\.weight$")
 
 
-def _wave(key: str, numel: int) -> torch.Tensor:
+def _wave(key: str, numel: int, offset: float, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """``offset + scale * wave``, flat, in ``dtype``."""
     import torch
 
     phase = 2 * math.pi * zlib.crc32(key.encode("utf-8")) / 2**32
-    # sin(0.37 i + phase) for i = 1024 r + c, by angle addition: one multiply-add per element
-    # instead of one sine (large models have hundreds of millions of elements).
+    # sin(0.37 i + phase) for i = 1024 r + c, by angle addition: two rank-one updates in the
+    # tensor's own dtype instead of one sine per element (large models have hundreds of
+    # millions of elements); the scale rides on the short row vectors.
     rows = torch.arange(-(-numel // 1024), dtype=torch.float64) * (0.37 * 1024) + phase
     cols = torch.arange(1024, dtype=torch.float64) * 0.37
-    wave = torch.outer(torch.sin(rows), torch.cos(cols))
-    wave.addr_(torch.cos(rows), torch.sin(cols))
+    wave = torch.outer((scale * torch.sin(rows)).to(dtype), torch.cos(cols).to(dtype))
+    wave.addr_((scale * torch.cos(rows)).to(dtype), torch.sin(cols).to(dtype))
+    if offset:
+        wave += offset
     return wave.reshape(-1)[:numel]
 
 
@@ -62,16 +67,15 @@ def fill_value(key: str, shape: tuple[int, ...], dtype: torch.dtype, last_norm: 
     numel = math.prod(shape)
     if not dtype.is_floating_point:
         return torch.zeros(shape, dtype=dtype)
-    wave = _wave(key, numel).reshape(shape)
     if key.endswith("running_var"):
-        value = 1.5 + 0.5 * wave
+        offset, scale = 1.5, 0.5
     elif key.endswith("running_mean") or key.endswith("bias"):
-        value = 0.05 * wave
+        offset, scale = 0.0, 0.05
     elif len(shape) <= 1:
-        value = 0.2 + 0.05 * wave if last_norm else 0.5 + 0.1 * wave
+        offset, scale = (0.2, 0.05) if last_norm else (0.5, 0.1)
     else:
-        value = wave * math.sqrt(4.0 / math.prod(shape[1:]))
-    return value.to(dtype)
+        offset, scale = 0.0, math.sqrt(4.0 / math.prod(shape[1:]))
+    return _wave(key, numel, offset, scale, dtype).reshape(shape)
 
 
 def fill(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

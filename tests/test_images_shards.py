@@ -27,6 +27,7 @@ from resgraph.train import shards, stream
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = GREY_TINY_SPEC
+pytestmark = pytest.mark.xdist_group("images_shards")  # one worker writes the shards once
 
 
 def invoke(*args: object):  # type: ignore[no-untyped-def]

@@ -192,46 +192,37 @@ def test_block_class_names_agree_between_the_engines(stem):
 
 
 # -- names a spec cannot break ---------------------------------------------------------------
+NAMES = ["None", "True", "F", "nn", "torch", "Tensor", "BasicBlock", "PadShortcut", "build model"]
+NAMES += ["Exception", "123"]
+
+
 @pytest.mark.subprocess
-@pytest.mark.parametrize(
-    "name",
-    [
-        "None",
-        "True",
-        "F",
-        "nn",
-        "torch",
-        "Tensor",
-        "BasicBlock",
-        "PadShortcut",
-        "build model",
-        "Exception",
-        "123",
-    ],
-)
-def test_model_class_name_never_collides(name, tmp_path):
-    ir = lower(_variant(name))
-    text = emit_source(ir)
-    classes = _classes(text)
-    model = [c for c in classes if c not in ("PadShortcut", "BasicBlock", "BasicBlock2")]
-    assert len(model) == 1 and model[0] not in ("None", "True", "F", "BasicBlock", "PadShortcut")
-    path = tmp_path / "net.py"
-    path.write_text(text)
+def test_model_class_name_never_collides(tmp_path):
+    """Each name's file is standalone: all of them run in one fresh process (one start of
+    Python and torch for the lot), each under its own module name."""
+    for i, name in enumerate(NAMES):
+        ir = lower(_variant(name))
+        text = emit_source(ir)
+        classes = _classes(text)
+        model = [c for c in classes if c not in ("PadShortcut", "BasicBlock", "BasicBlock2")]
+        assert len(model) == 1, (name, model)
+        assert model[0] not in ("None", "True", "F", "BasicBlock", "PadShortcut"), name
+        assert type(build_module(ir)).__name__ == model[0]
+        (tmp_path / f"net{i}.py").write_text(text)
+    script = (
+        "import importlib, sys, torch; sys.path.insert(0, sys.argv[1])\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    m = importlib.import_module(f'net{i}').build_model()\n"
+        "    print(tuple(m(torch.zeros(1, 3, 32, 32)).shape))\n"
+    )
     out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); import net, torch; "
-            "m = net.build_model(); print(tuple(m(torch.zeros(1, 3, 32, 32)).shape))",
-            str(tmp_path),
-        ],
+        [sys.executable, "-c", script, str(tmp_path), str(len(NAMES))],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "(1, 10)"
-    assert type(build_module(ir)).__name__ == model[0]
+    assert out.stdout.splitlines() == ["(1, 10)"] * len(NAMES)
 
 
 # -- the in-memory engines pickle across processes ----------------------------------------------

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import starts_python
+from conftest import starts_python, worker_threads
 
 
 def test_python_command_lines_are_recognised() -> None:
@@ -27,3 +27,10 @@ def test_an_unmarked_test_cannot_start_python() -> None:
 def test_a_marked_test_can() -> None:
     done = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True, text=True)
     assert done.stdout == "42\n"
+
+
+def test_each_test_worker_gets_its_share_of_the_cores() -> None:
+    assert worker_threads(2, 2) == 1  # `make test` on two cores: one thread each
+    assert worker_threads(16, 2) == 8 and worker_threads(8, 3) == 2
+    assert worker_threads(2, 4) == 1 and worker_threads(None, 2) == 1  # never none
+    assert worker_threads(4, 0) == 4

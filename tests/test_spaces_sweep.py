@@ -15,6 +15,7 @@ from resgraph import load_spec
 from resgraph.summary import summarize
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]  # trials start processes
+pytestmark.append(pytest.mark.xdist_group("sweep"))  # one worker runs `swept` once
 
 pytest.importorskip("ray.tune")
 

@@ -22,6 +22,7 @@ from resgraph.train.data import load_digits
 from resgraph.train.evaluate import check_classes
 
 pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+pytestmark = [pytestmark, pytest.mark.xdist_group("resume_eval")]  # one worker trains once
 
 
 def invoke(*args: object):  # type: ignore[no-untyped-def]

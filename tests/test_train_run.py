@@ -23,6 +23,7 @@ from resgraph.train import checkpoint as ckpt_io
 from resgraph.train.plots import COLUMNS
 
 pytestmark = pytest.mark.slow  # trains, exports or builds large networks
+pytestmark = [pytestmark, pytest.mark.xdist_group("train_run")]  # one worker trains once
 
 
 def invoke(args: list[str]):  # type: ignore[no-untyped-def]

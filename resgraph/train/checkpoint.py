@@ -18,6 +18,8 @@ import torch
 
 from resgraph import torchio
 from resgraph.errors import TrainError, WeightsError
+from resgraph.spec.schema import ModelSpec
+from resgraph.weights import check_architecture
 
 FORMAT = "resgraph-train/1"
 PREFIXES = torchio.PREFIXES  # added by DistributedDataParallel and torch.compile
@@ -41,6 +43,76 @@ def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise TrainError(f"{path}: not a resgraph training checkpoint")
     return ckpt
+
+
+def load_run(path: Path, spec: ModelSpec, device: torch.device) -> dict[str, Any]:
+    """The checkpoint a run resumes from, for the same network as ``spec`` (resuming refuses
+    any difference in the architecture)."""
+    ckpt = load(path, device)
+    check_architecture(ckpt, spec, str(path), resume=True)
+    return ckpt
+
+
+def snapshot(
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    scaler: torch.amp.GradScaler,
+    rngs: list[dict[str, Any]],
+    position: dict[str, Any],
+    meter: Any,
+    history: list[dict[str, Any]],
+    data_mean: torch.Tensor,
+    elapsed_s: float,
+    config: dict[str, Any],
+    complete: bool,
+) -> dict[str, Any]:
+    """The contents of ``last.pt`` (the keys above)."""
+    return {
+        "format": FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": schedule.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "rng": rngs,
+        "data": position,
+        "meter": meter.state_dict(),
+        "history": history,
+        "data_mean": data_mean.cpu(),
+        "elapsed_s": elapsed_s,
+        "config": config,
+        "complete": complete,
+    }
+
+
+def restore(
+    ckpt: dict[str, Any],
+    *,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    scaler: torch.amp.GradScaler,
+    meter: Any,
+    data: Any,
+) -> None:
+    """Give the optimizer, schedule, scaler (fp16), statistics and data order their saved
+    state (the model's is loaded when it is built)."""
+    optimizer.load_state_dict(ckpt["optimizer"])
+    schedule.load_state_dict(ckpt["scheduler"])
+    if ckpt.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(ckpt["scaler"])
+    meter.load_state_dict(ckpt["meter"])
+    data.restore(ckpt["data"])
+
+
+def restore_rng(ckpt: dict[str, Any], rank: int, world: int, device: torch.device) -> bool:
+    """This process's saved random states, when the run had as many processes as now;
+    returns whether they were restored."""
+    rngs = ckpt["rng"]
+    if len(rngs) != world:
+        return False
+    set_rng_state(rngs[rank], device)
+    return True
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from resgraph.errors import TrainError
 from resgraph.spec.schema import ModelSpec
-from resgraph.spec.train import TrainSpec, default_length
+from resgraph.spec.train import BUILT_IN, IMAGENET_BATCH, TrainSpec, default_length
 from resgraph.train.data import class_difference
 
 CHECKPOINT = "last.pt"
@@ -177,6 +177,18 @@ def override(
         raise TrainError("; ".join(lines)) from None
 
 
+def recipe(spec: ModelSpec, opts: TrainOptions, saved: dict[str, Any] | None) -> TrainSpec:
+    """The spec's recipe (or a resumed run's own, ``saved``) with the flags, and the crop its
+    data set takes: ImageNet-style scale augmentation brings the paper's mini-batch unless
+    the recipe sets one."""
+    train = override(spec.train, opts, saved=saved)
+    crop = train.crops_for(train.dataset not in BUILT_IN, spec.stem.layout)
+    update: dict[str, Any] = {"crop": crop}
+    if crop == "scale" and "batch_size" not in train.model_fields_set:
+        update["batch_size"] = IMAGENET_BATCH  # the paper's ImageNet mini-batch
+    return train.model_copy(update=update)
+
+
 def resolve(
     spec_path: Path,
     spec: ModelSpec,
@@ -252,6 +264,17 @@ def recipe_changes(saved: dict[str, Any], now: RunConfig) -> list[str]:
             f"classes: {class_difference(old.get('classes') or [], new['classes'] or [])}"
         )
     return changes
+
+
+def refuse_changed_recipe(saved: dict[str, Any], now: RunConfig, run_dir: Path) -> None:
+    """A resumed run keeps its recipe (``saved``, the RunConfig it was started with)."""
+    changes = recipe_changes(saved, now)
+    if changes:
+        raise TrainError(
+            f"{run_dir} was started with another recipe ({'; '.join(changes)}); a "
+            "resumed run keeps its recipe: drop the flags that change it, or start a "
+            "new run with another --out"
+        )
 
 
 def run_state(run_dir: Path, resume: bool) -> str:

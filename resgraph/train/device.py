@@ -196,6 +196,11 @@ class MemoryPlan:
         acts = self.activations_checkpointed if checkpointed else self.activations
         return acts + self.weights + self.data + self.overhead
 
+    def describe(self, checkpointed: bool) -> str:
+        """'memory about 1.2 GiB of 10 GiB free' (the free part when it is known)."""
+        text = f"memory about {fmt_bytes(self.need(checkpointed))}"
+        return text if self.free is None else f"{text} of {fmt_bytes(self.free)} free"
+
 
 def _elements(n: object) -> int:
     size = 1

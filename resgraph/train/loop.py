@@ -11,14 +11,12 @@ the group is torn down at interpreter exit.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import random
 import signal
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -26,23 +24,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from resgraph.errors import TrainError, WeightsError
+from resgraph.errors import TrainError
 from resgraph.options import with_flags
 from resgraph.passes import lower
 from resgraph.spec import load_spec
-from resgraph.spec.train import BUILT_IN, IMAGENET_BATCH
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import config as cfg
 from resgraph.train import device as dev
-from resgraph.train import distributed, inputs, plots, runfolder
+from resgraph.train import distributed, inputs, report, runfolder
+from resgraph.train import model as model_io
 from resgraph.train import stream as stream_io
 from resgraph.train.batches import mix_seed
 from resgraph.train.evaluate import build, evaluate, refuse_backbone
-from resgraph.train.model import place
 from resgraph.train.report import make_reporter, plural
 from resgraph.train.schedule import Meter, NonFiniteLoss, Schedule
 from resgraph.train.stop import REPEAT_WINDOW_S, StopRequest
-from resgraph.weights import check_architecture
 
 __all__ = ["REPEAT_WINDOW_S", "Callback", "StopRequest", "Trainer", "train"]
 
@@ -119,12 +115,16 @@ class Trainer:
                 "--init-from starts a new run from weights and --resume continues a run from "
                 "its checkpoint: give one of them"
             )
-        state = cfg.run_state(self.dir, opts.resume)
-        self.ckpt = ckpt_io.load(self.dir / cfg.CHECKPOINT, device) if state == "resume" else None
-        self.init_state = self._read_init(opts.init_from) if opts.init_from else None
+        resume = cfg.run_state(self.dir, opts.resume) == "resume"
+        path = self.dir / cfg.CHECKPOINT
+        self.ckpt = ckpt_io.load_run(path, self.spec, device) if resume else None
+        self.init_state = (
+            model_io.read_init(opts.init_from, self.spec, d, self.echo) if opts.init_from else None
+        )
         if opts.resume and self.ckpt is None:
             self.echo(f"no checkpoint in {self.dir}: starting a new run")
-        self.recipe = self._recipe()
+        saved = self.ckpt["config"] if self.ckpt is not None else None
+        self.recipe = cfg.recipe(self.spec, opts, saved)
         self.images, self.data = inputs.setup(self.recipe, opts, self.spec, d, device, self.echo)
         self.config = self._config()
         self._model()
@@ -132,19 +132,6 @@ class Trainer:
         self._it = self._last_read = self.start
         self.reporter = make_reporter(opts.quiet, d.is_main)
         d.barrier()  # every process has checked the folder before rank 0 writes to it
-
-    def _recipe(self) -> Any:
-        """The spec's recipe with the flags; a resumed run's own, checked against the spec."""
-        saved = self.ckpt["config"] if self.ckpt is not None else None
-        if saved is not None:
-            source = str(self.dir / cfg.CHECKPOINT)
-            check_architecture(self.ckpt, self.spec, source, resume=True)
-        recipe = cfg.override(self.spec.train, self.opts, saved=saved)
-        crop = recipe.crops_for(recipe.dataset not in BUILT_IN, self.spec.stem.layout)
-        update: dict[str, Any] = {"crop": crop}
-        if crop == "scale" and "batch_size" not in recipe.model_fields_set:
-            update["batch_size"] = IMAGENET_BATCH  # the paper's ImageNet mini-batch
-        return recipe.model_copy(update=update)
 
     def _config(self) -> cfg.RunConfig:
         """The resolved run configuration; a resumed run must keep its recipe."""
@@ -160,13 +147,7 @@ class Trainer:
             classes=self.images.classes,
         )
         if self.ckpt is not None:
-            changes = cfg.recipe_changes(self.ckpt["config"], config)
-            if changes:
-                raise TrainError(
-                    f"{self.dir} was started with another recipe ({'; '.join(changes)}); a "
-                    "resumed run keeps its recipe: drop the flags that change it, or start a "
-                    "new run with another --out"
-                )
+            cfg.refuse_changed_recipe(self.ckpt["config"], config, self.dir)
         return config
 
     def _model(self) -> None:
@@ -176,9 +157,9 @@ class Trainer:
         if self.ckpt is not None:
             ckpt_io.load_model_state(self.raw, self.ckpt["model"], str(self.dir / cfg.CHECKPOINT))
         elif self.init_state is not None:
-            self._init_from(self.init_state)
+            model_io.load_init(self.raw, self.init_state, self.opts.init_from, self.d)
             self.init_state = None
-        self.raw, self.net = place(self.raw, self.ir, o, self.device, self.d)
+        self.raw, self.net = model_io.place(self.raw, self.ir, o, self.device, self.d)
         self.opt = dev.make_optimizer(self.raw.parameters(), r, self.device)
         cosine = c.iterations if r.schedule == "cosine" else None
         self.schedule = Schedule(
@@ -194,52 +175,21 @@ class Trainer:
         if self.ckpt is not None:
             self._restore(self.ckpt)
 
-    @contextlib.contextmanager
-    def _weights_error_on_rank0(self) -> Iterator[None]:
-        """A WeightsError inside is reported by rank 0; the other processes just exit 1."""
-        try:
-            yield
-        except WeightsError:
-            if not self.d.is_main:
-                raise click.exceptions.Exit(1) from None
-            raise
-
-    def _read_init(self, path: Path) -> dict[str, torch.Tensor]:
-        """The weights ``--init-from`` names, read before the data. Every process reads them
-        (and finds a bad file itself); DDP would broadcast rank 0's anyway when it wraps the
-        model."""
-        with self._weights_error_on_rank0():
-            state, ckpt = ckpt_io.read_weights(path)
-            ckpt_io.check_finite(state, str(path))
-        check_architecture(ckpt, self.spec, str(path), echo=self.echo)
-        return state
-
-    def _init_from(self, state: dict[str, torch.Tensor]) -> None:
-        """Load the weights a new run starts from, strictly."""
-        with self._weights_error_on_rank0():
-            ckpt_io.load_model_state(
-                self.raw,
-                state,
-                str(self.opts.init_from),
-                hint="'resgraph import-weights --partial' converts weights for a changed network",
-            )
-
     def _restore(self, ck: dict[str, Any]) -> None:
-        self.opt.load_state_dict(ck["optimizer"])
-        self.schedule.load_state_dict(ck["scheduler"])
-        if ck.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(ck["scaler"])
-        self.meter.load_state_dict(ck["meter"])
+        ckpt_io.restore(
+            ck,
+            optimizer=self.opt,
+            schedule=self.schedule,
+            scaler=self.scaler,
+            meter=self.meter,
+            data=self.data,
+        )
         self.history = list(ck["history"])
         self.elapsed0 = float(ck["elapsed_s"])
         self.start = int(ck["data"]["iteration"])
-        self.data.restore(ck["data"])
-        rngs = ck["rng"]
-        if len(rngs) == self.d.world:
-            ckpt_io.set_rng_state(rngs[self.d.rank], self.device)
-        else:
+        if not ckpt_io.restore_rng(ck, self.d.rank, self.d.world, self.device):
             self.echo(
-                f"note: the run had {len(rngs)} processes, now {self.d.world}: Python "
+                f"note: the run had {len(ck['rng'])} processes, now {self.d.world}: Python "
                 "and numpy random states are re-seeded (resgraph's own draws do not "
                 "depend on them)"
             )
@@ -262,61 +212,20 @@ class Trainer:
     # --- writing --------------------------------------------------------------------------
 
     def _header(self) -> None:
-        c, r = self.config, self.recipe
+        o, r = self.opts, self.recipe
         params = sum(p.numel() for p in self.raw.parameters())
         self.echo(f"{self.spec.name} ({params:,} parameters) on {self.images.describe()}")
         for note in self.images.notes:
             self.echo(f"  {note}")
         if isinstance(self.data, stream_io.StreamData):
-            size = self.spec.input.size
-            self.echo(f"  {stream_io.describe(r.crop, size, self.data.flip)}")
-        ms = ", ".join(map(str, c.milestones))
-        lr = f"lr {r.lr:g} x{r.gamma:g} at {ms}" if ms else f"lr {r.lr:g} (no milestones)"
-        if r.schedule == "cosine":
-            lr = f"lr {r.lr:g} along a cosine to 0"
-        if r.label_smoothing:
-            lr += f", label smoothing {r.label_smoothing:g}"
-        epochs = c.iterations / c.steps_per_epoch
-        unit = "epoch" if epochs == 1 else "epochs"
-        self.echo(
-            f"{plural(c.iterations, 'iteration')} ({epochs:.3g} {unit} of "
-            f"{plural(c.steps_per_epoch, 'iteration')}), batch {r.batch_size}, {lr}, "
-            f"momentum {r.momentum:g}, weight decay {r.weight_decay:g}"
-            + (
-                f", warm-up at lr {r.warmup_lr:g} until training error < "
-                f"{100 * r.warmup_until_error:g}%"
-                if r.warmup_lr
-                else ""
-            )
-        )
+            self.echo(f"  {stream_io.describe(r.crop, self.spec.input.size, self.data.flip)}")
+        self.echo(report.schedule_line(self.config, r))
         per_rank = r.batch_size // self.d.world
         plan = dev.memory_plan(
-            self.ir,
-            self.raw,
-            per_rank,
-            self.opts.amp,
-            self.device,
-            self.data.nbytes,
-            free=self.free_bytes,
+            self.ir, self.raw, per_rank, o.amp, self.device, self.data.nbytes, free=self.free_bytes
         )
-        mem = f"memory about {dev.fmt_bytes(plan.need(self.opts.checkpoint_activations))}"
-        if plan.free is not None:
-            mem += f" of {dev.fmt_bytes(plan.free)} free"
-        procs = f" x {self.d.world} processes" if self.d.enabled else ""
-        o = self.opts
-        extras = [f"amp {o.amp}"] if o.amp != "off" else []
-        extras += [
-            name
-            for name, on in (
-                ("channels-last", o.channels_last),
-                (f"compile {o.compile_mode}", o.compile),
-                ("checkpoint-activations", o.checkpoint_activations),
-                ("sync-bn", o.sync_bn and self.d.enabled),
-            )
-            if on
-        ]
-        extra = f" ({', '.join(extras)})" if extras else ""
-        self.echo(f"device {self.device}{procs}{extra}, {mem}; run folder {self.dir}")
+        memory = plan.describe(o.checkpoint_activations)
+        self.echo(report.device_line(self.device, self.d.world, o, memory, self.dir))
         warning = dev.memory_warning(plan, per_rank, o.amp, o.checkpoint_activations)
         if warning and self.d.is_main:
             click.echo(warning, err=True)
@@ -332,8 +241,7 @@ class Trainer:
                 self._curves()
             return 0
         if self.d.is_main and self.images.skipped:
-            text = "".join(f"{line}\n" for line in self.images.skipped)
-            runfolder.write_text(self.dir / cfg.UNREADABLE, "the unreadable files' list", text)
+            runfolder.write_unreadable(self.dir, self.images.skipped)
         if self.d.is_main:
             data = self.config.to_dict()
             if self.ckpt is not None:
@@ -501,8 +409,7 @@ class Trainer:
                 "time_s": self._elapsed(),
             }
             self.history.append(row)
-            path = self.dir / "metrics.csv"
-            runfolder.write(path, "the metrics", lambda: plots.write_metrics(path, self.history))
+            runfolder.write_metrics(self.dir, self.history)
             self.reporter.row(row)
         self.mark += time.monotonic() - t0  # evaluation time is not training time
 
@@ -517,26 +424,24 @@ class Trainer:
         failed = self.d.gather(list(getattr(self.data, "failed", [])))
         if self.d.is_main and any(failed):
             lines = self.images.skipped + [f for rank in failed for f in rank]
-            text = "".join(f"{line}\n" for line in lines)
-            runfolder.write_text(self.dir / cfg.UNREADABLE, "the unreadable files' list", text)
+            runfolder.write_unreadable(self.dir, lines)
         error = None
         if self.d.is_main:
             path = self.dir / cfg.CHECKPOINT
-            state = {
-                "format": ckpt_io.FORMAT,
-                "model": self.raw.state_dict(),
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.schedule.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "rng": rngs,
-                "data": self.data.position(it),
-                "meter": self.meter.state_dict(),
-                "history": self.history,
-                "data_mean": self.data.mean.cpu(),
-                "elapsed_s": self._elapsed(),
-                "config": self.config.to_dict(),
-                "complete": complete,
-            }
+            state = ckpt_io.snapshot(
+                model=self.raw,
+                optimizer=self.opt,
+                schedule=self.schedule,
+                scaler=self.scaler,
+                rngs=rngs,
+                position=self.data.position(it),
+                meter=self.meter,
+                history=self.history,
+                data_mean=self.data.mean,
+                elapsed_s=self._elapsed(),
+                config=self.config.to_dict(),
+                complete=complete,
+            )
             self.stop.saving = True
             try:
                 runfolder.write(path, "the checkpoint", lambda: ckpt_io.save_atomic(state, path))
@@ -554,8 +459,7 @@ class Trainer:
 
     def _curves(self) -> None:
         title = f"{self.spec.name} on {self.recipe.dataset}"
-        path = self.dir / "curves.png"
-        runfolder.write(path, "the curves", lambda: plots.write_curves(path, self.history, title))
+        runfolder.write_curves(self.dir, self.history, title)
         self.last_curves = time.monotonic()
 
     def _finish_files(self) -> None:

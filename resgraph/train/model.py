@@ -1,15 +1,25 @@
-"""The network a run trains: built from the IR, then placed and wrapped for the run's
-settings (sync-bn, device, memory format, activation checkpointing, compile, DDP)."""
+"""The network a run trains: built from the IR, started from ``--init-from``'s weights when
+given, then placed and wrapped for the run's settings (sync-bn, device, memory format,
+activation checkpointing, compile, DDP)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
 import torch
 from torch import nn
 
+from resgraph.errors import WeightsError
 from resgraph.ir import IR
+from resgraph.spec.schema import ModelSpec
+from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import device as dev
 from resgraph.train import distributed
 from resgraph.train.config import TrainOptions
+from resgraph.weights import check_architecture
 
 
 def place(
@@ -32,3 +42,40 @@ def place(
         ids = [device.index] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
     return raw, net
+
+
+@contextlib.contextmanager
+def _weights_error_on_rank0(d: distributed.Dist) -> Iterator[None]:
+    """A WeightsError inside is reported by rank 0; the other processes just exit 1."""
+    try:
+        yield
+    except WeightsError:
+        if not d.is_main:
+            raise click.exceptions.Exit(1) from None
+        raise
+
+
+def read_init(
+    path: Path, spec: ModelSpec, d: distributed.Dist, echo: Callable[[str], None]
+) -> dict[str, torch.Tensor]:
+    """The weights ``--init-from`` names, read before the data. Every process reads them
+    (and finds a bad file itself); DDP would broadcast rank 0's anyway when it wraps the
+    model."""
+    with _weights_error_on_rank0(d):
+        state, ckpt = ckpt_io.read_weights(path)
+        ckpt_io.check_finite(state, str(path))
+    check_architecture(ckpt, spec, str(path), echo=echo)
+    return state
+
+
+def load_init(
+    raw: nn.Module, state: dict[str, torch.Tensor], path: Path, d: distributed.Dist
+) -> None:
+    """Load the weights a new run starts from, strictly."""
+    with _weights_error_on_rank0(d):
+        ckpt_io.load_model_state(
+            raw,
+            state,
+            str(path),
+            hint="'resgraph import-weights --partial' converts weights for a changed network",
+        )

@@ -67,6 +67,48 @@ def row_line(row: dict[str, Any], total: int, width: int | None = None, eta: str
     return fit(parts, width)
 
 
+def schedule_line(config: Any, recipe: Any) -> str:
+    """The run's length, mini-batch, learning-rate schedule and optimizer in one line."""
+    c, r = config, recipe
+    ms = ", ".join(map(str, c.milestones))
+    lr = f"lr {r.lr:g} x{r.gamma:g} at {ms}" if ms else f"lr {r.lr:g} (no milestones)"
+    if r.schedule == "cosine":
+        lr = f"lr {r.lr:g} along a cosine to 0"
+    if r.label_smoothing:
+        lr += f", label smoothing {r.label_smoothing:g}"
+    epochs = c.iterations / c.steps_per_epoch
+    unit = "epoch" if epochs == 1 else "epochs"
+    warmup = (
+        f", warm-up at lr {r.warmup_lr:g} until training error < {100 * r.warmup_until_error:g}%"
+        if r.warmup_lr
+        else ""
+    )
+    return (
+        f"{plural(c.iterations, 'iteration')} ({epochs:.3g} {unit} of "
+        f"{plural(c.steps_per_epoch, 'iteration')}), batch {r.batch_size}, {lr}, "
+        f"momentum {r.momentum:g}, weight decay {r.weight_decay:g}{warmup}"
+    )
+
+
+def device_line(device: object, world: int, opts: Any, memory: str, folder: object) -> str:
+    """Where the run trains (``world`` processes), the execution settings that are on, the
+    memory it needs and its folder."""
+    procs = f" x {world} processes" if world > 1 else ""
+    extras = [f"amp {opts.amp}"] if opts.amp != "off" else []
+    extras += [
+        name
+        for name, on in (
+            ("channels-last", opts.channels_last),
+            (f"compile {opts.compile_mode}", opts.compile),
+            ("checkpoint-activations", opts.checkpoint_activations),
+            ("sync-bn", opts.sync_bn and world > 1),
+        )
+        if on
+    ]
+    extra = f" ({', '.join(extras)})" if extras else ""
+    return f"device {device}{procs}{extra}, {memory}; run folder {folder}"
+
+
 def progress(show: bool) -> Callable[[Sequence[T], str], Iterator[T]]:
     """Wrap a sequence in a transient rich progress bar on a terminal (when ``show``)."""
 

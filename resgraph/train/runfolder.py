@@ -13,6 +13,8 @@ import yaml
 from resgraph.errors import TrainError
 from resgraph.fsutil import atomic_write_text
 from resgraph.train import checkpoint as ckpt_io
+from resgraph.train import plots
+from resgraph.train.config import UNREADABLE
 
 
 def write(path: Path, what: str, writer: Callable[[], object]) -> None:
@@ -45,6 +47,22 @@ def write_config(folder: Path, data: dict[str, Any]) -> None:
     write_text(
         folder / "config.yaml", "the run configuration", yaml.safe_dump(data, sort_keys=False)
     )
+
+
+def write_unreadable(folder: Path, lines: list[str]) -> None:
+    """unreadable.txt: the image files left out of the run, one ``path: reason`` a line."""
+    text = "".join(f"{line}\n" for line in lines)
+    write_text(folder / UNREADABLE, "the unreadable files' list", text)
+
+
+def write_metrics(folder: Path, history: list[dict[str, Any]]) -> None:
+    path = folder / "metrics.csv"
+    write(path, "the metrics", lambda: plots.write_metrics(path, history))
+
+
+def write_curves(folder: Path, history: list[dict[str, Any]], title: str) -> None:
+    path = folder / "curves.png"
+    write(path, "the curves", lambda: plots.write_curves(path, history, title))
 
 
 def write_replica_check(folder: Path, digests: list[str]) -> bool:
