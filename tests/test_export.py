@@ -58,6 +58,7 @@ CASES = [
     ("resnet18", {"repeats": 1, "size": 64}),  # option B projections, ImageNet stem
     ("cifar_densenet_bc_100_12", {"repeats": 2, "size": 16}),  # dense blocks, transitions
     ("cifar_highway_resnet20", {"repeats": 1, "size": 16}),  # gated joins
+    ("cifar_fire_resnet20", {"repeats": 1, "size": 16}),  # a block type the spec defines
 ]
 
 
