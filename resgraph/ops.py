@@ -19,6 +19,7 @@ Shapes exclude the batch dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from math import ceil
@@ -517,7 +518,7 @@ class ChannelSlice(Op):
     Gao et al. 2019)."""
 
     kind: ClassVar[str] = "slice"
-    call: ClassVar[str] = "{0}[:, {start}:{stop}]"
+    call: ClassVar[str] = "{0}[:, {start}:{stop}]"  # spaced as call_text says
     start: int
     stop: int
 
@@ -528,6 +529,13 @@ class ChannelSlice(Op):
                 f"cannot take channels {self.start} to {self.stop - 1} of {c} channels"
             )
         return (self.stop - self.start, h, w)
+
+    def call_text(self, inputs: list[str], fields: Mapping[str, str] | None = None) -> str:
+        """``x[:, 2:5]``, or ``x[:, a : 2 * a]`` where a bound is not a name or a number (the
+        slice spacing of black and ruff, so generated files stay formatted)."""
+        text = {"start": literal(self.start), "stop": literal(self.stop), **(fields or {})}
+        simple = all(re.fullmatch(r"\w+", text[f]) for f in ("start", "stop"))
+        return f"{inputs[0]}[:, {text['start']}{':' if simple else ' : '}{text['stop']}]"
 
     def channels_text(self, bound: Mapping[str, str], inputs: list[str | None]) -> str | None:
         if "start" not in bound or "stop" not in bound:

@@ -127,9 +127,9 @@ def test_the_class_keeps_what_forward_reads_and_names_itself():
     assert "class SplitBlock(nn.Module):" in text and "class SplitBlock2(nn.Module):" in text
     first = text.split("class SplitBlock(nn.Module):")[1].split("\nclass ")[0]
     assert "self.part = part" in first and "self.scale = scale" in first
-    assert "out2 = out[:, 0:self.part]" in first
-    assert "out[:, self.part:2 * self.part]" in first
-    assert "out[:, (self.scale - 1) * self.part:self.scale * self.part]" in first
+    assert "out2 = out[:, 0 : self.part]" in first
+    assert "out[:, self.part : 2 * self.part]" in first
+    assert "out[:, (self.scale - 1) * self.part : self.scale * self.part]" in first
     assert "self.pool = nn.AvgPool2d(kernel_size=3, stride=stride, padding=1)" in first
     later = text.split("class SplitBlock2(nn.Module):")[1].split("\nclass ")[0]
     assert "pool" not in later and "out3 = out3 + out2" in later
@@ -223,6 +223,8 @@ def test_slice_rules():
             bad.infer([(8, 4, 4)])
     assert ChannelSlice(2, 5).call_text(["y"]) == "y[:, 2:5]"
     assert ChannelSlice(2, 5).call_text(["y"], {"start": "a"}) == "y[:, a:5]"
+    assert ChannelSlice(2, 5).call_text(["y"], {"start": "self.a"}) == "y[:, self.a : 5]"
+    assert ChannelSlice(2, 5).call_text(["y"], {"stop": "2 * a"}) == "y[:, 2 : 2 * a]"
     assert ChannelSlice(2, 5).channels_text({"start": "2 * w", "stop": "3 * w"}, []) == "w"
     assert ChannelSlice(2, 5).channels_text({"start": "2 * w"}, ["c"]) is None
 

@@ -93,3 +93,17 @@ def test_a_backbone_has_no_num_classes():
     module = _load(emit_source(lower(spec)))
     assert list(inspect.signature(module.build_model).parameters) == []
     assert "num_classes" not in emit_source(lower(spec))
+
+
+def test_a_line_of_exactly_the_width_stays_whole():
+    """An expression that fills the line to the last column stays on it when nothing follows
+    it (a generator's element, an assignment), and breaks when a comma must follow, as a
+    formatter lays it out."""
+    from resgraph.emit.pyformat import WIDTH, Repeat
+
+    args = ("x" * (WIDTH - 16 - len("Block()")),)
+    call = Call("Block", args)
+    assert len(render(call, 16, tail=0)) == WIDTH - 16  # whole: 100 columns in all
+    assert "\n" in render(call, 16)  # a comma follows: 101 columns would not fit
+    text = render(Repeat(call, count=5), 12)
+    assert text.splitlines()[1] == " " * 16 + render(call, 16, tail=0)

@@ -50,6 +50,12 @@ def test_both_engines_and_the_generated_source_keep_the_names():
     assert "OrderedDict" not in plain  # torchvision's numbered blocks need no import
 
 
+def test_the_defaults_are_torchvisions_and_validate_when_written():
+    spec = load_spec(CIFAR20 + 'names: {stage: "layer{stage + 1}", block: "{index}"}\n')
+    assert spec.block_path(1, 0) == "layer2.0" and spec.names.modules == {}
+    assert spec.model_validate(spec.model_dump()).block_path(1, 2) == "layer2.2"
+
+
 def test_backbone_features_are_named_after_the_stages():
     spec = load_spec(NAMED + "outputs: [stem, s2]\n")
     assert spec.feature_names() == ["stem", "s1", "s2"]
@@ -82,6 +88,7 @@ def test_a_renamed_prefix_renames_what_is_inside_it():
         ('{stage: "s"}', "'s' gives 's' more than once"),  # every stage the same name
         ('{stage: "s{stage"}', "not a module path part"),
         ('{stage: "{stage}"}', "'{stage}' gives '0', not a module path part"),
+        ('{block: "{index}x"}', "'{index}x' gives '0x', not a module path part"),
         ('{block: "b.{index}"}', "gives 'b.0', not a module path part"),
         ('{block: "b{index ** 2}"}', "is not allowed"),
         ('{block: "b{depth}"}', "unknown name 'depth'"),

@@ -100,17 +100,17 @@ class Bottle2neck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        out2 = out[:, 0:self.split]
+        out2 = out[:, 0 : self.split]
         out2 = F.relu(self.bns[0](self.convs[0](out2)))
-        out3 = out[:, self.split:2 * self.split]
+        out3 = out[:, self.split : 2 * self.split]
         out3 = F.relu(self.bns[1](self.convs[1](out3)))
-        out4 = out[:, 2 * self.split:3 * self.split]
+        out4 = out[:, 2 * self.split : 3 * self.split]
         out4 = F.relu(self.bns[2](self.convs[2](out4)))
-        out5 = out[:, 3 * self.split:4 * self.split]
+        out5 = out[:, 3 * self.split : 4 * self.split]
         out5 = F.relu(self.bns[3](self.convs[3](out5)))
-        out6 = out[:, 4 * self.split:5 * self.split]
+        out6 = out[:, 4 * self.split : 5 * self.split]
         out6 = F.relu(self.bns[4](self.convs[4](out6)))
-        out = out[:, (self.scale - 1) * self.split:self.scale * self.split]
+        out = out[:, (self.scale - 1) * self.split : self.scale * self.split]
         out = self.pool(out)
         out = torch.cat([out2, out3, out4, out5, out6, out], 1)
         out = self.bn3(self.conv3(out))
@@ -206,21 +206,21 @@ class Bottle2neck2(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        out2 = out[:, 0:self.split]
+        out2 = out[:, 0 : self.split]
         out2 = F.relu(self.bns[0](self.convs[0](out2)))
-        out3 = out[:, self.split:2 * self.split]
+        out3 = out[:, self.split : 2 * self.split]
         out3 = out3 + out2
         out3 = F.relu(self.bns[1](self.convs[1](out3)))
-        out4 = out[:, 2 * self.split:3 * self.split]
+        out4 = out[:, 2 * self.split : 3 * self.split]
         out4 = out4 + out3
         out4 = F.relu(self.bns[2](self.convs[2](out4)))
-        out5 = out[:, 3 * self.split:4 * self.split]
+        out5 = out[:, 3 * self.split : 4 * self.split]
         out5 = out5 + out4
         out5 = F.relu(self.bns[3](self.convs[3](out5)))
-        out6 = out[:, 4 * self.split:5 * self.split]
+        out6 = out[:, 4 * self.split : 5 * self.split]
         out6 = out6 + out5
         out6 = F.relu(self.bns[4](self.convs[4](out6)))
-        out = out[:, (self.scale - 1) * self.split:self.scale * self.split]
+        out = out[:, (self.scale - 1) * self.split : self.scale * self.split]
         out = torch.cat([out2, out3, out4, out5, out6, out], 1)
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)

@@ -120,21 +120,21 @@ class Bottle2neck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        out2 = out[:, 0:self.split]
+        out2 = out[:, 0 : self.split]
         out2 = F.relu(self.bns[0](self.convs[0](out2)))
-        out3 = out[:, self.split:2 * self.split]
+        out3 = out[:, self.split : 2 * self.split]
         out3 = F.relu(self.bns[1](self.convs[1](out3)))
-        out4 = out[:, 2 * self.split:3 * self.split]
+        out4 = out[:, 2 * self.split : 3 * self.split]
         out4 = F.relu(self.bns[2](self.convs[2](out4)))
-        out5 = out[:, 3 * self.split:4 * self.split]
+        out5 = out[:, 3 * self.split : 4 * self.split]
         out5 = F.relu(self.bns[3](self.convs[3](out5)))
-        out6 = out[:, 4 * self.split:5 * self.split]
+        out6 = out[:, 4 * self.split : 5 * self.split]
         out6 = F.relu(self.bns[4](self.convs[4](out6)))
-        out7 = out[:, 5 * self.split:6 * self.split]
+        out7 = out[:, 5 * self.split : 6 * self.split]
         out7 = F.relu(self.bns[5](self.convs[5](out7)))
-        out8 = out[:, 6 * self.split:7 * self.split]
+        out8 = out[:, 6 * self.split : 7 * self.split]
         out8 = F.relu(self.bns[6](self.convs[6](out8)))
-        out = out[:, (self.scale - 1) * self.split:self.scale * self.split]
+        out = out[:, (self.scale - 1) * self.split : self.scale * self.split]
         out = self.pool(out)
         out = torch.cat([out2, out3, out4, out5, out6, out7, out8, out], 1)
         out = self.bn3(self.conv3(out))
@@ -250,27 +250,27 @@ class Bottle2neck2(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        out2 = out[:, 0:self.split]
+        out2 = out[:, 0 : self.split]
         out2 = F.relu(self.bns[0](self.convs[0](out2)))
-        out3 = out[:, self.split:2 * self.split]
+        out3 = out[:, self.split : 2 * self.split]
         out3 = out3 + out2
         out3 = F.relu(self.bns[1](self.convs[1](out3)))
-        out4 = out[:, 2 * self.split:3 * self.split]
+        out4 = out[:, 2 * self.split : 3 * self.split]
         out4 = out4 + out3
         out4 = F.relu(self.bns[2](self.convs[2](out4)))
-        out5 = out[:, 3 * self.split:4 * self.split]
+        out5 = out[:, 3 * self.split : 4 * self.split]
         out5 = out5 + out4
         out5 = F.relu(self.bns[3](self.convs[3](out5)))
-        out6 = out[:, 4 * self.split:5 * self.split]
+        out6 = out[:, 4 * self.split : 5 * self.split]
         out6 = out6 + out5
         out6 = F.relu(self.bns[4](self.convs[4](out6)))
-        out7 = out[:, 5 * self.split:6 * self.split]
+        out7 = out[:, 5 * self.split : 6 * self.split]
         out7 = out7 + out6
         out7 = F.relu(self.bns[5](self.convs[5](out7)))
-        out8 = out[:, 6 * self.split:7 * self.split]
+        out8 = out[:, 6 * self.split : 7 * self.split]
         out8 = out8 + out7
         out8 = F.relu(self.bns[6](self.convs[6](out8)))
-        out = out[:, (self.scale - 1) * self.split:self.scale * self.split]
+        out = out[:, (self.scale - 1) * self.split : self.scale * self.split]
         out = torch.cat([out2, out3, out4, out5, out6, out7, out8, out], 1)
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)

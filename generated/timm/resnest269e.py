@@ -72,15 +72,15 @@ class ResNestBottleneck(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.conv2["bn0"](self.conv2["conv"](out)))
-        out2 = out[:, 0:self.mid]
-        out = out[:, self.mid:2 * self.mid]
+        out2 = out[:, 0 : self.mid]
+        out = out[:, self.mid : 2 * self.mid]
         out3 = out + out2
         out3 = out3.mean((2, 3), keepdim=True)
         out3 = F.relu(self.conv2["bn1"](self.conv2["fc1"](out3)))
         out3 = radix_softmax(self.conv2["fc2"](out3), self.radix, self.cardinality)
-        out4 = out3[:, 0:self.mid]
+        out4 = out3[:, 0 : self.mid]
         out2 = out2 * out4
-        out3 = out3[:, self.mid:2 * self.mid]
+        out3 = out3[:, self.mid : 2 * self.mid]
         out = out * out3
         out = out + out2
         out = self.bn3(self.conv3(out))
@@ -143,15 +143,15 @@ class ResNestBottleneck2(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.conv2["bn0"](self.conv2["conv"](out)))
-        out2 = out[:, 0:self.mid]
-        out = out[:, self.mid:2 * self.mid]
+        out2 = out[:, 0 : self.mid]
+        out = out[:, self.mid : 2 * self.mid]
         out3 = out + out2
         out3 = out3.mean((2, 3), keepdim=True)
         out3 = F.relu(self.conv2["bn1"](self.conv2["fc1"](out3)))
         out3 = radix_softmax(self.conv2["fc2"](out3), self.radix, self.cardinality)
-        out4 = out3[:, 0:self.mid]
+        out4 = out3[:, 0 : self.mid]
         out2 = out2 * out4
-        out3 = out3[:, self.mid:2 * self.mid]
+        out3 = out3[:, self.mid : 2 * self.mid]
         out = out * out3
         out = out + out2
         out = self.bn3(self.conv3(self.avd_last(out)))

@@ -205,9 +205,7 @@ class ResNeSt50d_1s4x24d(nn.Module):
                 ),
             ),
             *(
-                ResNestBottleneck(
-                    1024, mid=384, attn=96, out_channels=1024, radix=1, cardinality=4
-                )
+                ResNestBottleneck(1024, mid=384, attn=96, out_channels=1024, radix=1, cardinality=4)
                 for _ in range(5)
             ),
         )

@@ -103,17 +103,17 @@ class SelectiveKernelBottleneck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.conv1["bn"](self.conv1["conv"](x)))
-        out2 = out[:, 0:self.path_in]
+        out2 = out[:, 0 : self.path_in]
         out2 = F.relu(self.conv2["paths"][0]["bn"](self.conv2["paths"][0]["conv"](out2)))
-        out = out[:, self.path_in:2 * self.path_in]
+        out = out[:, self.path_in : 2 * self.path_in]
         out = F.relu(self.conv2["paths"][1]["bn"](self.conv2["paths"][1]["conv"](out)))
         out3 = out2 + out
         out3 = out3.mean((2, 3), keepdim=True)
         out3 = F.relu(self.conv2["attn"]["bn"](self.conv2["attn"]["fc_reduce"](out3)))
         out3 = radix_softmax(self.conv2["attn"]["fc_select"](out3), 2, 1)
-        out4 = out3[:, 0:self.mid]
+        out4 = out3[:, 0 : self.mid]
         out2 = out2 * out4
-        out3 = out3[:, self.mid:2 * self.mid]
+        out3 = out3[:, self.mid : 2 * self.mid]
         out = out * out3
         out = out2 + out
         conv3 = self.conv3["bn"](self.conv3["conv"](out))

@@ -108,9 +108,9 @@ class SelectiveKernelBottleneck(nn.Module):
         out3 = out3.mean((2, 3), keepdim=True)
         out3 = F.relu(self.conv2["attn"]["bn"](self.conv2["attn"]["fc_reduce"](out3)))
         out3 = radix_softmax(self.conv2["attn"]["fc_select"](out3), 2, 1)
-        out4 = out3[:, 0:self.mid]
+        out4 = out3[:, 0 : self.mid]
         out2 = out2 * out4
-        out3 = out3[:, self.mid:2 * self.mid]
+        out3 = out3[:, self.mid : 2 * self.mid]
         out = out * out3
         out = out2 + out
         conv3 = self.conv3["bn"](self.conv3["conv"](out))

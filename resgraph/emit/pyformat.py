@@ -88,14 +88,15 @@ def _loop(e: Repeat) -> str:
     return f"for {e.var} in {flat(e.values)}"
 
 
-def render(e: object, indent: int = 0, lead: int = 0) -> str:
+def render(e: object, indent: int = 0, lead: int = 0, tail: int = 1) -> str:
     """Lay out ``e`` starting at column ``indent + lead`` (``lead``: text already on the line,
-    e.g. ``self.layer1 = ``); continuation lines are indented relative to ``indent``."""
+    e.g. ``self.layer1 = ``) and followed by ``tail`` characters (an argument's comma, or
+    nothing); continuation lines are indented relative to ``indent``."""
     if isinstance(e, Commented):  # the expression ends the line: the comment follows it
         return f"{render(e.expr, indent, lead)}  # {e.note}"
     text = flat(e)
     commented = _commented(e)
-    if (indent + lead + len(text) + 1 <= WIDTH or isinstance(e, str)) and not commented:
+    if (indent + lead + len(text) + tail <= WIDTH or isinstance(e, str)) and not commented:
         return text
     pad = " " * (indent + 4)
     if isinstance(e, Call):
@@ -118,8 +119,8 @@ def render(e: object, indent: int = 0, lead: int = 0) -> str:
     assert isinstance(e, Repeat)
     loop = _loop(e)
     if e.values is not None and len(pad) + len(loop) > WIDTH:
-        loop = f"for {e.var} in {render(e.values, indent + 4, len(e.var) + 8)}"
-    return f"*(\n{pad}{render(e.call, indent + 4)}\n{pad}{loop}\n{' ' * indent})"
+        loop = f"for {e.var} in {render(e.values, indent + 4, len(e.var) + 8, tail=0)}"
+    return f"*(\n{pad}{render(e.call, indent + 4, tail=0)}\n{pad}{loop}\n{' ' * indent})"
 
 
 def _bare(e: object) -> object:

@@ -198,7 +198,7 @@ def _init_lines(tree: dict[str, object]) -> list[str]:
     lines = []
     for name, ctor in tree.items():
         value = _container(ctor) if isinstance(ctor, dict) else ctor
-        lines.append(f"self.{name} = {render(value, 8, len(name) + 8)}")
+        lines.append(f"self.{name} = {render(value, 8, len(name) + 8, tail=0)}")
     return lines
 
 

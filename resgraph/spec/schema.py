@@ -408,6 +408,7 @@ class StageSpec(StrictModel):
     )
 
 
+_PATH_PART = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}|[0-9]{1,4}")  # a block's name
 _MODULE_PATH = re.compile(
     r"[A-Za-z][A-Za-z0-9_]{0,39}(\.([A-Za-z][A-Za-z0-9_]{0,39}|[0-9]{1,4})){0,7}"
 )
@@ -456,8 +457,9 @@ class NamesSpec(StrictModel):
     def _template(cls, value: str, info: Any) -> str:
         name = "stage" if info.field_name == "stage" else "index"
         paths = [fill_name(value, {name: i}) for i in range(3)]  # the first few names
+        shape = _MODULE_PATH if info.field_name == "stage" else _PATH_PART
         for path in paths:
-            if not _MODULE_PATH.fullmatch(path) or (info.field_name == "block" and "." in path):
+            if not shape.fullmatch(path):
                 raise ValueError(
                     f"{value!r} gives {path!r}, not a module path part (use {{{name}}} or "
                     f"{{{name} + 1}} beside letters, digits and _)"

@@ -88,17 +88,17 @@ class SelectiveKernelBasic(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        out = x[:, 0:self.path_in]
+        out = x[:, 0 : self.path_in]
         out = F.relu(self.conv1["paths"][0]["bn"](self.conv1["paths"][0]["conv"](out)))
-        out2 = x[:, self.path_in:2 * self.path_in]
+        out2 = x[:, self.path_in : 2 * self.path_in]
         out2 = F.relu(self.conv1["paths"][1]["bn"](self.conv1["paths"][1]["conv"](out2)))
         out3 = out + out2
         out3 = out3.mean((2, 3), keepdim=True)
         out3 = F.relu(self.conv1["attn"]["bn"](self.conv1["attn"]["fc_reduce"](out3)))
         out3 = radix_softmax(self.conv1["attn"]["fc_select"](out3), 2, 1)
-        out4 = out3[:, 0:self.width]
+        out4 = out3[:, 0 : self.width]
         out = out * out4
-        out3 = out3[:, self.width:2 * self.width]
+        out3 = out3[:, self.width : 2 * self.width]
         out2 = out2 * out3
         out = out + out2
         conv2 = self.conv2["bn"](self.conv2["conv"](out))
