@@ -127,6 +127,14 @@ def test_the_emitted_class_is_readable_and_options_change_numbers_not_classes():
     assert "out = out + identity" in forward
 
 
+def test_true_and_false_fields_reach_the_op():
+    ir = _lowered(SPEC.replace("kernel: 3, padding: 1}", "kernel: 3, padding: 1, bias: true}"))
+    assert ir.node("layer1.0.conv2").op.bias is True
+    assert ir.node("layer1.0.conv1").op.bias is False  # the registry's default
+    plain = summarize(load_spec(SPEC)).params
+    assert summarize(ir).params == plain + 8 * 2 + 16 * 2  # one bias per output channel
+
+
 def test_a_width_written_with_a_function_is_passed_as_its_value():
     ir = _lowered(SPEC.replace("kernel: 3, padding: 1}", 'kernel: 3, padding: "max(1, 0)"}'))
     assert "padding=1" in emit_source(ir)

@@ -204,3 +204,18 @@ def test_division_by_zero_is_an_error_not_a_crash():
             evaluate(parse(text), ENV)
     with pytest.raises(ExprError, match="divisor of 1 or more"):
         evaluate(parse("make_divisible(width, 0)"), ENV)
+
+
+def test_the_arity_limits_are_exact():
+    eight = ", ".join(str(i) for i in range(8))
+    assert evaluate(parse(f"min({eight})"), {}) == 0 and evaluate(parse(f"max({eight})"), {}) == 7
+    with pytest.raises(ExprError, match=r"min\(\) takes 2 to 8 arguments, got 9"):
+        parse(f"min({eight}, 8)")
+    assert evaluate(parse("make_divisible(20, 8, 24)"), {}) == 24  # the third: a minimum
+    with pytest.raises(ExprError, match=r"make_divisible\(\) takes 1 to 3 arguments, got 4"):
+        parse("make_divisible(1, 2, 3, 4)")
+
+
+def test_a_condition_is_written_back_without_parentheses():
+    assert python_text(parse("index == 0 and stride > 1")) == "index == 0 and stride > 1"
+    assert python_text(parse("not (stride > 1)")) == "not stride > 1"
