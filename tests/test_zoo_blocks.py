@@ -17,7 +17,7 @@ from resgraph.emit.graph_module import build_module
 from resgraph.emit.source import build_generated, emit_source
 from resgraph.render import to_dot
 
-lowering = importlib.import_module("resgraph.passes.lower")
+scope = importlib.import_module("resgraph.passes.scope")
 
 HEAD = """\
 name: Zoo blocks
@@ -257,11 +257,11 @@ def test_the_stems_blur_runs_the_max_pool_at_stride_1_then_filters():
 
 def test_norm_factory_follows_the_spec():
     spec = load_spec(spec_text("basic", extra="norm: {type: group, groups: 8}\n"))
-    assert lowering.norm_op(spec, 64) == ops.GroupNorm(8, 64)
-    assert lowering.norm_op(spec, 64, True) == ops.GroupNorm(8, 64, True)
+    assert scope.norm_op(spec, 64) == ops.GroupNorm(8, 64)
+    assert scope.norm_op(spec, 64, True) == ops.GroupNorm(8, 64, True)
     wide = spec_text("basic", one_stage(32), "norm: group\n").replace("width: 16}", "width: 32}")
-    assert lowering.norm_op(load_spec(wide), 64).groups == 32
-    assert lowering.norm_op(load_spec(spec_text("basic")), 64) == ops.BatchNorm(64)
+    assert scope.norm_op(load_spec(wide), 64).groups == 32
+    assert scope.norm_op(load_spec(spec_text("basic")), 64) == ops.BatchNorm(64)
 
 
 def test_group_norm_replaces_every_block_norm(monkeypatch):

@@ -4,40 +4,34 @@ shortcut. Shortcut insertion and shapes are later passes.
 Expects a validated :class:`ModelSpec`. Guarantees one input, one output (a classifier's
 ``fc``) or, for a backbone (a spec with ``outputs``), one :class:`~resgraph.ops.Output` marker
 per feature map it returns, with neither the head nor the stages after the last marker
-lowered; torchvision names, one :class:`Block` per block with its join (an add, a highway gate,
-a concatenation, or none for a block that is all branch), a section and a spec location on
-every node, and on every block node the op fields its class takes from its constructor
-(``Node.bind``).
-A new block type adds one ``_lower_<type>`` function to ``BLOCK_LOWERINGS`` (and, if its
-downsampling stages open with a block of another kind, one to ``STAGE_OPENERS``); the shared
-wrapper ``_wrap`` adds stochastic depth, the join and the ReLU after it. A new block option
-is a schema field read by the lowering function of the blocks it applies to.
+lowered; the module paths the spec's ``names`` give (torchvision's by default), one
+:class:`Block` per block with its join (an add, a highway gate, a concatenation, or none for a
+block that is all branch), a section and a spec location on every node, and on every block
+node the op fields its class takes from its constructor (``Node.bind``).
+The built-in block types (basic, bottleneck, dense) lower here, through ``BLOCK_LOWERINGS``
+(and ``STAGE_OPENERS`` for a dense stage's transition); a type the spec defines lowers in
+:mod:`resgraph.passes.defined`. The shared wrapper ``_wrap`` adds stochastic depth, the join
+and the ReLU after it. A new built-in block option is a schema field read by the lowering
+function of the blocks it applies to.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from math import floor
 from typing import cast
 
-from resgraph.errors import Problem, SourceLoc, SpecError
+from resgraph.errors import SourceLoc
 from resgraph.ir import (
     IR,
     Block,
     BlockArg,
-    BlockKind,
-    JoinKind,
-    Node,
-    Role,
-    Section,
     Stage,
 )
 from resgraph.ops import (
     Add,
     AvgPool,
-    BatchNorm,
     BlurPool,
     ChannelConv,
     Concat,
@@ -47,31 +41,18 @@ from resgraph.ops import (
     GateMix,
     GlobalAvgPool,
     GlobalMean,
-    GroupNorm,
     Input,
     Linear,
     MaxPool,
     Mul,
-    Op,
     Output,
     ReLU,
     ReLUModule,
-    ShapeMismatch,
     Sigmoid,
 )
-from resgraph.spec.blocks import (
-    INFERRED_FIELDS,
-    INPUT,
-    NORM,
-    DefinedBlockSpec,
-    DefinitionError,
-    Written,
-    block_ops,
-    expand,
-    field_problem,
-    op_fields,
-)
-from resgraph.spec.expr import Expr, ExprError, Number, evaluate, parse, python_text, substitute
+from resgraph.passes.defined import lower_defined
+from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope
+from resgraph.spec.blocks import DefinedBlockSpec
 from resgraph.spec.schema import (
     BasicBlockSpec,
     BottleneckBlockSpec,
@@ -82,86 +63,8 @@ from resgraph.spec.schema import (
     ShortcutOption,
 )
 
-Bind = dict[str, str]  # op field -> expression over the block's constructor parameters
 
-
-def norm_op(spec: ModelSpec, channels: int, zero_init: bool = False) -> BatchNorm | GroupNorm:
-    """The spec's normalisation layer for ``channels`` channels: batch norm, or group norm
-    with the spec's groups (same module names either way)."""
-    if spec.norm.type == "group":
-        return GroupNorm(spec.norm.group_count(), channels, zero_init)
-    return BatchNorm(channels, zero_init)
-
-
-@dataclass
-class _Scope:
-    """Adds nodes under one module path prefix with one spec location and section."""
-
-    ir: IR
-    prefix: str
-    loc: SourceLoc | None
-    section: Section
-    role: Role = "main"
-
-    def add(
-        self, name: str, op: Op, *inputs: str, role: Role | None = None, bind: Bind | None = None
-    ) -> str:
-        if self.section in ("stem", "head"):  # the spec may name these as another library does
-            name = self.ir.spec.names.rename(name)
-        full = f"{self.prefix}.{name}" if self.prefix else name
-        node = Node(
-            name=full,
-            op=op,
-            scope=self.prefix if self.section == "stage" else "",
-            role=role or self.role,
-            section=self.section,
-            bind=tuple(bind.items()) if bind else (),
-            loc=self.loc,
-        )
-        return self.ir.add(node, *inputs)
-
-    def conv_bn(self, n: int, x: str, conv: Conv, bind: Bind, zero_init: bool = False) -> str:
-        """conv{n} then bn{n}; ``bind`` names the conv's fields taken from the constructor."""
-        x = self.add(f"conv{n}", conv, x, bind=bind)
-        bn_bind = {"channels": bind["out_channels"]} if "out_channels" in bind else None
-        return self.norm(f"bn{n}", conv.out_channels, x, bn_bind, zero_init)
-
-    def norm(
-        self, name: str, channels: int, x: str, bind: Bind | None, zero_init: bool = False
-    ) -> str:
-        """The spec's norm (:func:`norm_op`) on ``channels`` channels."""
-        return self.add(name, norm_op(self.ir.spec, channels, zero_init), x, bind=bind)
-
-
-@dataclass(frozen=True)
-class _BlockCtx:
-    """What a block lowering needs beyond its own spec."""
-
-    in_channels: int
-    width: int | None  # stage width x width factor; None for dense and per-block-width stages
-    widths: tuple[int, ...]  # output width of each conv of the branch (residual blocks)
-    listed: bool  # the widths were listed per block in the spec (pruned networks)
-    stride: int
-    zero_init: bool
-    survival: float | None  # stochastic depth survival probability of this block
-    index: int = 0  # the block's place in its stage, from 0
-
-
-@dataclass(frozen=True)
-class _Lowered:
-    """What a block lowering hands the shared wrapper."""
-
-    kind: BlockKind
-    args: tuple[BlockArg, ...]  # the class's constructor parameters
-    branch: str  # last node of the residual branch
-    out_channels: int  # channels the block puts out (after a concatenation)
-    projection_from: str  # where a projection shortcut starts
-    post_activation: bool  # ReLU after the join (original ResNet) or not (pre-activation)
-    join: JoinKind | None  # how branch and block input meet; None: the branch is the block
-    out_arg: str  # the constructor parameter holding the branch's output width
-
-
-def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowered:
+def _lower_basic(s: Scope, x: str, spec: BasicBlockSpec, c: BlockCtx) -> Lowered:
     """(He et al. 2015, Fig. 2) 3x3 conv-BN-ReLU repeated, the last ReLU after the join; or
     BN-ReLU-conv with nothing after the join when pre-activated (He et al. 2016)."""
     cin, w, pre = c.in_channels, c.widths[-1], spec.preactivation
@@ -203,10 +106,10 @@ def _lower_basic(s: _Scope, x: str, spec: BasicBlockSpec, c: _BlockCtx) -> _Lowe
         BlockArg("stride", c.stride, 1),
         *extra,
     )
-    return _Lowered("basic", args, x, w, projection_from, not pre, spec.join, "width")
+    return Lowered("basic", args, x, w, projection_from, not pre, spec.join, "width")
 
 
-def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx) -> _Lowered:
+def _lower_bottleneck(s: Scope, x: str, spec: BottleneckBlockSpec, c: BlockCtx) -> Lowered:
     """(He et al. 2015, Fig. 5) 1x1 reduce, 3x3, 1x1 expand; the 3x3 may be grouped
     (ResNeXt) and the stride sits on the first 1x1 (paper) or the 3x3 (torchvision)."""
     cin = c.in_channels
@@ -251,10 +154,10 @@ def _lower_bottleneck(s: _Scope, x: str, spec: BottleneckBlockSpec, c: _BlockCtx
         *extra,
     )
     post = not spec.preactivation
-    return _Lowered("bottleneck", args, x, out, projection_from, post, spec.join, "out_channels")
+    return Lowered("bottleneck", args, x, out, projection_from, post, spec.join, "out_channels")
 
 
-def _width_names(spec: BasicBlockSpec | BottleneckBlockSpec, c: _BlockCtx, n: int) -> list[str]:
+def _width_names(spec: BasicBlockSpec | BottleneckBlockSpec, c: BlockCtx, n: int) -> list[str]:
     """The constructor expressions of the output widths of the branch's first ``n`` convs:
     ``width`` (the stage width; a bottleneck's 3x3 width), ``width // r`` for the first conv
     under reduce_first r, or ``width1``, ``width2``, ... for widths listed per block (their
@@ -275,7 +178,7 @@ def _width_args(names: list[str], widths: tuple[int, ...]) -> list[BlockArg]:
 
 
 def _anti_alias(
-    s: _Scope, x: str, spec: BasicBlockSpec | BottleneckBlockSpec, channels: int, expr: str
+    s: Scope, x: str, spec: BasicBlockSpec | BottleneckBlockSpec, channels: int, expr: str
 ) -> str:
     """Module ``aa``: a 2x2 average pool or a blur pool with the block's stride (2)."""
     assert spec.anti_alias is not None
@@ -285,7 +188,7 @@ def _anti_alias(
 
 
 def _attention(
-    s: _Scope, x: str, spec: BasicBlockSpec | BottleneckBlockSpec, channels: int, expr: str
+    s: Scope, x: str, spec: BasicBlockSpec | BottleneckBlockSpec, channels: int, expr: str
 ) -> tuple[str, tuple[BlockArg, ...]]:
     """Channel attention on the branch's output ``x`` (``channels`` wide, the constructor's
     ``expr``), module ``se`` for both types; the extra constructor parameter it takes."""
@@ -311,7 +214,7 @@ def _attention(
     return s.add("scale", Mul(), x, gate), (arg,)
 
 
-def _lower_dense(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowered:
+def _lower_dense(s: Scope, x: str, spec: DenseBlockSpec, c: BlockCtx) -> Lowered:
     """(Huang et al. 2017, sec. 3) One dense layer: H = BN-ReLU-3x3 conv to k maps, or with a
     bottleneck (DenseNet-B) BN-ReLU-1x1 conv to 4k maps first; dropout after each conv. The
     layer's output is concat(x, H(x)): the running concatenation of every earlier map of
@@ -329,10 +232,10 @@ def _lower_dense(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowe
         if spec.dropout:
             x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
     args = (BlockArg("in_channels", cin), BlockArg("growth_rate", k))
-    return _Lowered("dense_layer", args, x, cin + k, block_in, False, "concat", "growth_rate")
+    return Lowered("dense_layer", args, x, cin + k, block_in, False, "concat", "growth_rate")
 
 
-def _lower_transition(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> _Lowered:
+def _lower_transition(s: Scope, x: str, spec: DenseBlockSpec, c: BlockCtx) -> Lowered:
     """(Huang et al. 2017, sec. 3, 'Pooling layers' and 'Compression') The transition between
     two dense blocks: BN-ReLU-1x1 conv keeping floor(theta x m) of the m maps, then an average
     pool by the stage's stride (2x2 in the paper). No join: it is the whole block."""
@@ -351,163 +254,10 @@ def _lower_transition(s: _Scope, x: str, spec: DenseBlockSpec, c: _BlockCtx) -> 
         BlockArg("out_channels", out),
         BlockArg("stride", c.stride, 1),
     )
-    return _Lowered("transition", args, x, out, block_in, False, None, "out_channels")
+    return Lowered("transition", args, x, out, block_in, False, None, "out_channels")
 
 
-def _lower_defined(s: _Scope, x: str, spec: DefinedBlockSpec, c: _BlockCtx) -> _Lowered:
-    """A block type defined in the spec (:mod:`resgraph.spec.blocks`): its ops in order, each
-    built from its registry entry with its fields evaluated for this block, at the
-    definition's line. A field written as a plain expression of the block's names (``width //
-    2``) is bound to them, so the emitted class takes those names as constructor parameters;
-    others (``make_divisible(...)``) are written as their values."""
-    bdef = s.ir.spec.definition(spec)
-    names = _Names(s, spec, c)
-    for name, expr in bdef.expressions().items():
-        names.define(name, names.value(expr, ("widths", name), whole=True))
-    try:
-        written, last, shortcut = expand(bdef, names.values)
-    except DefinitionError as exc:
-        raise names.fail(exc.where, str(exc)) from None
-    made: dict[str, tuple[str, int, str | None]] = {INPUT: (x, c.in_channels, "in_channels")}
-    for w in written:
-        inputs = [made[n] for n in w.inputs]
-        op, bind = _defined_op(names, w, inputs, c)
-        scope = replace(s, loc=names.locate(*w.where))
-        node = scope.add(w.name, op, *(i[0] for i in inputs), bind=bind)
-        made[w.name] = (node, *_channels_out(op, bind, inputs))
-    out, out_expr = made[last][1], made[last][2]
-    join = None if bdef.join == "none" else bdef.join
-    return _Lowered(
-        kind=spec.type,
-        args=names.args(),
-        branch=made[last][0],
-        out_channels=c.in_channels + out if join == "concat" else out,
-        projection_from=made[shortcut][0],
-        post_activation=bdef.post_activation,
-        join=join,  # type: ignore[arg-type]
-        out_arg=out_expr or str(out),
-    )
-
-
-class _Names:
-    """A defined block's names (in_channels, width, stride, its params and widths): their
-    values, which of them the emitted class takes as constructor parameters, and where the
-    definition is written."""
-
-    def __init__(self, s: _Scope, spec: DefinedBlockSpec, c: _BlockCtx) -> None:
-        self.s, self.type = s, spec.type
-        bdef = s.ir.spec.definition(spec)
-        self.values: dict[str, Number] = {
-            "in_channels": c.in_channels,
-            "stride": c.stride,
-            "index": c.index,
-        }
-        if c.width is not None:
-            self.values["width"] = c.width
-        self.values.update(spec.values(bdef))
-        self.params = dict(bdef.params)
-        self.widths: list[str] = []
-        self.used: set[str] = {"in_channels"}
-
-    def define(self, name: str, value: Number) -> None:
-        self.values[name] = value
-        self.widths.append(name)
-
-    def locate(self, *path: str | int) -> SourceLoc | None:
-        smap = self.s.ir.spec._source
-        return smap.locate(("blocks", self.type, *path)) if smap else self.s.loc
-
-    def value(self, expr: Expr, where: tuple[str | int, ...], whole: bool) -> Number:
-        """``expr``'s value here; ``whole``: it must be an integer."""
-        try:
-            value = evaluate(expr, self.values)
-        except ExprError as exc:
-            raise self.fail(where, str(exc)) from None
-        if isinstance(value, bool) or not math.isfinite(value):
-            raise self.fail(where, f"{expr} is {value} here, not a number")
-        if whole:
-            if value != int(value):
-                raise self.fail(
-                    where,
-                    f"{expr} is {value:g} here, not a whole number: round it (//, round, "
-                    f"floor, make_divisible)",
-                )
-            return int(value)
-        return value
-
-    def fail(self, where: tuple[str | int, ...], message: str) -> SpecError:
-        """A mistake in the definition that shows for this block, at the definition's key."""
-        loc = self.locate(*where)
-        path = loc.path if loc is not None else ""
-        return SpecError(Problem(f"{message} (in {self.s.prefix})", loc, path or None))
-
-    def args(self) -> tuple[BlockArg, ...]:
-        """The constructor parameters: in_channels, then the names the ops read, in the
-        order they were defined."""
-        defaults: dict[str, Number | None] = {"stride": 1, **self.params}
-        order = ["in_channels", "width", *self.widths, "stride", *self.params]
-        return tuple(
-            BlockArg(n, self.values[n], defaults.get(n))
-            for n in order
-            if n in self.used and n in self.values
-        )
-
-
-def _defined_op(
-    names: _Names, w: Written, inputs: list[tuple[str, int, str | None]], c: _BlockCtx
-) -> tuple[Op, Bind]:
-    """The op of one written-out entry, and the fields it binds to the block's names (a
-    repeat's index is a number by then)."""
-    entry = w.entry
-    if entry.op == NORM:
-        zero = bool(entry.args.get("zero_init")) and c.zero_init
-        op: Op = norm_op(names.s.ir.spec, inputs[0][1], zero)
-        return op, {"channels": inputs[0][2]} if inputs[0][2] else {}
-    cls, fields = block_ops()[entry.op], op_fields(entry.op)
-    values: dict[str, object] = {}
-    bind: Bind = {}
-    for name, field in fields.items():
-        if name in entry.args:
-            raw = entry.args[name]
-            if isinstance(raw, bool):
-                values[name] = raw and (name != "zero_init" or c.zero_init)
-                continue
-            expr = substitute(parse(raw), w.loop)
-            whole = str(field.type) == "int"
-            values[name] = names.value(expr, (*w.where, name), whole)
-            problem = field_problem(name, str(field.type), values[name])  # type: ignore[arg-type]
-            if problem:
-                raise names.fail((*w.where, name), problem)
-            if expr.names and expr.simple:
-                bind[name] = python_text(expr)
-                names.used.update(expr.names)
-        elif name in INFERRED_FIELDS:
-            values[name] = inputs[0][1]
-            if inputs[0][2]:
-                bind[name] = inputs[0][2]
-    return cls(**values), bind  # type: ignore[arg-type]
-
-
-def _channels_out(
-    op: Op, bind: Bind, inputs: list[tuple[str, int, str | None]]
-) -> tuple[int, str | None]:
-    """The channels an op puts out (its shape rule on a large map; the shape pass checks
-    the real sizes later), and their expression over the block's names (the op's rule)."""
-    try:
-        channels = op.infer([(ch, _PROBE, _PROBE) for _, ch, _ in inputs])[0]
-    except ShapeMismatch:
-        channels = inputs[0][1]  # the shape pass reports it, at the op
-    exprs = [e for _, _, e in inputs]
-    text = op.channels_text(bind, exprs)
-    if text == exprs[0] and channels != inputs[0][1]:
-        text = None  # the op changed the channels after all (a shape error follows)
-    return channels, text
-
-
-_PROBE = 1024  # the height and width of the map an op's channels are worked out on
-
-
-BLOCK_LOWERINGS: dict[str, Callable[..., _Lowered]] = {
+BLOCK_LOWERINGS: dict[str, Callable[..., Lowered]] = {
     "basic": _lower_basic,
     "bottleneck": _lower_bottleneck,
     "dense": _lower_dense,
@@ -516,16 +266,16 @@ BLOCK_LOWERINGS: dict[str, Callable[..., _Lowered]] = {
 # Block types whose downsampling stages open with an extra block of another kind that takes
 # the stride; the stage's own blocks then all run at stride 1. DenseNet puts a transition
 # between dense blocks where a ResNet strides its first block.
-STAGE_OPENERS: dict[str, Callable[..., _Lowered]] = {
+STAGE_OPENERS: dict[str, Callable[..., Lowered]] = {
     "dense": _lower_transition,
 }
 
 
 def _wrap(
-    s: _Scope,
+    s: Scope,
     block_in: str,
-    low: _Lowered,
-    c: _BlockCtx,
+    low: Lowered,
+    c: BlockCtx,
     spec: BasicBlockSpec | BottleneckBlockSpec | DenseBlockSpec,
     *,
     stage: int,
@@ -570,7 +320,7 @@ def _wrap(
     )
 
 
-def _lower_stem(s: _Scope, x: str, spec: ModelSpec) -> str:
+def _lower_stem(s: Scope, x: str, spec: ModelSpec) -> str:
     """The layers before the first stage, as one conv (paper Table 1 or sec. 4.2) or three
     (He et al. 2019's ResNet-C, timm's state names), then the pool, if any, that halves the
     input."""
@@ -629,10 +379,10 @@ def lower(spec: ModelSpec) -> IR:
     def mark(key: str, x: str) -> None:
         """An Output marker reading ``x``, if the spec asks for feature map ``key``."""
         if key in wanted:
-            marker = _Scope(ir, "", locate("outputs", wanted[key]), "output")
+            marker = Scope(ir, "", locate("outputs", wanted[key]), "output")
             marker.add(f"output.{key}", Output(key), x)
 
-    top = _Scope(ir, "", locate("stem"), "stem")
+    top = Scope(ir, "", locate("stem"), "stem")
     x = top.add("input", Input(spec.input.channels, spec.input.size))
     flow = _Flow(_lower_stem(top, x, spec), spec.stem.width)
     mark(names[0], flow.x)
@@ -643,7 +393,7 @@ def lower(spec: ModelSpec) -> IR:
         _lower_stage(ir, spec, si, flow, stage_loc)
         mark(spec.stage_name(si), flow.x)
     if not wanted:  # a backbone has no head
-        _lower_head(_Scope(ir, "", locate("head"), "head"), spec, flow)
+        _lower_head(Scope(ir, "", locate("head"), "head"), spec, flow)
     return ir
 
 
@@ -653,7 +403,7 @@ def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc |
     shortcut = cast(ShortcutOption, spec.stage_shortcut(si))
     opener = STAGE_OPENERS.get(block_spec.type) if stage.stride > 1 else None
     plan = [(opener, stage.stride, False)] if opener else []
-    lowering = BLOCK_LOWERINGS.get(block_spec.type, _lower_defined)
+    lowering = BLOCK_LOWERINGS.get(block_spec.type, lower_defined)
     plan += [(lowering, 1 if opener or bi else stage.stride, True) for bi in range(stage.repeats)]
     paths = []
     for bi, (lowering, stride, counted) in enumerate(plan):
@@ -661,7 +411,7 @@ def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc |
         if counted:  # the spec's blocks; a stage opener is extra and never dropped
             flow.done += 1
         ctx = _block_ctx(spec, si, bi, flow, stride, counted)
-        scope = _Scope(ir, path, loc, "stage")
+        scope = Scope(ir, path, loc, "stage")
         low = lowering(scope, flow.x, block_spec, ctx)
         block = _wrap(scope, flow.x, low, ctx, block_spec, stage=si, index=bi, shortcut=shortcut)
         ir.set_block(block)
@@ -673,7 +423,7 @@ def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc |
 
 def _block_ctx(
     spec: ModelSpec, si: int, bi: int, flow: _Flow, stride: int, counted: bool
-) -> _BlockCtx:
+) -> BlockCtx:
     """What block ``bi`` of stage ``si`` is lowered with: its widths, stride, survival."""
     stage, block_spec = spec.stages[si], spec.stage_block(si)
     residual = spec.stage_shortcut(si) != "none"
@@ -691,7 +441,7 @@ def _block_ctx(
     else:
         assert width is not None  # the schema requires a width or widths
         widths = block_spec.conv_widths(width)
-    return _BlockCtx(
+    return BlockCtx(
         in_channels=flow.channels,
         width=width,
         widths=widths,
@@ -703,7 +453,7 @@ def _block_ctx(
     )
 
 
-def _lower_head(head: _Scope, spec: ModelSpec, flow: _Flow) -> None:
+def _lower_head(head: Scope, spec: ModelSpec, flow: _Flow) -> None:
     """Global average pool, dropout, and the classifier, whose width is the network's
     constructor parameter ``num_classes`` (the spec's value by default)."""
     x, channels = flow.x, flow.channels

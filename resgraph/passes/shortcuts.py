@@ -20,7 +20,7 @@ from dataclasses import replace
 from resgraph.errors import Problem, ShapeError
 from resgraph.ir import IR, Block, Node, ShortcutKind
 from resgraph.ops import AvgPool, Conv, Identity, Op, PadShortcut, fmt_shape
-from resgraph.passes.lower import norm_op
+from resgraph.passes.scope import norm_op
 
 
 def insert_shortcuts(ir: IR) -> IR:

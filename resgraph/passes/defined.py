@@ -1,0 +1,182 @@
+"""Lowering of a block type the spec defines (:mod:`resgraph.spec.blocks`): its ops written
+out for one block, each built from its registry entry with its fields evaluated for that
+block, at the definition's line. A field written as a plain expression of the block's names
+(``width // 2``) is bound to them, so the emitted class takes those names as constructor
+parameters; others (``make_divisible(...)``) are written as their values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from resgraph.errors import Problem, SourceLoc, SpecError
+from resgraph.ir import BlockArg
+from resgraph.ops import Op, ShapeMismatch
+from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope, norm_op
+from resgraph.spec.blocks import (
+    INFERRED_FIELDS,
+    INPUT,
+    NORM,
+    DefinedBlockSpec,
+    DefinitionError,
+    Written,
+    block_ops,
+    expand,
+    field_problem,
+    op_fields,
+)
+from resgraph.spec.expr import Expr, ExprError, Number, evaluate, parse, python_text, substitute
+
+
+def lower_defined(s: Scope, x: str, spec: DefinedBlockSpec, c: BlockCtx) -> Lowered:
+    """A block type defined in the spec (:mod:`resgraph.spec.blocks`): its ops in order, each
+    built from its registry entry with its fields evaluated for this block, at the
+    definition's line. A field written as a plain expression of the block's names (``width //
+    2``) is bound to them, so the emitted class takes those names as constructor parameters;
+    others (``make_divisible(...)``) are written as their values."""
+    bdef = s.ir.spec.definition(spec)
+    names = _Names(s, spec, c)
+    for name, expr in bdef.expressions().items():
+        names.define(name, names.value(expr, ("widths", name), whole=True))
+    try:
+        written, last, shortcut = expand(bdef, names.values)
+    except DefinitionError as exc:
+        raise names.fail(exc.where, str(exc)) from None
+    made: dict[str, tuple[str, int, str | None]] = {INPUT: (x, c.in_channels, "in_channels")}
+    for w in written:
+        inputs = [made[n] for n in w.inputs]
+        op, bind = _defined_op(names, w, inputs, c)
+        scope = replace(s, loc=names.locate(*w.where))
+        node = scope.add(w.name, op, *(i[0] for i in inputs), bind=bind)
+        made[w.name] = (node, *_channels_out(op, bind, inputs))
+    out, out_expr = made[last][1], made[last][2]
+    join = None if bdef.join == "none" else bdef.join
+    return Lowered(
+        kind=spec.type,
+        args=names.args(),
+        branch=made[last][0],
+        out_channels=c.in_channels + out if join == "concat" else out,
+        projection_from=made[shortcut][0],
+        post_activation=bdef.post_activation,
+        join=join,  # type: ignore[arg-type]
+        out_arg=out_expr or str(out),
+    )
+
+
+class _Names:
+    """A defined block's names (in_channels, width, stride, its params and widths): their
+    values, which of them the emitted class takes as constructor parameters, and where the
+    definition is written."""
+
+    def __init__(self, s: Scope, spec: DefinedBlockSpec, c: BlockCtx) -> None:
+        self.s, self.type = s, spec.type
+        bdef = s.ir.spec.definition(spec)
+        self.values: dict[str, Number] = {
+            "in_channels": c.in_channels,
+            "stride": c.stride,
+            "index": c.index,
+        }
+        if c.width is not None:
+            self.values["width"] = c.width
+        self.values.update(spec.values(bdef))
+        self.params = dict(bdef.params)
+        self.widths: list[str] = []
+        self.used: set[str] = {"in_channels"}
+
+    def define(self, name: str, value: Number) -> None:
+        self.values[name] = value
+        self.widths.append(name)
+
+    def locate(self, *path: str | int) -> SourceLoc | None:
+        smap = self.s.ir.spec._source
+        return smap.locate(("blocks", self.type, *path)) if smap else self.s.loc
+
+    def value(self, expr: Expr, where: tuple[str | int, ...], whole: bool) -> Number:
+        """``expr``'s value here; ``whole``: it must be an integer."""
+        try:
+            value = evaluate(expr, self.values)
+        except ExprError as exc:
+            raise self.fail(where, str(exc)) from None
+        if isinstance(value, bool) or not math.isfinite(value):
+            raise self.fail(where, f"{expr} is {value} here, not a number")
+        if whole:
+            if value != int(value):
+                raise self.fail(
+                    where,
+                    f"{expr} is {value:g} here, not a whole number: round it (//, round, "
+                    f"floor, make_divisible)",
+                )
+            return int(value)
+        return value
+
+    def fail(self, where: tuple[str | int, ...], message: str) -> SpecError:
+        """A mistake in the definition that shows for this block, at the definition's key."""
+        loc = self.locate(*where)
+        path = loc.path if loc is not None else ""
+        return SpecError(Problem(f"{message} (in {self.s.prefix})", loc, path or None))
+
+    def args(self) -> tuple[BlockArg, ...]:
+        """The constructor parameters: in_channels, then the names the ops read, in the
+        order they were defined."""
+        defaults: dict[str, Number | None] = {"stride": 1, **self.params}
+        order = ["in_channels", "width", *self.widths, "stride", *self.params]
+        return tuple(
+            BlockArg(n, self.values[n], defaults.get(n))
+            for n in order
+            if n in self.used and n in self.values
+        )
+
+
+def _defined_op(
+    names: _Names, w: Written, inputs: list[tuple[str, int, str | None]], c: BlockCtx
+) -> tuple[Op, Bind]:
+    """The op of one written-out entry, and the fields it binds to the block's names (a
+    repeat's index is a number by then)."""
+    entry = w.entry
+    if entry.op == NORM:
+        zero = bool(entry.args.get("zero_init")) and c.zero_init
+        op: Op = norm_op(names.s.ir.spec, inputs[0][1], zero)
+        return op, {"channels": inputs[0][2]} if inputs[0][2] else {}
+    cls, fields = block_ops()[entry.op], op_fields(entry.op)
+    values: dict[str, object] = {}
+    bind: Bind = {}
+    for name, field in fields.items():
+        if name in entry.args:
+            raw = entry.args[name]
+            if isinstance(raw, bool):
+                values[name] = raw and (name != "zero_init" or c.zero_init)
+                continue
+            expr = substitute(parse(raw), w.loop)
+            whole = str(field.type) == "int"
+            values[name] = names.value(expr, (*w.where, name), whole)
+            problem = field_problem(name, str(field.type), values[name])  # type: ignore[arg-type]
+            if problem:
+                raise names.fail((*w.where, name), problem)
+            if expr.names and expr.simple:
+                bind[name] = python_text(expr)
+                names.used.update(expr.names)
+        elif name in INFERRED_FIELDS:
+            values[name] = inputs[0][1]
+            if inputs[0][2]:
+                bind[name] = inputs[0][2]
+    return cls(**values), bind  # type: ignore[arg-type]
+
+
+def _channels_out(
+    op: Op, bind: Bind, inputs: list[tuple[str, int, str | None]]
+) -> tuple[int, str | None]:
+    """The channels an op puts out (its shape rule on a large map; the shape pass checks
+    the real sizes later), and their expression over the block's names (the op's rule)."""
+    try:
+        channels = op.infer([(ch, _PROBE, _PROBE) for _, ch, _ in inputs])[0]
+    except ShapeMismatch:
+        channels = inputs[0][1]  # the shape pass reports it, at the op
+    exprs = [e for _, _, e in inputs]
+    text = op.channels_text(bind, exprs)
+    if text == exprs[0] and channels != inputs[0][1]:
+        text = None  # the op changed the channels after all (a shape error follows)
+    return channels, text
+
+
+_PROBE = 1024  # the height and width of the map an op's channels are worked out on
