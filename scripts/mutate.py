@@ -61,6 +61,10 @@ FAST_TESTS = (
     "tests/test_spec_limits.py",
     "tests/test_emit_engines.py",
     "tests/test_import_weights.py",
+    "tests/test_spec_hash.py",
+    "tests/test_zoo_spec.py",
+    "tests/test_diff_sections.py",
+    "tests/test_transfer_counters.py",
 )
 SKIP_COPY = (
     ".git",

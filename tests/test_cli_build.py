@@ -34,6 +34,8 @@ def build(*args: str) -> object:
         ("resgraph", "resgraph_"),
         ("__init__", "init"),
         ("__main__", "main"),
+        ("__private", "__private"),  # only dunder names on both sides lose their underscores
+        ("net__", "net__"),
         ("Réseau", "R_seau"),
         ("---", "net"),
     ],

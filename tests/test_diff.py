@@ -110,6 +110,7 @@ def test_cli_json_and_errors(tmp_path: Path) -> None:
     r = run_cli("diff", a, b, "--json")
     assert r.returncode == 1, r.stderr  # they differ
     data = json.loads(r.stdout)
+    assert r.stdout == json.dumps(data, indent=2) + "\n"  # two-space indents
     assert data["same_ir"] is False
     assert [s["name"] for s in data["stages"]] == ["layer1", "layer2", "layer3", "layer4"]
     assert data["totals"]["params"][0] == data["totals"]["params"][1]

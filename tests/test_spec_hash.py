@@ -66,3 +66,12 @@ def test_the_training_recipe_is_not_hashed():
 def test_the_generated_header_records_the_hash():
     spec = load_spec(NET.replace("{BLOCK}", "basic"))
     assert f"(spec sha256 {spec_hash(spec)})" in emit_source(lower(spec))
+
+
+def test_every_stage_is_in_the_hash():
+    """Lists (the stages, per-block widths) are hashed item by item, not dropped."""
+    deeper = NET.replace("{BLOCK}", "basic").replace(
+        "{width: 32, repeats: 1, stride: 2}", "{width: 32, repeats: 2, stride: 2}"
+    )
+    assert spec_hash(load_spec(deeper)) != _hash()
+    assert essential(load_spec(deeper))["stages"][1]["repeats"] == 2

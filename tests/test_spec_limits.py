@@ -52,3 +52,19 @@ def test_documented_limits_hold_at_their_boundary(old: str, limit: str) -> None:
 def test_sixteen_stages_are_accepted_seventeen_refused() -> None:
     assert len(resgraph.load_spec(_stages(*[1] * 16)).stages) == 16
     assert "16" in _refused(_stages(*[1] * 17))
+
+
+def _anynet(depth: int, first_stride: int) -> str:
+    head = CIFAR20.split("stages:")[0]
+    stage = f"{{depth: {depth}, width: 16, group_width: 8}}"
+    return head + f"anynet: {{stages: [{stage}], first_stride: {first_stride}}}\n"
+
+
+def test_anynet_depth_and_first_stride_hold_at_their_boundary() -> None:
+    spec = resgraph.load_spec(_anynet(1, 2))
+    assert [(s.repeats, s.stride) for s in spec.stages] == [(1, 2)]
+    assert resgraph.load_spec(_anynet(1, 1)).stages[0].stride == 1
+    assert "anynet.stages[0].depth: input should be greater than or equal to 1" in _refused(
+        _anynet(0, 2)
+    )
+    assert "anynet.first_stride: input should be less than or equal to 2" in _refused(_anynet(1, 3))

@@ -161,3 +161,30 @@ def test_fp16_is_refused_on_the_cpu() -> None:
     with pytest.raises(TrainError, match="fp16 needs a CUDA GPU"):
         dev.check_amp("fp16", torch.device("cpu"))
     dev.check_amp("bf16", torch.device("cpu"))
+
+
+def test_memory_plan_describes_itself_with_the_free_memory_when_known() -> None:
+    from resgraph.train import device as dev
+
+    plan = dev.MemoryPlan(2**20, 2**19, 2**20, 0, None, "cpu")
+    assert plan.describe(False) == "memory about 2.0 MiB"
+    assert plan.describe(True) == "memory about 1.5 MiB"
+    plan.free = 2**30
+    assert plan.describe(False) == "memory about 2.0 MiB of 1.0 GiB free"
+
+
+def test_saved_random_states_are_restored_only_for_as_many_processes() -> None:
+    import torch
+
+    from resgraph.train import checkpoint as ckpt_io
+
+    cpu = torch.device("cpu")
+    states = [ckpt_io.rng_state(cpu), None]
+    expected = torch.rand(3)
+    states[1] = ckpt_io.rng_state(cpu)  # rank 1's state: the draw after `expected`
+    ckpt = {"rng": states}
+    assert not ckpt_io.restore_rng(ckpt, 0, 3, cpu)  # 2 saved, 3 now: left alone
+    assert ckpt_io.restore_rng(ckpt, 0, 2, cpu)
+    assert torch.equal(torch.rand(3), expected)  # rank 0's state
+    assert ckpt_io.restore_rng(ckpt, 1, 2, cpu)
+    assert not torch.equal(torch.rand(3), expected)
