@@ -103,3 +103,16 @@ def test_the_flag_loads_it_and_nothing_else_does(tmp_path):
         "error: --plugin no_such_plugin_module: cannot import it: ModuleNotFoundError"
     )
     assert bad.stderr.count("\n") == 1
+
+
+def test_the_file_schema_does_not_depend_on_loaded_plugins(plugin):
+    """specs/schema.json is the same whatever a process loaded: resgraph's own ops are
+    offered as examples, and any op name is allowed (a plugin may add one)."""
+    import json
+
+    from resgraph.spec.file_schema import file_schema
+
+    committed = json.loads((ROOT / "specs" / "schema.json").read_text())
+    assert file_schema() == committed
+    text = json.dumps(committed)
+    assert '"std_conv"' not in text and '"radix_softmax"' in text

@@ -171,7 +171,9 @@ class OpEntry(StrictModel):
     def __get_pydantic_json_schema__(cls, core: Any, handler: Any) -> dict[str, Any]:
         """The form a file writes: one key, the op's name, whose value is its kind or a
         mapping of ``op``, ``in``, ``when`` and the op's fields."""
-        names = {"type": "string", "enum": [*block_ops(), NORM]}
+        own = [k for k, cls in block_ops().items() if cls.__module__ == ops.__name__]
+        # any name: a plugin may add ops; resgraph's own are offered to editors as examples
+        names = {"type": "string", "examples": [*own, NORM]}
         body = {
             "type": "object",
             "properties": {
