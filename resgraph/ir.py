@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import heapq
 import keyword
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Literal
 
 import networkx as nx
@@ -53,6 +53,9 @@ class Node:
     shape: Shape | None = None  # output shape, set by infer_shapes
     params: int = 0  # set by analyze
     macs: int = 0  # multiply-adds for one example, set by analyze
+
+
+_NODE_FIELDS = frozenset(f.name for f in fields(Node))
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,15 @@ class IR:
         self._order = None
 
     def update(self, name: str, **changes: object) -> Node:
-        node = replace(self.node(name), **changes)
+        """A copy of node ``name`` with ``changes``, put in its place. Built without
+        ``dataclasses.replace``, 5x slower: passes update every node of every network
+        (``resgraph sample`` lowers thousands)."""
+        old = self.node(name)
+        unknown = changes.keys() - _NODE_FIELDS
+        if unknown:
+            raise IRError(f"a node has no field {sorted(unknown)[0]!r}")
+        node = object.__new__(Node)
+        node.__dict__.update(old.__dict__, **changes)
         self.graph.nodes[name]["node"] = node
         return node
 

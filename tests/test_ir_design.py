@@ -298,3 +298,22 @@ def test_in_memory_engines_script_with_torchscript(engine, stem):
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(scripted(x), model(x))
+
+
+def test_update_copies_the_node_and_refuses_unknown_fields():
+    """IR.update builds the changed node without dataclasses.replace (a hot path): it must
+    still leave the old node as it was and refuse a field nodes do not have."""
+    import pytest
+
+    from resgraph import load_spec
+    from resgraph.errors import IRError
+    from resgraph.ir import Node
+    from resgraph.passes import lower
+
+    ir = lower(load_spec(CIFAR20))
+    old = ir.node("conv1")
+    new = ir.update("conv1", shape=(1, 2, 3), params=7)
+    assert (new.shape, new.params, new.name, new.op) == ((1, 2, 3), 7, "conv1", old.op)
+    assert old.shape != (1, 2, 3) and ir.node("conv1") is new and isinstance(new, Node)
+    with pytest.raises(IRError, match="no field 'colour'"):
+        ir.update("conv1", colour="red")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -478,6 +479,12 @@ class NamesSpec(StrictModel):
         return path
 
 
+@lru_cache(maxsize=4096)
+def _filled(template: str, name: str, value: int) -> str:
+    """:func:`fill_name` of one name, remembered: lowering asks it for every block."""
+    return fill_name(template, {name: value})
+
+
 def fill_name(template: str, values: dict[str, int]) -> str:
     """A name template with each ``{EXPR}`` replaced by its whole value (block definitions'
     grammar); raises ValueError when an expression cannot be read or computed."""
@@ -734,11 +741,11 @@ class ModelSpec(StrictModel):
 
     def stage_name(self, index: int) -> str:
         """Stage ``index``'s module path: ``layer1``, ... (or as ``names.stage`` says)."""
-        return fill_name(self.names.stage, {"stage": index})
+        return _filled(self.names.stage, "stage", index)
 
     def block_path(self, stage: int, index: int) -> str:
         """The module path of block ``index`` of stage ``stage``: ``layer2.0``, ..."""
-        return f"{self.stage_name(stage)}.{fill_name(self.names.block, {'index': index})}"
+        return f"{self.stage_name(stage)}.{_filled(self.names.block, 'index', index)}"
 
     @model_validator(mode="after")
     def _stage_combinations(self) -> ModelSpec:
