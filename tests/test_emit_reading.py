@@ -107,3 +107,27 @@ def test_a_line_of_exactly_the_width_stays_whole():
     assert "\n" in render(call, 16)  # a comma follows: 101 columns would not fit
     text = render(Repeat(call, count=5), 12)
     assert text.splitlines()[1] == " " * 16 + render(call, 16, tail=0)
+
+
+def test_runs_of_block_calls_fold_from_two_equal_or_three_varying():
+    """Two equal calls fold into a loop; calls that differ in one keyword fold only from
+    three on (two written out read better than a loop over two values)."""
+    from resgraph.emit.pyformat import Repeat
+    from resgraph.emit.source import _group
+
+    def block(**kw: object) -> Call:
+        return Call("Block", ("64",), tuple((k, str(v)) for k, v in kw.items()))
+
+    same = _group([block(p=1), block(p=1)])
+    assert same == [Repeat(block(p=1), count=2)]
+    assert _group([block(p=1)]) == [block(p=1)]
+    two = _group([block(p=1), block(p=2)])
+    assert two == [block(p=1), block(p=2)]
+    three = _group([block(p=1), block(p=2), block(p=3)])
+    assert len(three) == 1 and isinstance(three[0], Repeat)
+    assert three[0].var == "p" and three[0].call == Call("Block", ("64",), (("p", "p"),))
+    assert [str(v) for v in three[0].values.items] == ["1", "2", "3"]
+    mixed = _group([block(p=1, q=1), block(p=2, q=2), block(p=3, q=3)])  # two keywords vary
+    assert mixed == [block(p=1, q=1), block(p=2, q=2), block(p=3, q=3)]
+    tail = _group([block(p=1), block(p=1), block(p=5)])
+    assert tail == [Repeat(block(p=1), count=2), block(p=5)]
