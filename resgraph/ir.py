@@ -19,7 +19,7 @@ import networkx as nx
 
 from resgraph import names
 from resgraph.errors import IRError, SourceLoc
-from resgraph.ops import Op, Output, Shape
+from resgraph.ops import FILE_NAMES, Op, Output, Shape
 from resgraph.spec.blocks import DefinedBlockSpec
 from resgraph.spec.schema import DenseBlockSpec, ShortcutOption
 
@@ -309,8 +309,6 @@ def class_identifier(name: str) -> str:
     return ident if ident[0].isalpha() else f"Net{ident}"
 
 
-# Names a generated file binds besides its classes: imports and the factory function.
-FILE_NAMES = frozenset({"torch", "F", "nn", "Tensor", "annotations", "build_model"})
 BLOCK_CLASS_NAMES = {"basic": "BasicBlock", "bottleneck": "Bottleneck"}
 
 

@@ -32,6 +32,11 @@ KEEP = object()  # a constructor argument that is always written, whatever its v
 Shape = tuple[int, ...]
 
 
+# The names a generated file binds besides its classes: its imports and its factory. An op's
+# ``ctor`` and ``call`` text read them, and nothing a spec names may take them.
+FILE_NAMES = frozenset({"torch", "F", "nn", "Tensor", "annotations", "build_model"})
+
+
 def fmt_shape(shape: Shape | None) -> str:
     return "?" if shape is None else "x".join(str(d) for d in shape)
 
@@ -727,3 +732,15 @@ class ReLUModule(ReLU):
     ctor: ClassVar[str] = "nn.ReLU"
     call: ClassVar[str] = ""
     is_module: ClassVar[bool] = True
+
+
+def op_classes() -> list[type[Op]]:
+    """Every op class, resgraph's own first (the order they were defined in, then their
+    subclasses, a plugin's among them): the registry block definitions and plugins read."""
+    found: list[type[Op]] = []
+    stack = list(Op.__subclasses__())
+    while stack:
+        cls = stack.pop(0)
+        stack.extend(cls.__subclasses__())
+        found.append(cls)
+    return found

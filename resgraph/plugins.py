@@ -22,21 +22,10 @@ from resgraph import ops
 from resgraph.errors import ResgraphError
 
 MODULE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-# names a generated file already binds: a plugin helper may not take them
-TAKEN = frozenset({"torch", "F", "nn", "Tensor", "annotations", "build_model"})
 
 
 class PluginError(ResgraphError):
     """A plugin cannot be loaded: ``--plugin NAME: what is wrong``."""
-
-
-def _op_classes() -> list[type[ops.Op]]:
-    found, stack = [], list(ops.Op.__subclasses__())
-    while stack:
-        cls = stack.pop(0)
-        stack.extend(cls.__subclasses__())
-        found.append(cls)
-    return found
 
 
 def load_plugin(name: str) -> list[str]:
@@ -45,7 +34,7 @@ def load_plugin(name: str) -> list[str]:
     if not MODULE_PATH.fullmatch(name):
         raise PluginError(f"--plugin {name}: not a Python module path (e.g. mypkg.ops)")
     before: dict[str, type[ops.Op]] = {}
-    for cls in _op_classes():  # the first class of a kind keeps it (resgraph's own first)
+    for cls in ops.op_classes():  # the first class of a kind keeps it (resgraph's own first)
         before.setdefault(cls.__dict__.get("kind", ""), cls)
     try:
         module = importlib.import_module(name)
@@ -53,7 +42,9 @@ def load_plugin(name: str) -> list[str]:
         raise PluginError(
             f"--plugin {name}: cannot import it: {type(exc).__name__}: {exc}"
         ) from None
-    added = [c for c in _op_classes() if c.__module__ == module.__name__ and "kind" in c.__dict__]
+    added = [
+        c for c in ops.op_classes() if c.__module__ == module.__name__ and "kind" in c.__dict__
+    ]
     if not added and not any(c.__module__ == module.__name__ for c in before.values()):
         raise PluginError(f"--plugin {name}: it defines no op (a subclass of resgraph.ops.Op)")
     kinds = []
@@ -65,7 +56,7 @@ def load_plugin(name: str) -> list[str]:
                 f"--plugin {name}: op {cls.__name__} takes the kind {kind!r} of "
                 f"{other.__module__}.{other.__name__}: choose another kind"
             )
-        if cls.helper and cls.helper_module == name and cls.helper in TAKEN:
+        if cls.helper and cls.helper_module == name and cls.helper in ops.FILE_NAMES:
             raise PluginError(
                 f"--plugin {name}: op {cls.__name__}'s helper {cls.helper!r} is a name "
                 f"generated files already use"

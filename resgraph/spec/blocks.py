@@ -38,6 +38,7 @@ import dataclasses
 import difflib
 import keyword
 import re
+from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -82,16 +83,22 @@ MODULE_ATTRIBUTES = frozenset(
     requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train
     training type xpu zero_grad""".split()
 )
-# What a parameter (a constructor argument of the generated class) may not be called: the
-# names the class's code reads besides its parameters (the file's imports and helpers,
-# Python's builtins), the block's own names, and the attributes above.
-RESERVED_NAMES = frozenset(
-    {*STANDARD_NAMES, *FUNCTIONS, "x", "self", "downsample", "survival", "repeat"}
-    | {"torch", "F", "nn", "Tensor", "annotations", "build_model"}
-    | {"PadShortcut", "DropPath", "radix_softmax", "gate_mix", "ChannelConv", "BlurPool2d"}
-    | set(dir(builtins))
-    | MODULE_ATTRIBUTES
-)
+
+
+@cache
+def reserved_names() -> frozenset[str]:
+    """What a parameter (a constructor argument of the generated class) may not be called:
+    the names the class's code reads besides its parameters (the file's imports, resgraph's
+    helpers, Python's builtins), the block's own names, and the attributes above. Read from
+    the op registry when first asked (``resgraph.ops`` imports this package)."""
+    return frozenset(
+        {*STANDARD_NAMES, *FUNCTIONS, "x", "self", "downsample", "survival", "repeat"}
+        | ops.FILE_NAMES
+        | {c.helper for c in ops.op_classes() if c.helper and c.__module__ == ops.__name__}
+        | set(dir(builtins))
+        | MODULE_ATTRIBUTES
+    )
+
 
 OpValue = bool | int | float | str
 
@@ -100,10 +107,7 @@ def block_ops() -> dict[str, type[ops.Op]]:
     """The ops a definition may name, by kind: every registry entry of :mod:`resgraph.ops`
     but the network's own ends and the shortcut options' modules, which the compiler places."""
     found: dict[str, type[ops.Op]] = {}
-    stack = list(ops.Op.__subclasses__())
-    while stack:
-        cls = stack.pop(0)
-        stack.extend(cls.__subclasses__())
+    for cls in ops.op_classes():
         kind = cls.__dict__.get("kind")
         if isinstance(kind, str) and kind not in ("input", "output", "pad_shortcut"):
             found.setdefault(kind, cls)  # the first op of a kind keeps it
@@ -323,7 +327,7 @@ def _check_param_name(name: str) -> None:
             f"{name!r} cannot name a parameter: use lower-case letters, digits and _, starting "
             f"with a letter, and no Python keyword"
         )
-    if name in RESERVED_NAMES:
+    if name in reserved_names():
         raise ValueError(
             f"{name!r} cannot name a parameter: generated code already means something by it "
             f"(a block's own name, an import, a Python builtin or a torch.nn.Module attribute)"
