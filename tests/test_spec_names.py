@@ -92,6 +92,7 @@ def test_a_renamed_prefix_renames_what_is_inside_it():
         ('{block: "b.{index}"}', "gives 'b.0', not a module path part"),
         ('{block: "b{index ** 2}"}', "is not allowed"),
         ('{block: "b{depth}"}', "unknown name 'depth'"),
+        ('{block: "b{index / 2}"}', "index / 2 is 0.5 here, not a whole number"),
         ("{modules: {conv1: 'stem conv'}}", "'stem conv' is not a module path"),
         ("{modules: {'1x': stem}}", "'1x' is not a module path"),
     ],

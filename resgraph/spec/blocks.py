@@ -38,6 +38,7 @@ import dataclasses
 import difflib
 import keyword
 import re
+from collections.abc import Mapping
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -480,14 +481,25 @@ def _instances(
     return out
 
 
+def whole(text: OpValue, values: Mapping[str, Number]) -> int:
+    """The value of expression ``text``, which must be a whole number; raises ExprError."""
+    value = evaluate(parse(text), values)  # type: ignore[arg-type]
+    if isinstance(value, bool) or value != int(value):
+        raise ExprError(f"{text} is {value:g} here, not a whole number")
+    return int(value)
+
+
+def fill(template: str, values: Mapping[str, Number]) -> str:
+    """A name template with each ``{EXPR}`` replaced by its whole value: ``convs.{i}`` ->
+    ``convs.2`` (a repeat's op names here, the stage and block names of ``names:``)."""
+    return _BRACED.sub(lambda m: str(whole(m.group(1), values)), template)
+
+
 def _integer(text: OpValue, values: dict[str, Number], at: tuple[str | int, ...]) -> int:
     try:
-        value = evaluate(parse(text), values)  # type: ignore[arg-type]
+        return whole(text, values)
     except ExprError as exc:
         raise DefinitionError(at, str(exc)) from None
-    if isinstance(value, bool) or value != int(value):
-        raise DefinitionError(at, f"{text} is {value:g} here, not a whole number")
-    return int(value)
 
 
 def _holds(
@@ -502,8 +514,10 @@ def _holds(
 
 
 def _fill(template: str, values: dict[str, Number], at: tuple[str | int, ...]) -> str:
-    """``convs.{i}`` -> ``convs.2``."""
-    return _BRACED.sub(lambda m: str(_integer(m.group(1), values, at)), template)
+    try:
+        return fill(template, values)
+    except ExprError as exc:
+        raise DefinitionError(at, str(exc)) from None
 
 
 def _sources(

@@ -26,7 +26,16 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 
 from resgraph.spec.base import StrictModel
-from resgraph.spec.blocks import BUILTIN_TYPES, RESERVED_TYPES, BlockDef, DefinedBlockSpec
+from resgraph.spec.blocks import (
+    BUILTIN_TYPES,
+    COMPONENT,
+    RESERVED_TYPES,
+    BlockDef,
+    DefinedBlockSpec,
+    fill,
+)
+from resgraph.spec.blocks import NAME as TYPE_NAME
+from resgraph.spec.expr import ExprError
 from resgraph.spec.train import TrainSpec
 
 # Documented limits (README, "Limits"). They stop absurd specs early, before any lowering.
@@ -37,7 +46,6 @@ MAX_STAGES = 16
 MAX_INPUT_SIZE = 2048
 MAX_CLASSES = 100_000
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.,+()/-]{0,79}$"
-_TYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 ShortcutOption = Literal["A", "B", "C", "D", "identity", "none"]
 SHORTCUT_HELP = (
@@ -409,7 +417,6 @@ class StageSpec(StrictModel):
     )
 
 
-_PATH_PART = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}|[0-9]{1,4}")  # a block's name
 _MODULE_PATH = re.compile(
     r"[A-Za-z][A-Za-z0-9_]{0,39}(\.([A-Za-z][A-Za-z0-9_]{0,39}|[0-9]{1,4})){0,7}"
 )
@@ -457,8 +464,11 @@ class NamesSpec(StrictModel):
     @classmethod
     def _template(cls, value: str, info: Any) -> str:
         name = "stage" if info.field_name == "stage" else "index"
-        paths = [fill_name(value, {name: i}) for i in range(3)]  # the first few names
-        shape = _MODULE_PATH if info.field_name == "stage" else _PATH_PART
+        try:  # the first few names
+            paths = [fill(value, {name: i}) for i in range(3)]
+        except ExprError as exc:
+            raise ValueError(f"{value!r}: {exc}") from None
+        shape = _MODULE_PATH if info.field_name == "stage" else COMPONENT  # a block's name
         for path in paths:
             if not shape.fullmatch(path):
                 raise ValueError(
@@ -481,23 +491,9 @@ class NamesSpec(StrictModel):
 
 @lru_cache(maxsize=4096)
 def _filled(template: str, name: str, value: int) -> str:
-    """:func:`fill_name` of one name, remembered: lowering asks it for every block."""
-    return fill_name(template, {name: value})
-
-
-def fill_name(template: str, values: dict[str, int]) -> str:
-    """A name template with each ``{EXPR}`` replaced by its whole value (block definitions'
-    grammar); raises ValueError when an expression cannot be read or computed."""
-    from resgraph.spec.expr import ExprError, evaluate, parse
-
-    def value(match: re.Match[str]) -> str:
-        try:
-            result = evaluate(parse(match.group(1)), values)
-        except ExprError as exc:
-            raise ValueError(f"{template!r}: {exc}") from None
-        return str(int(result))
-
-    return re.sub(r"\{([^{}]*)\}", value, template)
+    """A stage or block name (:func:`resgraph.spec.blocks.fill` of one value), remembered:
+    lowering asks it for every block."""
+    return fill(template, {name: value})
 
 
 class StochasticDepthSpec(StrictModel):
@@ -640,7 +636,7 @@ class ModelSpec(StrictModel):
             )
 
         for name in self.blocks or {}:
-            if name in RESERVED_TYPES or not _TYPE_NAME.fullmatch(name):
+            if name in RESERVED_TYPES or not TYPE_NAME.fullmatch(name):
                 error(
                     ("blocks", name),
                     name,
