@@ -469,8 +469,10 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
     members = block_members(ir)
     used = {(n.op.helper_module, n.op.helper) for n in nodes if n.op.helper}
     modules = sorted({m for m, _ in used}, key=lambda m: (m != "resgraph.nn", m))
-    sources = [helper_sources(m)[h] for m in modules for h in helper_sources(m) if (m, h) in used]
-    helpers = [h for m in modules for h in helper_sources(m) if (m, h) in used]
+    copied = [  # resgraph.nn's helpers first, each module's in the order it defines them
+        (h, text) for m in modules for h, text in helper_sources(m).items() if (m, h) in used
+    ]
+    helpers = [h for h, _ in copied]
     names = block_class_names(ir, members, set(helpers))
     classes: dict[str, tuple[str, list[str]]] = {}  # name -> text, zero-init BNs
     calls: dict[str, Call] = {}
@@ -481,6 +483,7 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
         calls[path] = _block_call(ir, block, members[path], name)
     entries, items = _network_modules(ir, nodes, calls)
     tree = _tree(entries)
+    init_lines = _init_lines(tree)
     results = ir.results
     spec: ModelSpec = ir.spec
     model_class = model_class_name(ir, set(helpers) | set(classes))
@@ -502,12 +505,12 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
                 for key, name in results
                 if key is not None
             ],
-            helpers=[Code(text) for text in sources],
-            ordered=any("OrderedDict(" in line for line in _init_lines(tree)),
+            helpers=[Code(text) for _, text in copied],
+            ordered=any("OrderedDict(" in line for line in init_lines),
             classes=[Code(text) for text, _ in classes.values()],
             model_class=model_class,
             args=[(a.name, type(a.value).__name__, a.value) for a in ir.args],
-            init_lines=list(map(Code, _init_lines(tree))),
+            init_lines=list(map(Code, init_lines)),
             forward_lines=list(map(Code, _network_forward(ir, items, tree))),
             zero_init=[(name, [Code(b) for b in bns]) for name, (_, bns) in classes.items() if bns],
         )

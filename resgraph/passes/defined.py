@@ -18,6 +18,7 @@ from resgraph.spec.blocks import (
     INFERRED_FIELDS,
     INPUT,
     NORM,
+    BlockDef,
     DefinedBlockSpec,
     DefinitionError,
     Written,
@@ -36,7 +37,7 @@ def lower_defined(s: Scope, x: str, spec: DefinedBlockSpec, c: BlockCtx) -> Lowe
     2``) is bound to them, so the emitted class takes those names as constructor parameters;
     others (``make_divisible(...)``) are written as their values."""
     bdef = s.ir.spec.definition(spec)
-    names = _Names(s, spec, c)
+    names = _Names(s, spec, bdef, c)
     for name, expr in bdef.expressions().items():
         names.define(name, names.value(expr, ("widths", name), whole=True))
     try:
@@ -69,9 +70,8 @@ class _Names:
     values, which of them the emitted class takes as constructor parameters, and where the
     definition is written."""
 
-    def __init__(self, s: Scope, spec: DefinedBlockSpec, c: BlockCtx) -> None:
+    def __init__(self, s: Scope, spec: DefinedBlockSpec, bdef: BlockDef, c: BlockCtx) -> None:
         self.s, self.type = s, spec.type
-        bdef = s.ir.spec.definition(spec)
         self.values: dict[str, Number] = {
             "in_channels": c.in_channels,
             "stride": c.stride,
