@@ -13,7 +13,6 @@ draws both networks side by side with them highlighted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import Counter
@@ -35,6 +34,7 @@ from resgraph.options import (
 )
 from resgraph.passes import lower
 from resgraph.spec import ModelSpec, load_spec
+from resgraph.spec.digest import digest
 from resgraph.summary import LayerRow, Summary, summarize
 from resgraph.units import si
 
@@ -152,14 +152,12 @@ def _outcome(layers: list[LayerRow], block: Block) -> str:
     return "identity" if block.join is not None else "none"
 
 
-def _definitions(blocks: dict[str, Any] | None) -> str | None:
-    """Block types defined in a spec, each with its op count and a digest of its text, so
-    that two specs whose definitions differ show it without printing them whole."""
-    if not blocks:
-        return None
+def _definitions(spec: ModelSpec) -> str:
+    """Block types defined in a spec, each with its op count and a digest of it (the spec
+    hash's rule), so that two specs whose definitions differ show it without printing them
+    whole."""
     return ", ".join(
-        f"{name} ({len(d['ops'])} ops, {hashlib.sha256(repr(d).encode()).hexdigest()[:8]})"
-        for name, d in blocks.items()
+        f"{name} ({len(d.ops)} ops, {digest(d)[:8]})" for name, d in (spec.blocks or {}).items()
     )
 
 
@@ -191,8 +189,8 @@ def stage_facts(ir: IR, info: Summary) -> dict[str, dict[str, Any]]:
     counts = op_counts(ir)
     facts: dict[str, dict[str, Any]] = {}
     top = {k: v for k, v in spec.model_dump(mode="json").items() if k not in _NOT_NETWORK}
-    if top.get("blocks"):
-        top["blocks"] = _definitions(top["blocks"])
+    if spec.blocks:
+        top["blocks"] = _definitions(spec)
     facts["network"] = {"options": {"type": "network", **top}}
     by_stage: dict[str, list[LayerRow]] = {}
     for row in info.layers:

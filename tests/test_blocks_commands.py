@@ -53,6 +53,16 @@ def test_diff_names_the_definitions_and_counts_the_ops():
     assert same.exit_code == 0, same.output
 
 
+def test_diff_reads_a_default_written_out_as_the_same_definition(tmp_path: Path):
+    spelt = tmp_path / "fire.yaml"
+    spelt.write_text(FIRE.read_text().replace("    params:", "    join: add\n    params:"))
+    assert invoke("diff", FIRE, spelt).exit_code == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(FIRE.read_text().replace("squeeze: 0.25}", "squeeze: 0.5}", 1))
+    result = invoke("diff", FIRE, other)
+    assert result.exit_code == 1 and result.output.count("blocks=fire (7 ops, ") == 2
+
+
 def test_a_backbone_of_defined_blocks():
     spec = load_spec(FIRE.read_text() + "outputs: [layer1, layer3]\n")
     out = build_model(spec, "generated")(torch.randn(2, 3, 32, 32))

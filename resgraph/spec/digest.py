@@ -47,5 +47,11 @@ def spec_hash(spec: ModelSpec) -> str:
     comments and of how the spec spells a default."""
     data = essential(spec)
     data.pop("train", None)
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return digest(data)
+
+
+def digest(value: Any) -> str:
+    """First 16 hex digits of the sha256 of ``value``'s essential data (see above): a part of
+    a spec (a block definition) compared across specs."""
+    text = json.dumps(essential(value), separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
