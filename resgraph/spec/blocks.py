@@ -106,9 +106,16 @@ OpValue = bool | int | float | str
 
 def block_ops() -> dict[str, type[ops.Op]]:
     """The ops a definition may name, by kind: every registry entry of :mod:`resgraph.ops`
-    but the network's own ends and the shortcut options' modules, which the compiler places."""
+    but the network's own ends and the shortcut options' modules, which the compiler places.
+    Worked out once per set of op classes (lowering asks for every op of every block; a
+    plugin adds classes)."""
+    return _block_ops(tuple(ops.op_classes()))
+
+
+@cache
+def _block_ops(classes: tuple[type[ops.Op], ...]) -> dict[str, type[ops.Op]]:
     found: dict[str, type[ops.Op]] = {}
-    for cls in ops.op_classes():
+    for cls in classes:
         kind = cls.__dict__.get("kind")
         if isinstance(kind, str) and kind not in ("input", "output", "pad_shortcut"):
             found.setdefault(kind, cls)  # the first op of a kind keeps it

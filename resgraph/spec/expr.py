@@ -16,6 +16,7 @@ import ast
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 MAX_LENGTH = 200  # characters of one expression
 MAX_DEPTH = 24  # nesting of one expression
@@ -95,6 +96,13 @@ def parse(text: str | Number) -> Expr:
     """Parse ``text`` (or take a number as it is) into a checked :class:`Expr`."""
     if isinstance(text, bool) or not isinstance(text, str | int | float):
         raise ExprError(f"expected a number or an expression, got {text!r}")
+    return _parse(text)
+
+
+@lru_cache(maxsize=4096, typed=True)  # 1 and 1.0 stay apart
+def _parse(text: str | Number) -> Expr:
+    """:func:`parse`, remembered: lowering reads the same expressions for every block (an
+    Expr's tree is never changed)."""
     source = repr(text) if not isinstance(text, str) else text
     if len(source) > MAX_LENGTH:
         raise ExprError(f"an expression has at most {MAX_LENGTH} characters, got {len(source)}")
