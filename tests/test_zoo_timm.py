@@ -26,7 +26,6 @@ before the next; the input is the fixture's 2x3x64x64.
 
 from __future__ import annotations
 
-import gc
 import gzip
 import json
 
@@ -34,7 +33,7 @@ import pytest
 import torch
 from fill import fill, fill_value, last_branch_norms, reference_input
 
-from helpers import ROOT
+from helpers import ROOT, layout_only
 from resgraph import load_spec
 from resgraph.emit import build_model
 from resgraph.passes import lower
@@ -85,7 +84,7 @@ def _build(engine: str, ir, state: dict[str, torch.Tensor]) -> torch.nn.Module:
     """The model holding ``state``, loaded strictly, in evaluation mode. Built on the meta
     device (nothing is initialised) and given the state's tensors, unless it has buffers
     that are not saved (a blur filter): those need a real build."""
-    with torch.device("meta"):
+    with layout_only():
         model = build_model(ir, engine)
     keys = model.state_dict().keys()
     if any(name not in keys for name, _ in model.named_buffers()):
@@ -133,7 +132,6 @@ def _check_model(name: str, ir, ref: dict, state: dict, forward_on: str) -> None
                 _check_logits(f"{name} ({engine})", model, ref)
         finally:
             del model
-            gc.collect()
 
 
 def _turn(path) -> str:
@@ -154,13 +152,11 @@ def test_timm_model_matches_timm(path, reference):
     assert summarize(_at_size(spec, 224)).macs == ref["macs_224"]
     if ref["output"] is None:  # too large for the fixture's logits: the layout alone
         for engine in ENGINES:
-            with torch.device("meta"):
+            with layout_only():
                 _check_layout(name, build_model(ir, engine), ref, engine)
         return
     state = timm_state(ref)
     _check_model(name, ir, ref, state, forward_on=_turn(path))
-    del state
-    gc.collect()
 
 
 def test_both_engines_meet_the_logits():
@@ -179,7 +175,7 @@ def _cut(spec):
 @pytest.mark.parametrize("path", TIMM_SPECS, ids=lambda p: p.stem)
 def test_engines_agree_bitwise_on_every_spec(path):
     ir = lower(_cut(load_spec(path)))
-    with torch.device("meta"):
+    with layout_only():
         layout = build_model(ir, "graph").state_dict()  # keys, shapes and dtypes
     state = fill(layout)
     x = reference_input(size=32).float()
