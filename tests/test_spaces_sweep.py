@@ -15,7 +15,7 @@ from resgraph import load_spec
 from resgraph.summary import summarize
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]  # trials start processes
-pytestmark.append(pytest.mark.xdist_group("sweep"))  # one worker runs `swept` once
+pytestmark.append(pytest.mark.xdist_group("sweep"))  # one worker runs `swept`
 
 pytest.importorskip("ray.tune")
 
@@ -36,10 +36,11 @@ def _rows(path):
         return {row["spec"]: row for row in csv.DictReader(f)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def swept(tmp_path_factory):
     """Three good specs, one whose training fails (its batch is larger than the data set)
-    and one that does not validate; swept once."""
+    and one that does not validate; swept once. (Session-scoped: a module-scoped fixture is
+    set up again whenever the worker runs another file's test between two of this file's.)"""
     root = tmp_path_factory.mktemp("sweep")
     specs = root / "specs"
     specs.mkdir()
