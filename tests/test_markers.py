@@ -34,3 +34,12 @@ def test_each_test_worker_gets_its_share_of_the_cores() -> None:
     assert worker_threads(16, 2) == 8 and worker_threads(8, 3) == 2
     assert worker_threads(2, 4) == 1 and worker_threads(None, 2) == 1  # never none
     assert worker_threads(4, 0) == 4
+
+
+@pytest.mark.xdist_group("markers")
+def test_a_group_is_tagged_so_that_one_worker_runs_it(request: pytest.FixtureRequest) -> None:
+    """`make test` runs with `--dist loadgroup`: the tests of a group (a sweep, a training
+    run their fixture shares) must reach one worker, which needs the group in the test's id."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("only under pytest-xdist's --dist loadgroup")
+    assert request.node.nodeid.endswith("@markers")
