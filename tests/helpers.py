@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import click.testing
     import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,18 @@ def run_cli(
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def invoke(*args: object, input: str | None = None) -> click.testing.Result:
+    """Run ``resgraph ARGS`` in this process through click's test runner: the exit code,
+    stdout and stderr a user would see, without the seconds a new Python process takes to
+    import torch. An exception the CLI lets escape fails the test (a user would have seen its
+    traceback)."""
+    from click.testing import CliRunner
+
+    from resgraph.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
 
 
 @contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 
@@ -82,15 +81,9 @@ def test_the_committed_results_keep_their_notes(deg) -> None:
     assert deg.NOTES in deg.RESULTS.read_text()
 
 
-@pytest.mark.subprocess
-def test_smoke_run_draws_the_figure(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--jobs", "2", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr
+@pytest.mark.subprocess  # the script trains each net with `python -m resgraph train`
+def test_smoke_run_draws_the_figure(deg, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert deg.main(["--smoke", "--jobs", "2", "--out", str(tmp_path)]) == 0
     png = tmp_path / "degradation.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = (tmp_path / "degradation_RESULTS.md").read_text()
@@ -101,11 +94,6 @@ def test_smoke_run_draws_the_figure(tmp_path: Path) -> None:
         assert len(lines) == 3  # header and the evaluations at iterations 2 and 4
     # finished runs are reused: a second call trains nothing and redraws the same rows
     png.unlink()
-    again = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert again.returncode == 0, again.stderr
-    assert "plain-20 seed 0: 0 s" in again.stdout and png.exists()
+    capsys.readouterr()
+    assert deg.main(["--smoke", "--out", str(tmp_path)]) == 0
+    assert "plain-20 seed 0: 0 s" in capsys.readouterr().out and png.exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import CIFAR20, ROOT, SPECS, fill, reference_input, run_cli
+from helpers import CIFAR20, ROOT, SPECS, fill, invoke, reference_input
 from resgraph import load_spec, lower
 from resgraph.emit import build_model
 from resgraph.emit.graph_module import build_module
@@ -95,16 +95,17 @@ def _buildable(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.yaml"))
 
 
-@pytest.mark.subprocess
+@pytest.mark.slow  # builds every spec
 @pytest.mark.parametrize(
     "folder", ["", "timm", "timm/bases"], ids=["specs", "specs/timm", "specs/timm/bases"]
 )
-def test_generated_folder_is_up_to_date(tmp_path, folder):
+def test_generated_folder_is_up_to_date(tmp_path, folder, monkeypatch):
     """generated/ mirrors specs/: one file per spec that compiles, in the same subfolder, and
     nothing else."""
     specs = _buildable(ROOT / "specs" / folder)
-    res = run_cli("build", *[str(p.relative_to(ROOT)) for p in specs], "-o", str(tmp_path))
-    assert res.returncode == 0, res.stderr
+    monkeypatch.chdir(ROOT)  # the spec paths as a user types them in the repository
+    res = invoke("build", *[p.relative_to(ROOT) for p in specs], "-o", tmp_path)
+    assert res.exit_code == 0, res.stderr
     committed = ROOT / "generated" / folder
     assert sorted(p.stem for p in committed.glob("*.py")) == [p.stem for p in specs]
     stale = [
@@ -238,32 +239,30 @@ def test_torch_compile_works_on_both_engines():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.subprocess
 def test_build_cli_writes_atomically_and_leaves_other_files_alone(tmp_path, write_spec):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     good = write_spec(CIFAR20, "good.yaml")
-    res = run_cli("build", str(good), "-o", str(out))
-    assert res.returncode == 0 and f"wrote {out / 'good.py'}" in res.stdout
+    res = invoke("build", good, "-o", out)
+    assert res.exit_code == 0 and f"wrote {out / 'good.py'}" in res.stdout
     assert sorted(p.name for p in out.iterdir()) == ["good.py", "notes.txt"]
     before = (out / "good.py").read_text()
     bad = write_spec(CIFAR20.replace("width: 32", "width: 0"), "bad.yaml")
-    res = run_cli("build", str(good), str(bad), "-o", str(out))
-    assert res.returncode == 1 and "nothing was written" in res.stderr
+    res = invoke("build", good, bad, "-o", out)
+    assert res.exit_code == 1 and "nothing was written" in res.stderr
     assert "Traceback" not in res.stderr and str(bad) in res.stderr
     assert (out / "good.py").read_text() == before
     assert sorted(p.name for p in out.iterdir()) == ["good.py", "notes.txt"]
 
 
-@pytest.mark.subprocess
 def test_build_refuses_two_specs_with_one_output_name(tmp_path, write_spec):
     a = write_spec(CIFAR20, "net.yaml")
     (tmp_path / "other").mkdir()
     b = tmp_path / "other" / "net.yaml"
     b.write_text(CIFAR20)
-    res = run_cli("build", str(a), str(b), "-o", str(tmp_path / "out"))
-    assert res.returncode == 1 and "would both write net.py" in res.stderr
+    res = invoke("build", a, b, "-o", tmp_path / "out")
+    assert res.exit_code == 1 and "would both write net.py" in res.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -291,24 +290,23 @@ def test_import_weights_matches_by_order_and_shape(tmp_path):
     assert all(torch.equal(converted[k], state[k]) for k in state)
 
 
-@pytest.mark.subprocess
 def test_import_weights_cli_and_mismatch_report(tmp_path):
     spec_file = tmp_path / "net.yaml"
     spec_file.write_text(CIFAR20.replace("shortcut: A", "shortcut: B"))
     path, _ = _foreign_checkpoint(tmp_path, load_spec(spec_file), _rename)
     out = tmp_path / "ours.pt"
-    res = run_cli("import-weights", str(spec_file), str(path), "-o", str(out))
-    assert res.returncode == 0, res.stderr
+    res = invoke("import-weights", spec_file, path, "-o", out)
+    assert res.exit_code == 0, res.stderr
     model = build_module(load_spec(spec_file))
     model.load_state_dict(torch.load(out, weights_only=True), strict=True)
-    assert run_cli("import-weights", str(spec_file), str(path), "-o", str(out)).returncode == 1
+    assert invoke("import-weights", spec_file, path, "-o", out).exit_code == 1
 
     other = tmp_path / "wider.yaml"
     other.write_text(
         CIFAR20.replace("shortcut: A", "shortcut: B").replace("width: 32", "width: 48")
     )
-    res = run_cli("import-weights", str(other), str(path), "-o", str(tmp_path / "x.pt"))
-    assert res.returncode == 1 and not (tmp_path / "x.pt").exists()
+    res = invoke("import-weights", other, path, "-o", tmp_path / "x.pt")
+    assert res.exit_code == 1 and not (tmp_path / "x.pt").exists()
     assert "tensor #" in res.stderr and "layer2.0.conv1.weight has shape 48x16x3x3" in res.stderr
     assert "module.layer2.0.conv1.weight" not in res.stderr  # prefix stripped
     assert "Traceback" not in res.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import ROOT, fill, run_cli
+from helpers import ROOT, fill, invoke, run_cli
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -167,8 +167,8 @@ def test_cli_export_and_errors(tmp_path: Path) -> None:
         (["-o", str(keep), "--force", "--batch", "many"], "--batch"),
     ]
     for args, words in bad:
-        r = run_cli("export", str(spec), *args)
-        assert r.returncode != 0, args
+        r = invoke("export", spec, *args)
+        assert r.exit_code != 0, args
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (
             args,
