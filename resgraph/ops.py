@@ -349,6 +349,22 @@ class GlobalAvgPool(Op):
 
 
 @dataclass(frozen=True)
+class Flatten(Op):
+    """A map flattened to C x H x W features (after a 1x1 conv classifier on a pooled map)."""
+
+    kind: ClassVar[str] = "flatten"
+    call: ClassVar[str] = "torch.flatten({0}, 1)"
+    fill: ClassVar[str] = "#e9e9e9"
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "flatten")
+        return (c * h * w,)
+
+    def label(self) -> str:
+        return "flatten"
+
+
+@dataclass(frozen=True)
 class Dropout(Op):
     """Dropout with probability ``p`` in training (``nn.Dropout``)."""
 

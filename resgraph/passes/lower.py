@@ -38,6 +38,7 @@ from resgraph.ops import (
     Conv,
     Dropout,
     DropPath,
+    Flatten,
     GateMix,
     GlobalAvgPool,
     GlobalMean,
@@ -460,8 +461,15 @@ def _lower_head(head: Scope, spec: ModelSpec, flow: _Flow) -> None:
     if flow.pre_activated:  # He et al. 2016: pre-activation nets end with BN-ReLU before the pool
         x = head.norm("final_bn", channels, x, None)
         x = head.add("final_relu", ReLU(), x)
-    x = head.add("avgpool", GlobalAvgPool(), x)
+    conv = spec.head.classifier == "conv"
+    x = head.add("avgpool", GlobalMean() if conv else GlobalAvgPool(), x)
     if spec.head.dropout:
         x = head.add("dropout", Dropout(spec.head.dropout), x)
-    head.add("fc", Linear(channels, spec.num_classes), x, bind={"out_features": "num_classes"})
+    if conv:  # a 1x1 conv on the pooled map, flattened after it (timm's ClassifierHead)
+        fc = Conv(channels, spec.num_classes, 1, bias=True)
+        x = head.add("fc", fc, x, bind={"out_channels": "num_classes"})
+        head.add("flatten", Flatten(), x)
+    else:
+        fc = Linear(channels, spec.num_classes)
+        head.add("fc", fc, x, bind={"out_features": "num_classes"})
     head.ir.args = (BlockArg("num_classes", spec.num_classes),)

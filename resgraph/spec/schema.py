@@ -448,6 +448,11 @@ class NamesSpec(StrictModel):
         "name renames the modules inside it too ('conv1' -> 'stem.conv' makes a deep stem's "
         "'conv1.3' 'stem.conv.3').",
     )
+    shortcut_first: bool = Field(
+        False,
+        description="Register a block's shortcut modules before its branch's, so they come "
+        "first in its state_dict (timm's ResNetV2); by default they come last.",
+    )
 
     @field_validator("modules")
     @classmethod
@@ -511,6 +516,12 @@ class HeadSpec(StrictModel):
     """Global average pool, optional dropout, fully connected classifier."""
 
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the classifier.")
+    classifier: Literal["linear", "conv"] = Field(
+        "linear",
+        description="'linear': a fully connected layer ('fc', weight classes x C). 'conv': a "
+        "1x1 conv with bias on the pooled C x 1 x 1 map, then flattened (weight classes x C x "
+        "1 x 1, timm's ClassifierHead with use_conv, as in its ResNetV2); same outputs.",
+    )
 
 
 class NormSpec(StrictModel):
@@ -577,6 +588,12 @@ class ModelSpec(StrictModel):
         "C at a stride > 1), with padding ((stride - 1) + (kernel - 1)) // 2 (SENet-154: 3). "
         "A projection at stride 1 stays 1x1 (timm's rule), and option D always projects 1x1 "
         "after its pool. Odd, 1 or more.",
+    )
+    projection_norm: bool = Field(
+        True,
+        description="A norm after the conv of a projection shortcut (options B, C, D). "
+        "Pre-activation networks whose projection reads the normalised block input may leave "
+        "it out (timm's ResNetV2). Needs a projecting shortcut.",
     )
     norm: Norm = Field(
         default_factory=NormSpec,
@@ -914,6 +931,14 @@ class ModelSpec(StrictModel):
                     f"option D projects with a 1x1 conv after its pool (used at "
                     f"{_dotted(shortcut_at)}): projection_kernel must be 1",
                 )
+        kinds = {self.shortcut} | {st.shortcut for st in self.stages if st.shortcut}
+        if not self.projection_norm and not kinds & {"B", "C", "D"}:
+            error(
+                ("projection_norm",),
+                False,
+                f"no stage projects its shortcut (options B, C, D; here {', '.join(sorted(kinds))}"
+                f"): leave projection_norm out",
+            )
         if self.projection_kernel % 2 == 0:
             error(
                 ("projection_kernel",),
