@@ -20,6 +20,7 @@ __all__ = [
     "gate_mix",
     "ChannelConv",
     "BlurPool2d",
+    "StdConv2d",
 ]  # in the order generated files define them
 
 
@@ -107,3 +108,20 @@ class BlurPool2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, stride={self.stride}"
+
+
+class StdConv2d(nn.Conv2d):
+    """A conv whose weight is standardised per output channel before each use (weight
+    standardisation, Qiao et al. 2019, as BiT uses it, Kolesnikov et al. 2020): zero mean
+    and unit variance over each filter's taps, the variance biased, plus ``eps``. State as
+    nn.Conv2d's."""
+
+    def __init__(self, *args: int | bool, eps: float = 1e-8, **kwargs: int | bool) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight
+        var, mean = torch.var_mean(w, dim=(1, 2, 3), unbiased=False, keepdim=True)
+        w = (w - mean) / torch.sqrt(var + self.eps)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)

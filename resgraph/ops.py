@@ -213,6 +213,42 @@ class Conv(Op):
 
 
 @dataclass(frozen=True)
+class StdConv(Conv):
+    """2-D convolution whose weight is standardised per output channel before each use, to
+    zero mean and unit variance over its taps (Qiao et al. 2019; BiT, Kolesnikov et al.
+    2020): (w - mean) / sqrt(biased variance + 1e-8). State and multiply-adds as `conv`."""
+
+    kind: ClassVar[str] = "std_conv"
+    ctor: ClassVar[str] = "StdConv2d"
+    helper: ClassVar[str | None] = "StdConv2d"
+
+    def label(self) -> str:
+        return "std " + super().label()
+
+
+CONVS: dict[str, type[Conv]] = {"conv": Conv, "std_conv": StdConv}
+"""The convolutions a spec may choose for every conv it lays out (its ``conv``)."""
+
+
+@dataclass(frozen=True)
+class ZeroPad(Op):
+    """Zero padding of ``padding`` pixels on every side (before a max pool whose padding
+    must count as zeros, not as minus infinity: BiT's stem, Kolesnikov et al. 2020)."""
+
+    kind: ClassVar[str] = "zero_pad"
+    call: ClassVar[str] = "F.pad({0}, [{padding}] * 4)"
+    fill: ClassVar[str] = "#e9e9e9"
+    padding: int
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "zero pad")
+        return (c, h + 2 * self.padding, w + 2 * self.padding)
+
+    def label(self) -> str:
+        return f"zero pad {self.padding}"
+
+
+@dataclass(frozen=True)
 class BatchNorm(Op):
     """Batch norm (Ioffe & Szegedy 2015, ``nn.BatchNorm2d``) on ``channels`` channels."""
 

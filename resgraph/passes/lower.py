@@ -50,9 +50,10 @@ from resgraph.ops import (
     ReLU,
     ReLUModule,
     Sigmoid,
+    ZeroPad,
 )
 from resgraph.passes.defined import lower_defined
-from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope
+from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope, conv_op
 from resgraph.spec.blocks import DefinedBlockSpec
 from resgraph.spec.schema import (
     BasicBlockSpec,
@@ -329,14 +330,14 @@ def _lower_stem(s: Scope, x: str, spec: ModelSpec) -> str:
     if stem.type != "single":  # three 3x3 convs, stride 2 on the first: Sequential 'conv1'
         *inner, _ = stem.conv_widths()
         for i, w in enumerate(inner):
-            x = s.add(f"conv1.{3 * i}", Conv(cin, w, 3, 2 if i == 0 else 1, 1), x)
+            x = s.add(f"conv1.{3 * i}", conv_op(spec, cin, w, 3, 2 if i == 0 else 1, 1), x)
             x = s.norm(f"conv1.{3 * i + 1}", w, x, None)
             x = s.add(f"conv1.{3 * i + 2}", ReLUModule(), x)
             cin = w
-        x = s.add("conv1.6", Conv(cin, width, 3, 1, 1), x)
+        x = s.add("conv1.6", conv_op(spec, cin, width, 3, 1, 1), x)
     else:  # paper Table 1's conv1 (7x7, stride 2) or sec. 4.2's first layer (3x3, stride 1)
         k, stride = stem.conv_kernel(), 2 if stem.layout == "imagenet" else 1
-        x = s.add("conv1", Conv(cin, width, k, stride, k // 2), x)
+        x = s.add("conv1", conv_op(spec, cin, width, k, stride, k // 2), x)
     if stem.activation:
         x = s.norm("bn1", width, x, None)
         x = s.add("relu", ReLU(), x)
@@ -344,7 +345,7 @@ def _lower_stem(s: Scope, x: str, spec: ModelSpec) -> str:
         return x
     aa = stem.anti_alias.type if stem.anti_alias else None
     if stem.pool == "conv":  # ResNet-RS (Bello et al. 2021): a 3x3/2 conv replaces the max pool
-        x = s.add("maxpool.0", Conv(width, width, 3, 1 if aa else 2, 1), x)
+        x = s.add("maxpool.0", conv_op(spec, width, width, 3, 1 if aa else 2, 1), x)
         at = 1
         if aa:  # Zhang 2019: the conv at stride 1, the filter downsamples after it
             x = s.add("maxpool.1", AvgPool(2, 2) if aa == "avgpool" else BlurPool(width, 2), x)
@@ -356,6 +357,8 @@ def _lower_stem(s: Scope, x: str, spec: ModelSpec) -> str:
     if aa == "blur":  # the max pool at stride 1, then the blur filter downsamples
         x = s.add("maxpool.0", MaxPool(3, 1, 1), x)
         return s.add("maxpool.1", BlurPool(width, 2), x)
+    if stem.pool == "zero_pad_max":  # BiT: the pool's padding counts as zeros
+        return s.add("maxpool", MaxPool(3, 2), s.add("pad", ZeroPad(1), x))
     return s.add("maxpool", MaxPool(3, 2, 1), x)
 
 

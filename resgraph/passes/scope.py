@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from resgraph.errors import SourceLoc
 from resgraph.ir import IR, BlockArg, BlockKind, JoinKind, Node, Role, Section
-from resgraph.ops import BatchNorm, Conv, GroupNorm, Op
+from resgraph.ops import CONVS, BatchNorm, Conv, GroupNorm, Op
 from resgraph.spec.schema import ModelSpec
 
 Bind = dict[str, str]  # op field -> expression over the block's constructor parameters
@@ -22,6 +22,11 @@ def norm_op(spec: ModelSpec, channels: int, zero_init: bool = False) -> BatchNor
     if spec.norm.type == "group":
         return GroupNorm(spec.norm.group_count(), channels, zero_init)
     return BatchNorm(channels, zero_init)
+
+
+def conv_op(spec: ModelSpec, *fields: int, **named: int | bool) -> Conv:
+    """The spec's convolution (``conv``: plain or weight-standardised) with these fields."""
+    return CONVS[spec.conv](*fields, **named)  # type: ignore[arg-type]
 
 
 @dataclass

@@ -19,8 +19,8 @@ from dataclasses import replace
 
 from resgraph.errors import Problem, ShapeError
 from resgraph.ir import IR, Block, Node, ShortcutKind
-from resgraph.ops import AvgPool, Conv, Identity, Op, PadShortcut, fmt_shape
-from resgraph.passes.scope import norm_op
+from resgraph.ops import AvgPool, Identity, Op, PadShortcut, fmt_shape
+from resgraph.passes.scope import conv_op, norm_op
 
 
 def insert_shortcuts(ir: IR) -> IR:
@@ -54,14 +54,15 @@ def insert_shortcuts(ir: IR) -> IR:
             # timm's rule: the spec's kernel where the projection downsamples, 1x1 elsewhere
             k = ir.spec.projection_kernel if block.stride > 1 else 1
             pad = ((block.stride - 1) + (k - 1)) // 2
-            conv = Conv(in_shape[0], out_shape[0], k, block.stride, pad)
+            conv = conv_op(ir.spec, in_shape[0], out_shape[0], k, block.stride, pad)
             _rewire(ir, block, _projection(ir, block, [conv, norm_op(ir.spec, out_shape[0])]))
             kind = "projection"
         elif block.shortcut == "D" and changes:  # He et al. 2019, ResNet-D
             pool: Op = Identity()
             if block.stride > 1:
                 pool = AvgPool(2, block.stride, ceil_mode=True, count_include_pad=False)
-            chain = [pool, Conv(in_shape[0], out_shape[0], 1), norm_op(ir.spec, out_shape[0])]
+            conv = conv_op(ir.spec, in_shape[0], out_shape[0], 1)
+            chain = [pool, conv, norm_op(ir.spec, out_shape[0])]
             _rewire(ir, block, _projection(ir, block, chain))
             kind = "avg-projection"
         ir.blocks[path] = replace(block, shortcut_kind=kind)

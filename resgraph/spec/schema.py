@@ -215,14 +215,15 @@ class StemSpec(StrictModel):
         "for layout 'imagenet', 3 for 'cifar'. RegNet's stem (Radosavovic et al. 2020) is "
         "kernel 3 with pool 'none'. Deep and tiered stems are 3x3 convs: leave it out there.",
     )
-    pool: Literal["max", "conv", "none"] = Field(
+    pool: Literal["max", "zero_pad_max", "conv", "none"] = Field(
         "max",
         description="How an imagenet stem halves the resolution after its conv(s): 'max' the "
         "3x3/2 max pool (paper Table 1), 'conv' a 3x3/2 conv (width to width, no bias), norm "
         "and ReLU in its place (ResNet-RS, Bello et al. 2021; state 'maxpool.0' conv, "
         "'maxpool.1' norm), 'none' no pool: the stride-2 conv alone halves it (RegNet's stem, "
-        "Radosavovic et al. 2020: a 3x3/2 conv, BN, ReLU). A cifar stem has no pool: leave it "
-        "out there.",
+        "Radosavovic et al. 2020: a 3x3/2 conv, BN, ReLU), 'zero_pad_max' the max pool after "
+        "zero padding by 1 ('pad'), so the padding counts as zeros (BiT, Kolesnikov et al. "
+        "2020). A cifar stem has no pool: leave it out there.",
     )
     anti_alias: AntiAlias | None = Field(
         None,
@@ -595,6 +596,13 @@ class ModelSpec(StrictModel):
         "Pre-activation networks whose projection reads the normalised block input may leave "
         "it out (timm's ResNetV2). Needs a projecting shortcut.",
     )
+    conv: Literal["conv", "std_conv"] = Field(
+        "conv",
+        description="The convolution of the stem, of defined blocks' 'conv' ops and of "
+        "projection shortcuts: 'conv' (nn.Conv2d) or 'std_conv', its weight standardised "
+        "before each use (Qiao et al. 2019; BiT, Kolesnikov et al. 2020). The classifier "
+        "stays as it is. Built-in block types have plain convs: 'std_conv' needs defined ones.",
+    )
     norm: Norm = Field(
         default_factory=NormSpec,
         description="Normalisation layer: 'batch' (default) or 'group', or a mapping with "
@@ -903,6 +911,12 @@ class ModelSpec(StrictModel):
                 "pool 'none' leaves no pool to anti-alias: remove anti_alias or set pool "
                 "'max' or 'conv'",
             )
+        elif stem.pool == "zero_pad_max" and stem.anti_alias is not None:
+            error(
+                ("stem", "anti_alias"),
+                stem.anti_alias.type,
+                "pool 'zero_pad_max' is not anti-aliased: remove anti_alias or set pool 'max'",
+            )
         if stem.type == "single" and stem.inner_width is not None:
             error(
                 ("stem", "inner_width"),
@@ -931,6 +945,16 @@ class ModelSpec(StrictModel):
                     f"option D projects with a 1x1 conv after its pool (used at "
                     f"{_dotted(shortcut_at)}): projection_kernel must be 1",
                 )
+        if self.conv != "conv":
+            for i in range(len(self.stages)):
+                if not isinstance(self.stage_block(i), DefinedBlockSpec):
+                    error(
+                        ("conv",),
+                        self.conv,
+                        f"stage {i}'s blocks are a built-in type, whose convs are plain: "
+                        f"conv {self.conv!r} needs block types defined under 'blocks'",
+                    )
+                    break
         kinds = {self.shortcut} | {st.shortcut for st in self.stages if st.shortcut}
         if not self.projection_norm and not kinds & {"B", "C", "D"}:
             error(
