@@ -68,6 +68,7 @@ class Op:
     helper: ClassVar[str | None] = None  # the object of helper_module it needs, if any
     helper_module: ClassVar[str] = "resgraph.nn"  # a plugin's ops name their own module
     note: ClassVar[str] = ""  # module ops: a comment the generated source puts by it
+    activates: ClassVar[bool] = False  # a norm with its own nonlinearity: no ReLU after it
     fill: ClassVar[str] = "white"  # fill colour when drawn
 
     def infer(self, inputs: list[Shape]) -> Shape:
@@ -753,7 +754,69 @@ class GroupNorm(Op):
         return f"GN, {self.groups} groups"
 
 
-NORMS = (BatchNorm, GroupNorm)
+@dataclass(frozen=True)
+class EvoNormS0(Op):
+    """EvoNorm-S0 (Liu et al. 2020), a norm with its own nonlinearity: x * sigmoid(v * x)
+    divided by the standard deviation of x over each of ``groups`` groups of channels (eps
+    1e-5), then a per-channel scale and shift. Parameters ``weight``, ``bias``, ``v``."""
+
+    kind: ClassVar[str] = "evonorm_s0"
+    ctor: ClassVar[str] = "EvoNorm2dS0"
+    ctor_args: ClassVar = (("channels", None, KEEP), ("groups", "groups", 32))
+    helper: ClassVar[str | None] = "EvoNorm2dS0"
+    activates: ClassVar[bool] = True
+    fill: ClassVar[str] = "#fbf0c9"
+    is_module: ClassVar[bool] = True
+    channels: int
+    groups: int = 32
+    zero_init: bool = False  # last norm of a residual branch, zeroed when the spec asks
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, _, _ = _map(inputs[0], "evonorm_s0")
+        if c != self.channels or c % self.groups:
+            raise ShapeMismatch(
+                f"EvoNorm-S0 expects {self.channels} channels in {self.groups} groups, got {c}"
+            )
+        return inputs[0]
+
+    def params(self) -> int:
+        return 3 * self.channels
+
+    def label(self) -> str:
+        return f"EvoNorm-S0, {self.groups} groups"
+
+
+@dataclass(frozen=True)
+class FilterResponseNorm(Op):
+    """Filter response normalisation with a thresholded linear unit (Singh & Krishnan 2020):
+    x / sqrt(mean over H and W of x^2 + 1e-5), a per-channel scale and shift, then the
+    larger of that and a learned per-channel threshold. Parameters ``weight``, ``bias``,
+    ``tau``."""
+
+    kind: ClassVar[str] = "frn_tlu"
+    ctor: ClassVar[str] = "FilterResponseNormTlu2d"
+    ctor_args: ClassVar = (("channels", None, KEEP),)
+    helper: ClassVar[str | None] = "FilterResponseNormTlu2d"
+    activates: ClassVar[bool] = True
+    fill: ClassVar[str] = "#fbf0c9"
+    is_module: ClassVar[bool] = True
+    channels: int
+    zero_init: bool = False  # last norm of a residual branch, zeroed when the spec asks
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, _, _ = _map(inputs[0], "frn_tlu")
+        if c != self.channels:
+            raise ShapeMismatch(f"FRN expects {self.channels} channels, got {c}")
+        return inputs[0]
+
+    def params(self) -> int:
+        return 3 * self.channels
+
+    def label(self) -> str:
+        return "FRN + TLU"
+
+
+NORMS = (BatchNorm, GroupNorm, EvoNormS0, FilterResponseNorm)
 """Norm ops: a residual branch's last one may be zero-initialised (``zero_init``)."""
 
 

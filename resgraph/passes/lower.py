@@ -332,7 +332,8 @@ def _lower_stem(s: Scope, x: str, spec: ModelSpec) -> str:
         for i, w in enumerate(inner):
             x = s.add(f"conv1.{3 * i}", conv_op(spec, cin, w, 3, 2 if i == 0 else 1, 1), x)
             x = s.norm(f"conv1.{3 * i + 1}", w, x, None)
-            x = s.add(f"conv1.{3 * i + 2}", ReLUModule(), x)
+            if not s.ir.node(x).op.activates:  # EvoNorm and FRN have their own
+                x = s.add(f"conv1.{3 * i + 2}", ReLUModule(), x)
             cin = w
         x = s.add("conv1.6", conv_op(spec, cin, width, 3, 1, 1), x)
     else:  # paper Table 1's conv1 (7x7, stride 2) or sec. 4.2's first layer (3x3, stride 1)
@@ -463,7 +464,8 @@ def _lower_head(head: Scope, spec: ModelSpec, flow: _Flow) -> None:
     x, channels = flow.x, flow.channels
     if flow.pre_activated:  # He et al. 2016: pre-activation nets end with BN-ReLU before the pool
         x = head.norm("final_bn", channels, x, None)
-        x = head.add("final_relu", ReLU(), x)
+        if not head.ir.node(x).op.activates:  # EvoNorm and FRN have their own
+            x = head.add("final_relu", ReLU(), x)
     conv = spec.head.classifier == "conv"
     x = head.add("avgpool", GlobalMean() if conv else GlobalAvgPool(), x)
     if spec.head.dropout:

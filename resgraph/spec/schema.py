@@ -529,12 +529,15 @@ class NormSpec(StrictModel):
     """The normalisation layer used everywhere a network normalises (stem, blocks, shortcut
     projections)."""
 
-    type: Literal["batch", "group"] = Field(
+    type: Literal["batch", "group", "evonorm_s0", "frn"] = Field(
         "batch",
         description="'batch': batch norm (Ioffe & Szegedy 2015). 'group': group norm (Wu & He "
         "2018) with 'groups' groups, eps 1e-5, a per-channel scale and shift: same state names "
         "('bn1', 'downsample.1', ...) with 'weight' and 'bias' only, no running statistics, "
-        "and the same output in training and evaluation.",
+        "and the same output in training and evaluation. 'evonorm_s0' (Liu et al. 2020, "
+        "'groups' groups) and 'frn' (filter response norm with TLU, Singh & Krishnan 2020) "
+        "apply their own nonlinearity: the ReLUs the compiler puts after a norm (stem, final "
+        "norm) are left out, and a defined block's own ReLUs need a `when`.",
     )
     groups: int | None = Field(
         None,
@@ -852,13 +855,13 @@ class ModelSpec(StrictModel):
             )
         self._check_stem(error)
         norm_at = ("norm", "groups")
-        if self.norm.type == "batch" and self.norm.groups is not None:
+        if self.norm.type in ("batch", "frn") and self.norm.groups is not None:
             error(norm_at, self.norm.groups, "groups are for group norm: set type 'group'")
         self._check_projection(error)
         norm_widths = [("stem", w) for w in self.stem.conv_widths()]
         for i in range(len(self.stages)):
             norm_widths += self._check_stage_options(i, error)
-        groups = self.norm.group_count() if self.norm.type == "group" else 1
+        groups = self.norm.group_count() if self.norm.type in ("group", "evonorm_s0") else 1
         if groups > 1:
             bad = next(((w, c) for w, c in norm_widths if c % groups), None)
             if bad:
