@@ -338,7 +338,7 @@ def _structure_words(spec: ModelSpec, blocks: list[Any], shortcuts: list[str]) -
 
 
 def _option_words(spec: ModelSpec, blocks: list[Any]) -> list[str]:
-    """Stochastic depth, channel attention, anti-aliasing, group norm."""
+    """Stochastic depth, channel attention, anti-aliasing, a norm other than batch norm."""
     residual = [b for b in blocks if not isinstance(b, DenseBlockSpec)]
     parts = []
     if spec.stochastic_depth:
@@ -351,4 +351,8 @@ def _option_words(spec: ModelSpec, blocks: list[Any]) -> list[str]:
         parts.append(f"{names.ANTI_ALIAS.summary} ({'/'.join(sorted(filters))})")
     if spec.norm.type == "group":
         parts.append(f"group norm ({spec.norm.group_count()} groups)")
+    elif spec.norm.type == "evonorm_s0":  # Liu et al. 2020
+        parts.append(f"EvoNorm-S0 ({spec.norm.group_count()} groups)")
+    elif spec.norm.type == "frn":  # Singh & Krishnan 2020
+        parts.append("FRN + TLU")
     return parts

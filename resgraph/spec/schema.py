@@ -608,8 +608,8 @@ class ModelSpec(StrictModel):
     )
     norm: Norm = Field(
         default_factory=NormSpec,
-        description="Normalisation layer: 'batch' (default) or 'group', or a mapping with "
-        "'type' and 'groups'.",
+        description="Normalisation layer: 'batch' (default), 'group', 'evonorm_s0' or 'frn', "
+        "or a mapping with 'type' and 'groups'.",
     )
     width_factor: int = Field(
         1,
