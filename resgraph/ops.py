@@ -830,7 +830,7 @@ class Identity(Op):
 
     kind: ClassVar[str] = "identity"
     ctor: ClassVar[str] = "nn.Identity"
-    note: ClassVar[str] = "stride 1, no pool: keeps timm's state_dict indices"
+    note: ClassVar[str] = "no pool at stride 1: timm's indices"
     is_module: ClassVar[bool] = True
     fill: ClassVar[str] = "#e9e9e9"
 

@@ -168,6 +168,21 @@ def test_conv_std_conv_standardises_the_stem_blocks_and_projections_not_the_clas
     assert summarize(ir).params == summarize(plain).params  # the same state, used otherwise
 
 
+@pytest.mark.parametrize(
+    ("stem", "extra", "convs"),
+    [
+        ("type: deep", "", ["conv1.0", "conv1.3", "conv1.6", "layer2.0.downsample.0"]),
+        ("pool: conv", "shortcut: D", ["conv1", "maxpool.0", "layer2.0.downsample.1"]),
+    ],
+    ids=["deep-stem", "conv-pool-and-option-d"],
+)
+def test_every_conv_the_compiler_lays_out_follows_the_spec(stem, extra, convs):
+    ir = lower(_spec(f"conv: std_conv\n{extra}", stem=stem))
+    assert all(type(ir.node(name).op) is StdConv for name in convs)
+    plain = lower(_spec(extra, stem=stem))
+    assert all(type(plain.node(name).op) is Conv for name in convs)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_engines_agree_with_standardised_convs(engine):
     ir = lower(_spec("conv: std_conv"))
@@ -278,6 +293,14 @@ def test_engines_agree_with_evonorm_and_frn(engine, norm):
     assert torch.equal(_run(a, x), _run(b, x))
 
 
+def test_evonorm_groups_must_divide_every_normalised_width(write_spec):
+    _refused(
+        write_spec,
+        _text("norm: {type: evonorm_s0, groups: 3}"),
+        "5:34: norm.groups: group norm with 3 groups needs channel counts divisible by 3",
+    )
+
+
 def test_frn_with_groups_is_refused(write_spec):
     _refused(
         write_spec,
@@ -299,3 +322,16 @@ def test_a_stage_path_may_hold_an_index():
     b.load_state_dict(a.state_dict())
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(_run(a, x), _run(b, x))
+
+
+def test_generated_source_imports_functional_only_where_it_calls_it():
+    text = _text("norm: frn\nhead: {classifier: conv}").replace(
+        "block: preact", "block: {type: preact, act: 0}"
+    )
+    without = emit_source(lower(load_spec(text)))
+    assert "import torch.nn.functional" not in without and "F." not in without
+    namespace: dict[str, object] = {}
+    exec(compile(without, "<generated>", "exec"), namespace)  # it runs without the import
+    out = _run(namespace["build_model"](), torch.randn(1, 3, 32, 32))  # type: ignore[operator]
+    assert out.shape == (1, 10)
+    assert "import torch.nn.functional as F" in emit_source(lower(_spec()))  # F.relu

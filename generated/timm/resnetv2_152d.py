@@ -77,7 +77,7 @@ class ResNetV2_152d(nn.Module):
                             mid=64,
                             downsample=nn.Sequential(
                                 OrderedDict(
-                                    pool=nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
+                                    pool=nn.Identity(),  # no pool at stride 1: timm's indices
                                     conv=nn.Conv2d(64, 256, kernel_size=1, bias=False),
                                 ),
                             ),

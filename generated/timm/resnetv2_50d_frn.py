@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -93,7 +92,7 @@ class ResNetV2_50dFrn(nn.Module):
                             mid=64,
                             downsample=nn.Sequential(
                                 OrderedDict(
-                                    pool=nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
+                                    pool=nn.Identity(),  # no pool at stride 1: timm's indices
                                     conv=nn.Conv2d(64, 256, kernel_size=1, bias=False),
                                 ),
                             ),

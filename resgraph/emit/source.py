@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import linecache
+import re
 import sys
 import textwrap
 import types
@@ -488,6 +489,8 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
     results = ir.results
     spec: ModelSpec = ir.spec
     model_class = model_class_name(ir, set(helpers) | set(classes))
+    forward = _network_forward(ir, items, tree)
+    texts = [*(t for _, t in copied), *(t for t, _ in classes.values()), *init_lines, *forward]
     return (
         _env()
         .get_template("model.py.j2")
@@ -512,7 +515,8 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
             model_class=model_class,
             args=[(a.name, type(a.value).__name__, a.value) for a in ir.args],
             init_lines=list(map(Code, init_lines)),
-            forward_lines=list(map(Code, _network_forward(ir, items, tree))),
+            forward_lines=list(map(Code, forward)),
+            functional=any(re.search(r"\bF\.", text) for text in texts),  # else no import
             zero_init=[(name, [Code(b) for b in bns]) for name, (_, bns) in classes.items() if bns],
         )
     )
