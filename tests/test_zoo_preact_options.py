@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from resgraph import load_spec, lower
+from resgraph.diff import stage_facts
 from resgraph.emit import ENGINES, build_model
 from resgraph.emit.source import emit_source
 from resgraph.errors import SpecError
@@ -27,6 +28,7 @@ from resgraph.ops import (
     StdConv,
     ZeroPad,
 )
+from resgraph.render.picture import to_dot
 from resgraph.summary import summarize
 
 NET = """\
@@ -335,3 +337,16 @@ def test_generated_source_imports_functional_only_where_it_calls_it():
     out = _run(namespace["build_model"](), torch.randn(1, 3, 32, 32))  # type: ignore[operator]
     assert out.shape == (1, 10)
     assert "import torch.nn.functional as F" in emit_source(lower(_spec()))  # F.relu
+
+
+def test_a_dotted_stage_path_is_one_stage_in_the_summary_the_diff_and_the_picture():
+    dotted = lower(_spec('names: {stage: "stages.{stage}.blocks"}'))
+    info = summarize(dotted)
+    assert [r.name for r in info.stages] == ["stem", "stages.0.blocks", "stages.1.blocks", "head"]
+    plain = summarize(lower(_spec()))
+    assert [r.params for r in info.stages] == [r.params for r in plain.stages]
+    facts = stage_facts(dotted, info)["stages.1.blocks"]
+    assert facts["shortcut outcome"] == "1x1 conv, 16, /2 + BN x1, identity x1"
+    assert facts["strided layers"].startswith("stages.1.blocks.0.conv1 (3x3 conv, 16, /2)")
+    dot = to_dot(dotted, "stage")
+    assert "output 16x4x4" in dot and "shortcuts: 1 projection, 1 identity" in dot
