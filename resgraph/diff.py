@@ -136,15 +136,10 @@ def _narrow(a: Any, b: Any) -> tuple[Any, Any]:
     return a, b
 
 
-def _block_of(layer: str) -> str:
-    """'layer2.0.downsample.1' -> 'layer2.0'."""
-    return ".".join(layer.split(".")[:2])
-
-
 def _outcome(layers: list[LayerRow], block: Block) -> str:
     """The shortcut a block got: its downsample ops, 'identity' when the join takes the
     input itself, 'none' without a join (plain nets), 'concat' (dense layers)."""
-    short = [r.op for r in layers if r.name.split(".")[2:3] == ["downsample"]]
+    short = [r.op for r in layers if f"{r.name}.".startswith(f"{block.path}.downsample.")]
     if short:
         return " + ".join(short)
     if block.join_kind == "concat":
@@ -192,9 +187,11 @@ def stage_facts(ir: IR, info: Summary) -> dict[str, dict[str, Any]]:
     if spec.blocks:
         top["blocks"] = _definitions(spec)
     facts["network"] = {"options": {"type": "network", **top}}
+    scope = {n.name: n.scope for n in ir.nodes()}  # a layer's block ('layer2.0')
+    stage_of = {b: s.path for s in ir.stages for b in s.blocks}  # a path may hold dots
     by_stage: dict[str, list[LayerRow]] = {}
     for row in info.layers:
-        by_stage.setdefault(row.name.split(".")[0], []).append(row)
+        by_stage.setdefault(stage_of.get(scope[row.name], ""), []).append(row)
     paths = [r.name for r in info.stages if r.name not in ("stem", "head")]
     for row in info.stages:
         f: dict[str, Any] = {
@@ -216,7 +213,7 @@ def stage_facts(ir: IR, info: Summary) -> dict[str, dict[str, Any]]:
             layers = by_stage.get(row.name, [])
             blocks: dict[str, list[LayerRow]] = {}
             for r in layers:
-                blocks.setdefault(_block_of(r.name), []).append(r)
+                blocks.setdefault(scope[r.name], []).append(r)
             f["shortcut outcome"] = _runs([_outcome(b, ir.blocks[k]) for k, b in blocks.items()])
             f["strided layers"] = (
                 ", ".join(f"{r.name} ({r.op})" for r in layers if _STRIDED.search(r.op)) or "-"

@@ -20,6 +20,9 @@ __all__ = [
     "gate_mix",
     "ChannelConv",
     "BlurPool2d",
+    "StdConv2d",
+    "EvoNorm2dS0",
+    "FilterResponseNormTlu2d",
 ]  # in the order generated files define them
 
 
@@ -107,3 +110,60 @@ class BlurPool2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, stride={self.stride}"
+
+
+class StdConv2d(nn.Conv2d):
+    """A conv whose weight is standardised per output channel before each use (weight
+    standardisation, Qiao et al. 2019, as BiT uses it, Kolesnikov et al. 2020): zero mean
+    and unit variance over each filter's taps, the variance biased, plus ``eps``. State as
+    nn.Conv2d's."""
+
+    def __init__(self, *args: int | bool, eps: float = 1e-8, **kwargs: int | bool) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight
+        var, mean = torch.var_mean(w, dim=(1, 2, 3), unbiased=False, keepdim=True)
+        w = (w - mean) / torch.sqrt(var + self.eps)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class EvoNorm2dS0(nn.Module):
+    """EvoNorm-S0 (Liu et al. 2020): ``x * sigmoid(v * x) / std``, the standard deviation
+    taken over each of ``groups`` groups of channels and the whole map (biased, plus eps),
+    then ``* weight + bias``. Parameters ``weight``, ``bias``, ``v``, one per channel."""
+
+    def __init__(self, channels: int, groups: int = 32, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.groups, self.eps = groups, eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.v = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = (1, -1, 1, 1)
+        grouped = x.reshape(x.shape[0], self.groups, -1)
+        var = grouped.var(dim=2, unbiased=False, keepdim=True)
+        std = (var + self.eps).sqrt().expand_as(grouped).reshape(x.shape)
+        y = x * torch.sigmoid(self.v.view(shape) * x) / std
+        return y * self.weight.view(shape) + self.bias.view(shape)
+
+
+class FilterResponseNormTlu2d(nn.Module):
+    """Filter response normalisation and a thresholded linear unit (Singh & Krishnan
+    2020): ``x / sqrt(mean_hw(x^2) + eps) * weight + bias``, then its maximum with ``tau``.
+    Parameters ``weight``, ``bias``, ``tau``, one per channel."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.tau = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = (1, -1, 1, 1)
+        x = x * torch.rsqrt(x.square().mean(dim=(2, 3), keepdim=True) + self.eps)
+        x = x * self.weight.view(shape) + self.bias.view(shape)
+        return torch.maximum(x, self.tau.view(shape))

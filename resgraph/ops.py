@@ -68,6 +68,7 @@ class Op:
     helper: ClassVar[str | None] = None  # the object of helper_module it needs, if any
     helper_module: ClassVar[str] = "resgraph.nn"  # a plugin's ops name their own module
     note: ClassVar[str] = ""  # module ops: a comment the generated source puts by it
+    activates: ClassVar[bool] = False  # a norm with its own nonlinearity: no ReLU after it
     fill: ClassVar[str] = "white"  # fill colour when drawn
 
     def infer(self, inputs: list[Shape]) -> Shape:
@@ -213,6 +214,42 @@ class Conv(Op):
 
 
 @dataclass(frozen=True)
+class StdConv(Conv):
+    """2-D convolution whose weight is standardised per output channel before each use, to
+    zero mean and unit variance over its taps (Qiao et al. 2019; BiT, Kolesnikov et al.
+    2020): (w - mean) / sqrt(biased variance + 1e-8). State and multiply-adds as `conv`."""
+
+    kind: ClassVar[str] = "std_conv"
+    ctor: ClassVar[str] = "StdConv2d"
+    helper: ClassVar[str | None] = "StdConv2d"
+
+    def label(self) -> str:
+        return "std " + super().label()
+
+
+CONVS: dict[str, type[Conv]] = {"conv": Conv, "std_conv": StdConv}
+"""The convolutions a spec may choose for every conv it lays out (its ``conv``)."""
+
+
+@dataclass(frozen=True)
+class ZeroPad(Op):
+    """Zero padding of ``padding`` pixels on every side (before a max pool whose padding
+    must count as zeros, not as minus infinity: BiT's stem, Kolesnikov et al. 2020)."""
+
+    kind: ClassVar[str] = "zero_pad"
+    call: ClassVar[str] = "F.pad({0}, [{padding}] * 4)"
+    fill: ClassVar[str] = "#e9e9e9"
+    padding: int
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "zero pad")
+        return (c, h + 2 * self.padding, w + 2 * self.padding)
+
+    def label(self) -> str:
+        return f"zero pad {self.padding}"
+
+
+@dataclass(frozen=True)
 class BatchNorm(Op):
     """Batch norm (Ioffe & Szegedy 2015, ``nn.BatchNorm2d``) on ``channels`` channels."""
 
@@ -346,6 +383,22 @@ class GlobalAvgPool(Op):
 
     def label(self) -> str:
         return "global avg pool"
+
+
+@dataclass(frozen=True)
+class Flatten(Op):
+    """A map flattened to C x H x W features (after a 1x1 conv classifier on a pooled map)."""
+
+    kind: ClassVar[str] = "flatten"
+    call: ClassVar[str] = "torch.flatten({0}, 1)"
+    fill: ClassVar[str] = "#e9e9e9"
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, h, w = _map(inputs[0], "flatten")
+        return (c * h * w,)
+
+    def label(self) -> str:
+        return "flatten"
 
 
 @dataclass(frozen=True)
@@ -701,7 +754,69 @@ class GroupNorm(Op):
         return f"GN, {self.groups} groups"
 
 
-NORMS = (BatchNorm, GroupNorm)
+@dataclass(frozen=True)
+class EvoNormS0(Op):
+    """EvoNorm-S0 (Liu et al. 2020), a norm with its own nonlinearity: x * sigmoid(v * x)
+    divided by the standard deviation of x over each of ``groups`` groups of channels (eps
+    1e-5), then a per-channel scale and shift. Parameters ``weight``, ``bias``, ``v``."""
+
+    kind: ClassVar[str] = "evonorm_s0"
+    ctor: ClassVar[str] = "EvoNorm2dS0"
+    ctor_args: ClassVar = (("channels", None, KEEP), ("groups", "groups", 32))
+    helper: ClassVar[str | None] = "EvoNorm2dS0"
+    activates: ClassVar[bool] = True
+    fill: ClassVar[str] = "#fbf0c9"
+    is_module: ClassVar[bool] = True
+    channels: int
+    groups: int = 32
+    zero_init: bool = False  # last norm of a residual branch, zeroed when the spec asks
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, _, _ = _map(inputs[0], "evonorm_s0")
+        if c != self.channels or c % self.groups:
+            raise ShapeMismatch(
+                f"EvoNorm-S0 expects {self.channels} channels in {self.groups} groups, got {c}"
+            )
+        return inputs[0]
+
+    def params(self) -> int:
+        return 3 * self.channels
+
+    def label(self) -> str:
+        return f"EvoNorm-S0, {self.groups} groups"
+
+
+@dataclass(frozen=True)
+class FilterResponseNorm(Op):
+    """Filter response normalisation with a thresholded linear unit (Singh & Krishnan 2020):
+    x / sqrt(mean over H and W of x^2 + 1e-5), a per-channel scale and shift, then the
+    larger of that and a learned per-channel threshold. Parameters ``weight``, ``bias``,
+    ``tau``."""
+
+    kind: ClassVar[str] = "frn_tlu"
+    ctor: ClassVar[str] = "FilterResponseNormTlu2d"
+    ctor_args: ClassVar = (("channels", None, KEEP),)
+    helper: ClassVar[str | None] = "FilterResponseNormTlu2d"
+    activates: ClassVar[bool] = True
+    fill: ClassVar[str] = "#fbf0c9"
+    is_module: ClassVar[bool] = True
+    channels: int
+    zero_init: bool = False  # last norm of a residual branch, zeroed when the spec asks
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        c, _, _ = _map(inputs[0], "frn_tlu")
+        if c != self.channels:
+            raise ShapeMismatch(f"FRN expects {self.channels} channels, got {c}")
+        return inputs[0]
+
+    def params(self) -> int:
+        return 3 * self.channels
+
+    def label(self) -> str:
+        return "FRN + TLU"
+
+
+NORMS = (BatchNorm, GroupNorm, EvoNormS0, FilterResponseNorm)
 """Norm ops: a residual branch's last one may be zero-initialised (``zero_init``)."""
 
 
@@ -715,7 +830,7 @@ class Identity(Op):
 
     kind: ClassVar[str] = "identity"
     ctor: ClassVar[str] = "nn.Identity"
-    note: ClassVar[str] = "stride 1, no pool: keeps timm's state_dict indices"
+    note: ClassVar[str] = "no pool at stride 1: timm's indices"
     is_module: ClassVar[bool] = True
     fill: ClassVar[str] = "#e9e9e9"
 

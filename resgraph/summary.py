@@ -144,7 +144,8 @@ def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1, fused: bool = Fal
         LayerRow(n.name, n.op.label(), fmt_shape(n.shape), params[n.name], n.macs) for n in nodes
     ]
     # the stage a node's section puts it in: "stem", "layer1", ..., "head"
-    stage_of = {n.name: n.scope.split(".")[0] if n.section == "stage" else n.section for n in nodes}
+    blocks = {b: s.path for s in ir.stages for b in s.blocks}  # a path may hold dots
+    stage_of = {n.name: blocks[n.scope] if n.section == "stage" else n.section for n in nodes}
     order = ["stem"] + [s.path for s in ir.stages] + ["head"]
     stages: list[StageRow] = []
     for name in order:
@@ -338,7 +339,7 @@ def _structure_words(spec: ModelSpec, blocks: list[Any], shortcuts: list[str]) -
 
 
 def _option_words(spec: ModelSpec, blocks: list[Any]) -> list[str]:
-    """Stochastic depth, channel attention, anti-aliasing, group norm."""
+    """Stochastic depth, channel attention, anti-aliasing, a norm other than batch norm."""
     residual = [b for b in blocks if not isinstance(b, DenseBlockSpec)]
     parts = []
     if spec.stochastic_depth:
@@ -351,4 +352,8 @@ def _option_words(spec: ModelSpec, blocks: list[Any]) -> list[str]:
         parts.append(f"{names.ANTI_ALIAS.summary} ({'/'.join(sorted(filters))})")
     if spec.norm.type == "group":
         parts.append(f"group norm ({spec.norm.group_count()} groups)")
+    elif spec.norm.type == "evonorm_s0":  # Liu et al. 2020
+        parts.append(f"EvoNorm-S0 ({spec.norm.group_count()} groups)")
+    elif spec.norm.type == "frn":  # Singh & Krishnan 2020
+        parts.append("FRN + TLU")
     return parts

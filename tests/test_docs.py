@@ -153,7 +153,8 @@ def test_the_key_reference_lists_every_field_of_every_model(reference):
     assert "| `num_classes` | integer | required | >= 1, <= 100000 |" in top
     assert '`"D"`' in top and "| `stem` | [StemSpec](#stemspec) | its own defaults |" in top
     assert "| `regnet` | [RegNetParams](#regnetparams) | `null` |" in top
-    assert '| `norm` | [NormSpec](#normspec) or `"batch"` \\| `"group"` |' in top  # shorthand
+    shorthand = '`"batch"` \\| `"group"` \\| `"evonorm_s0"` \\| `"frn"`'
+    assert f"| `norm` | [NormSpec](#normspec) or {shorthand} |" in top
 
 
 def test_constraints_in_words(reference):

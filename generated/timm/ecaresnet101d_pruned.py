@@ -147,7 +147,7 @@ class ECAResNet101dPruned(nn.Module):
                 width1=45,
                 eca_kernel=5,
                 downsample=nn.Sequential(
-                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
+                    nn.Identity(),  # no pool at stride 1: timm's indices
                     nn.Conv2d(64, 26, kernel_size=1, bias=False),
                     nn.BatchNorm2d(26),
                 ),

@@ -99,7 +99,7 @@ class ECAResNeXt26t_32x4d(nn.Module):
                 groups=32,
                 eca_kernel=5,
                 downsample=nn.Sequential(
-                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
+                    nn.Identity(),  # no pool at stride 1: timm's indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),

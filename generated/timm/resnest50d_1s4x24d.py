@@ -159,7 +159,7 @@ class ResNeSt50d_1s4x24d(nn.Module):
                 radix=1,
                 cardinality=4,
                 downsample=nn.Sequential(
-                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
+                    nn.Identity(),  # no pool at stride 1: timm's indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),

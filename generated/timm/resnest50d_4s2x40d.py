@@ -207,7 +207,7 @@ class ResNeSt50d_4s2x40d(nn.Module):
                 radix=4,
                 cardinality=2,
                 downsample=nn.Sequential(
-                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
+                    nn.Identity(),  # no pool at stride 1: timm's indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),

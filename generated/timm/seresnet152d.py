@@ -87,7 +87,7 @@ class SEResNet152d(nn.Module):
                 out_channels=256,
                 se_width=16,
                 downsample=nn.Sequential(
-                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
+                    nn.Identity(),  # no pool at stride 1: timm's indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),

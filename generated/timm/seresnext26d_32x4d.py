@@ -89,7 +89,7 @@ class SEResNeXt26d_32x4d(nn.Module):
                 groups=32,
                 se_width=16,
                 downsample=nn.Sequential(
-                    nn.Identity(),  # stride 1, no pool: keeps timm's state_dict indices
+                    nn.Identity(),  # no pool at stride 1: timm's indices
                     nn.Conv2d(64, 256, kernel_size=1, bias=False),
                     nn.BatchNorm2d(256),
                 ),

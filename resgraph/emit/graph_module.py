@@ -192,7 +192,8 @@ def _block_module(ir: IR, path: str, nodes: list[Node], name: str) -> nn.Module:
     prefix = path + "."
     cls = _compile(ir, nodes, block.input, [(None, block.output)], prefix, {}, name)
     module = cls()
-    for node in nodes:
+    first = ir.spec.names.shortcut_first  # the shortcut's modules registered first (timm's)
+    for node in sorted(nodes, key=lambda n: first and n.role != "shortcut"):
         if node.op.is_module:
             _attach(module, node.name.removeprefix(prefix), module_of(node.op))
     return module

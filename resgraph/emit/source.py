@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import linecache
+import re
 import sys
 import textwrap
 import types
@@ -334,8 +335,9 @@ def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[
         (a.name, type(a.value).__name__ + ("" if a.default is None else f" = {a.default!r}"))
         for a in block.args
     ]
-    if block.residual:
-        init.append("self.downsample = downsample")
+    if block.residual:  # registered first or last: where its state comes in the state_dict
+        line = "self.downsample = downsample"
+        init = [line, *init] if ir.spec.names.shortcut_first else [*init, line]
         signature.append(("downsample", "nn.Module | None = None"))
     signature.sort(key=lambda kv: "=" in kv[1])  # parameters with defaults last
     forced = {block.shortcut_input} if block.residual else set()
@@ -487,6 +489,8 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
     results = ir.results
     spec: ModelSpec = ir.spec
     model_class = model_class_name(ir, set(helpers) | set(classes))
+    forward = _network_forward(ir, items, tree)
+    texts = [*(t for _, t in copied), *(t for t, _ in classes.values()), *init_lines, *forward]
     return (
         _env()
         .get_template("model.py.j2")
@@ -511,7 +515,8 @@ def emit_source(ir: IR, *, source: str = "<spec>") -> str:
             model_class=model_class,
             args=[(a.name, type(a.value).__name__, a.value) for a in ir.args],
             init_lines=list(map(Code, init_lines)),
-            forward_lines=list(map(Code, _network_forward(ir, items, tree))),
+            forward_lines=list(map(Code, forward)),
+            functional=any(re.search(r"\bF\.", text) for text in texts),  # else no import
             zero_init=[(name, [Code(b) for b in bns]) for name, (_, bns) in classes.items() if bns],
         )
     )
@@ -568,7 +573,8 @@ def _network_forward(ir: IR, items: list[_Item], tree: dict[str, object]) -> lis
             steps.append(_op_step(ir, item, access, var, ir.inputs(item.name)))
         else:  # a stage, or another nn.Sequential run whole
             path, first, last = item
-            text: Callable[[list[str]], str] = lambda a, p=path: f"self.{p}({a[0]})"  # noqa: E731
+            access = _access(path, tree)  # a stage path may hold indices: stages.0.blocks
+            text: Callable[[list[str]], str] = lambda a, p=access: f"{p}({a[0]})"  # noqa: E731
             steps.append(_Step(last, [first], text, prefer.get(last, "x"), True, True))
     return _forward(steps, ir.input, set(), nest=False, returns=results)
 

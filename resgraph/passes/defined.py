@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from resgraph.errors import Problem, SourceLoc, SpecError
 from resgraph.ir import BlockArg
-from resgraph.ops import Op, ShapeMismatch
+from resgraph.ops import CONVS, Conv, Op, ShapeMismatch
 from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope, norm_op
 from resgraph.spec.blocks import (
     INFERRED_FIELDS,
@@ -139,6 +139,8 @@ def _defined_op(
         op: Op = norm_op(names.s.ir.spec, inputs[0][1], zero)
         return op, {"channels": inputs[0][2]} if inputs[0][2] else {}
     cls, fields = block_ops()[entry.op], op_fields(entry.op)
+    if cls is Conv:  # a definition's conv is the spec's conv (plain or standardised)
+        cls = CONVS[names.s.ir.spec.conv]
     values: dict[str, object] = {}
     bind: Bind = {}
     for name, field in fields.items():

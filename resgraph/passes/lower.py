@@ -38,6 +38,7 @@ from resgraph.ops import (
     Conv,
     Dropout,
     DropPath,
+    Flatten,
     GateMix,
     GlobalAvgPool,
     GlobalMean,
@@ -49,9 +50,10 @@ from resgraph.ops import (
     ReLU,
     ReLUModule,
     Sigmoid,
+    ZeroPad,
 )
 from resgraph.passes.defined import lower_defined
-from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope
+from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope, conv_op
 from resgraph.spec.blocks import DefinedBlockSpec
 from resgraph.spec.schema import (
     BasicBlockSpec,
@@ -328,14 +330,15 @@ def _lower_stem(s: Scope, x: str, spec: ModelSpec) -> str:
     if stem.type != "single":  # three 3x3 convs, stride 2 on the first: Sequential 'conv1'
         *inner, _ = stem.conv_widths()
         for i, w in enumerate(inner):
-            x = s.add(f"conv1.{3 * i}", Conv(cin, w, 3, 2 if i == 0 else 1, 1), x)
+            x = s.add(f"conv1.{3 * i}", conv_op(spec, cin, w, 3, 2 if i == 0 else 1, 1), x)
             x = s.norm(f"conv1.{3 * i + 1}", w, x, None)
-            x = s.add(f"conv1.{3 * i + 2}", ReLUModule(), x)
+            if not s.ir.node(x).op.activates:  # EvoNorm and FRN have their own
+                x = s.add(f"conv1.{3 * i + 2}", ReLUModule(), x)
             cin = w
-        x = s.add("conv1.6", Conv(cin, width, 3, 1, 1), x)
+        x = s.add("conv1.6", conv_op(spec, cin, width, 3, 1, 1), x)
     else:  # paper Table 1's conv1 (7x7, stride 2) or sec. 4.2's first layer (3x3, stride 1)
         k, stride = stem.conv_kernel(), 2 if stem.layout == "imagenet" else 1
-        x = s.add("conv1", Conv(cin, width, k, stride, k // 2), x)
+        x = s.add("conv1", conv_op(spec, cin, width, k, stride, k // 2), x)
     if stem.activation:
         x = s.norm("bn1", width, x, None)
         x = s.add("relu", ReLU(), x)
@@ -343,7 +346,7 @@ def _lower_stem(s: Scope, x: str, spec: ModelSpec) -> str:
         return x
     aa = stem.anti_alias.type if stem.anti_alias else None
     if stem.pool == "conv":  # ResNet-RS (Bello et al. 2021): a 3x3/2 conv replaces the max pool
-        x = s.add("maxpool.0", Conv(width, width, 3, 1 if aa else 2, 1), x)
+        x = s.add("maxpool.0", conv_op(spec, width, width, 3, 1 if aa else 2, 1), x)
         at = 1
         if aa:  # Zhang 2019: the conv at stride 1, the filter downsamples after it
             x = s.add("maxpool.1", AvgPool(2, 2) if aa == "avgpool" else BlurPool(width, 2), x)
@@ -355,6 +358,8 @@ def _lower_stem(s: Scope, x: str, spec: ModelSpec) -> str:
     if aa == "blur":  # the max pool at stride 1, then the blur filter downsamples
         x = s.add("maxpool.0", MaxPool(3, 1, 1), x)
         return s.add("maxpool.1", BlurPool(width, 2), x)
+    if stem.pool == "zero_pad_max":  # BiT: the pool's padding counts as zeros
+        return s.add("maxpool", MaxPool(3, 2), s.add("pad", ZeroPad(1), x))
     return s.add("maxpool", MaxPool(3, 2, 1), x)
 
 
@@ -459,9 +464,17 @@ def _lower_head(head: Scope, spec: ModelSpec, flow: _Flow) -> None:
     x, channels = flow.x, flow.channels
     if flow.pre_activated:  # He et al. 2016: pre-activation nets end with BN-ReLU before the pool
         x = head.norm("final_bn", channels, x, None)
-        x = head.add("final_relu", ReLU(), x)
-    x = head.add("avgpool", GlobalAvgPool(), x)
+        if not head.ir.node(x).op.activates:  # EvoNorm and FRN have their own
+            x = head.add("final_relu", ReLU(), x)
+    conv = spec.head.classifier == "conv"
+    x = head.add("avgpool", GlobalMean() if conv else GlobalAvgPool(), x)
     if spec.head.dropout:
         x = head.add("dropout", Dropout(spec.head.dropout), x)
-    head.add("fc", Linear(channels, spec.num_classes), x, bind={"out_features": "num_classes"})
+    if conv:  # a 1x1 conv on the pooled map, flattened after it (timm's ClassifierHead)
+        fc = Conv(channels, spec.num_classes, 1, bias=True)
+        x = head.add("fc", fc, x, bind={"out_channels": "num_classes"})
+        head.add("flatten", Flatten(), x)
+    else:
+        fc = Linear(channels, spec.num_classes)
+        head.add("fc", fc, x, bind={"out_features": "num_classes"})
     head.ir.args = (BlockArg("num_classes", spec.num_classes),)

@@ -10,18 +10,27 @@ from dataclasses import dataclass
 
 from resgraph.errors import SourceLoc
 from resgraph.ir import IR, BlockArg, BlockKind, JoinKind, Node, Role, Section
-from resgraph.ops import BatchNorm, Conv, GroupNorm, Op
+from resgraph.ops import CONVS, BatchNorm, Conv, EvoNormS0, FilterResponseNorm, GroupNorm, Op
 from resgraph.spec.schema import ModelSpec
 
 Bind = dict[str, str]  # op field -> expression over the block's constructor parameters
 
 
-def norm_op(spec: ModelSpec, channels: int, zero_init: bool = False) -> BatchNorm | GroupNorm:
-    """The spec's normalisation layer for ``channels`` channels: batch norm, or group norm
-    with the spec's groups (same module names either way)."""
+def norm_op(spec: ModelSpec, channels: int, zero_init: bool = False) -> Op:
+    """The spec's normalisation layer for ``channels`` channels: batch norm, group norm or
+    EvoNorm-S0 with the spec's groups, or FRN (same module names every way)."""
     if spec.norm.type == "group":
         return GroupNorm(spec.norm.group_count(), channels, zero_init)
+    if spec.norm.type == "evonorm_s0":
+        return EvoNormS0(channels, spec.norm.group_count(), zero_init)
+    if spec.norm.type == "frn":
+        return FilterResponseNorm(channels, zero_init)
     return BatchNorm(channels, zero_init)
+
+
+def conv_op(spec: ModelSpec, *fields: int, **named: int | bool) -> Conv:
+    """The spec's convolution (``conv``: plain or weight-standardised) with these fields."""
+    return CONVS[spec.conv](*fields, **named)  # type: ignore[arg-type]
 
 
 @dataclass

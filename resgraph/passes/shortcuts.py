@@ -19,8 +19,8 @@ from dataclasses import replace
 
 from resgraph.errors import Problem, ShapeError
 from resgraph.ir import IR, Block, Node, ShortcutKind
-from resgraph.ops import AvgPool, Conv, Identity, Op, PadShortcut, fmt_shape
-from resgraph.passes.scope import norm_op
+from resgraph.ops import AvgPool, Identity, Op, PadShortcut, fmt_shape
+from resgraph.passes.scope import conv_op, norm_op
 
 
 def insert_shortcuts(ir: IR) -> IR:
@@ -54,21 +54,16 @@ def insert_shortcuts(ir: IR) -> IR:
             # timm's rule: the spec's kernel where the projection downsamples, 1x1 elsewhere
             k = ir.spec.projection_kernel if block.stride > 1 else 1
             pad = ((block.stride - 1) + (k - 1)) // 2
-            conv = Conv(in_shape[0], out_shape[0], k, block.stride, pad)
-            bn = norm_op(ir.spec, out_shape[0])
-            _rewire(
-                ir,
-                block,
-                [_node(ir, block, "downsample.0", conv), _node(ir, block, "downsample.1", bn)],
-            )
+            conv = conv_op(ir.spec, in_shape[0], out_shape[0], k, block.stride, pad)
+            _rewire(ir, block, _projection(ir, block, [conv, norm_op(ir.spec, out_shape[0])]))
             kind = "projection"
         elif block.shortcut == "D" and changes:  # He et al. 2019, ResNet-D
             pool: Op = Identity()
             if block.stride > 1:
                 pool = AvgPool(2, block.stride, ceil_mode=True, count_include_pad=False)
-            chain = [pool, Conv(in_shape[0], out_shape[0], 1), norm_op(ir.spec, out_shape[0])]
-            chain_nodes = [_node(ir, block, f"downsample.{i}", op) for i, op in enumerate(chain)]
-            _rewire(ir, block, chain_nodes)
+            conv = conv_op(ir.spec, in_shape[0], out_shape[0], 1)
+            chain = [pool, conv, norm_op(ir.spec, out_shape[0])]
+            _rewire(ir, block, _projection(ir, block, chain))
             kind = "avg-projection"
         ir.blocks[path] = replace(block, shortcut_kind=kind)
     return ir
@@ -78,6 +73,14 @@ def _node(ir: IR, block: Block, name: str, op: Op) -> Node:
     """A shortcut module, named as the spec's ``names`` say (``downsample.0`` by default)."""
     path = f"{block.path}.{ir.spec.names.rename(name)}"
     return Node(path, op, block.path, "shortcut", "stage", (), block.loc)
+
+
+def _projection(ir: IR, block: Block, chain: list[Op]) -> list[Node]:
+    """A projection's modules ``downsample.0``, ... in order, the last (its norm) left out
+    where the spec has no projection norm."""
+    if not ir.spec.projection_norm:
+        chain = chain[:-1]
+    return [_node(ir, block, f"downsample.{i}", op) for i, op in enumerate(chain)]
 
 
 def _rewire(ir: IR, block: Block, chain: list[Node]) -> None:

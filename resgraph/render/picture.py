@@ -295,7 +295,7 @@ def _stage_node(model: Model, gid: str, n: Node, stats: bool) -> Description:
     stage = next((s for s in model.ir.stages if s.path == gid), None)
     if stage is None:
         return _section_node(model, gid, stats)
-    nodes = [m for m in model.nodes if model.section[m.name].split(".")[0] == gid]
+    nodes = [m for m in model.nodes if model.stage_of.get(model.section[m.name]) == gid]
     first = model.ir.blocks[stage.blocks[0]]
     kinds = [model.kinds[p] for p in stage.blocks if model.kinds[p] in SHORT_NAMES]
     counted = (

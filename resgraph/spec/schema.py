@@ -215,14 +215,15 @@ class StemSpec(StrictModel):
         "for layout 'imagenet', 3 for 'cifar'. RegNet's stem (Radosavovic et al. 2020) is "
         "kernel 3 with pool 'none'. Deep and tiered stems are 3x3 convs: leave it out there.",
     )
-    pool: Literal["max", "conv", "none"] = Field(
+    pool: Literal["max", "zero_pad_max", "conv", "none"] = Field(
         "max",
         description="How an imagenet stem halves the resolution after its conv(s): 'max' the "
         "3x3/2 max pool (paper Table 1), 'conv' a 3x3/2 conv (width to width, no bias), norm "
         "and ReLU in its place (ResNet-RS, Bello et al. 2021; state 'maxpool.0' conv, "
         "'maxpool.1' norm), 'none' no pool: the stride-2 conv alone halves it (RegNet's stem, "
-        "Radosavovic et al. 2020: a 3x3/2 conv, BN, ReLU). A cifar stem has no pool: leave it "
-        "out there.",
+        "Radosavovic et al. 2020: a 3x3/2 conv, BN, ReLU), 'zero_pad_max' the max pool after "
+        "zero padding by 1 ('pad'), so the padding counts as zeros (BiT, Kolesnikov et al. "
+        "2020). A cifar stem has no pool: leave it out there.",
     )
     anti_alias: AntiAlias | None = Field(
         None,
@@ -448,6 +449,11 @@ class NamesSpec(StrictModel):
         "name renames the modules inside it too ('conv1' -> 'stem.conv' makes a deep stem's "
         "'conv1.3' 'stem.conv.3').",
     )
+    shortcut_first: bool = Field(
+        False,
+        description="Register a block's shortcut modules before its branch's, so they come "
+        "first in its state_dict (timm's ResNetV2); by default they come last.",
+    )
 
     @field_validator("modules")
     @classmethod
@@ -511,18 +517,27 @@ class HeadSpec(StrictModel):
     """Global average pool, optional dropout, fully connected classifier."""
 
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the classifier.")
+    classifier: Literal["linear", "conv"] = Field(
+        "linear",
+        description="'linear': a fully connected layer ('fc', weight classes x C). 'conv': a "
+        "1x1 conv with bias on the pooled C x 1 x 1 map, then flattened (weight classes x C x "
+        "1 x 1, timm's ClassifierHead with use_conv, as in its ResNetV2); same outputs.",
+    )
 
 
 class NormSpec(StrictModel):
     """The normalisation layer used everywhere a network normalises (stem, blocks, shortcut
     projections)."""
 
-    type: Literal["batch", "group"] = Field(
+    type: Literal["batch", "group", "evonorm_s0", "frn"] = Field(
         "batch",
         description="'batch': batch norm (Ioffe & Szegedy 2015). 'group': group norm (Wu & He "
         "2018) with 'groups' groups, eps 1e-5, a per-channel scale and shift: same state names "
         "('bn1', 'downsample.1', ...) with 'weight' and 'bias' only, no running statistics, "
-        "and the same output in training and evaluation.",
+        "and the same output in training and evaluation. 'evonorm_s0' (Liu et al. 2020, "
+        "'groups' groups) and 'frn' (filter response norm with TLU, Singh & Krishnan 2020) "
+        "apply their own nonlinearity: the ReLUs the compiler puts after a norm (stem, final "
+        "norm) are left out, and a defined block's own ReLUs need a `when`.",
     )
     groups: int | None = Field(
         None,
@@ -578,10 +593,23 @@ class ModelSpec(StrictModel):
         "A projection at stride 1 stays 1x1 (timm's rule), and option D always projects 1x1 "
         "after its pool. Odd, 1 or more.",
     )
+    projection_norm: bool = Field(
+        True,
+        description="A norm after the conv of a projection shortcut (options B, C, D). "
+        "Pre-activation networks whose projection reads the normalised block input may leave "
+        "it out (timm's ResNetV2). Needs a projecting shortcut.",
+    )
+    conv: Literal["conv", "std_conv"] = Field(
+        "conv",
+        description="The convolution of the stem, of defined blocks' 'conv' ops and of "
+        "projection shortcuts: 'conv' (nn.Conv2d) or 'std_conv', its weight standardised "
+        "before each use (Qiao et al. 2019; BiT, Kolesnikov et al. 2020). The classifier "
+        "stays as it is. Built-in block types have plain convs: 'std_conv' needs defined ones.",
+    )
     norm: Norm = Field(
         default_factory=NormSpec,
-        description="Normalisation layer: 'batch' (default) or 'group', or a mapping with "
-        "'type' and 'groups'.",
+        description="Normalisation layer: 'batch' (default), 'group', 'evonorm_s0' or 'frn', "
+        "or a mapping with 'type' and 'groups'.",
     )
     width_factor: int = Field(
         1,
@@ -827,13 +855,13 @@ class ModelSpec(StrictModel):
             )
         self._check_stem(error)
         norm_at = ("norm", "groups")
-        if self.norm.type == "batch" and self.norm.groups is not None:
+        if self.norm.type in ("batch", "frn") and self.norm.groups is not None:
             error(norm_at, self.norm.groups, "groups are for group norm: set type 'group'")
         self._check_projection(error)
         norm_widths = [("stem", w) for w in self.stem.conv_widths()]
         for i in range(len(self.stages)):
             norm_widths += self._check_stage_options(i, error)
-        groups = self.norm.group_count() if self.norm.type == "group" else 1
+        groups = self.norm.group_count() if self.norm.type in ("group", "evonorm_s0") else 1
         if groups > 1:
             bad = next(((w, c) for w, c in norm_widths if c % groups), None)
             if bad:
@@ -886,6 +914,12 @@ class ModelSpec(StrictModel):
                 "pool 'none' leaves no pool to anti-alias: remove anti_alias or set pool "
                 "'max' or 'conv'",
             )
+        elif stem.pool == "zero_pad_max" and stem.anti_alias is not None:
+            error(
+                ("stem", "anti_alias"),
+                stem.anti_alias.type,
+                "pool 'zero_pad_max' is not anti-aliased: remove anti_alias or set pool 'max'",
+            )
         if stem.type == "single" and stem.inner_width is not None:
             error(
                 ("stem", "inner_width"),
@@ -914,6 +948,24 @@ class ModelSpec(StrictModel):
                     f"option D projects with a 1x1 conv after its pool (used at "
                     f"{_dotted(shortcut_at)}): projection_kernel must be 1",
                 )
+        if self.conv != "conv":
+            for i in range(len(self.stages)):
+                if not isinstance(self.stage_block(i), DefinedBlockSpec):
+                    error(
+                        ("conv",),
+                        self.conv,
+                        f"stage {i}'s blocks are a built-in type, whose convs are plain: "
+                        f"conv {self.conv!r} needs block types defined under 'blocks'",
+                    )
+                    break
+        kinds = {self.shortcut} | {st.shortcut for st in self.stages if st.shortcut}
+        if not self.projection_norm and not kinds & {"B", "C", "D"}:
+            error(
+                ("projection_norm",),
+                False,
+                f"no stage projects its shortcut (options B, C, D; here {', '.join(sorted(kinds))}"
+                f"): leave projection_norm out",
+            )
         if self.projection_kernel % 2 == 0:
             error(
                 ("projection_kernel",),
