@@ -144,7 +144,8 @@ def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1, fused: bool = Fal
         LayerRow(n.name, n.op.label(), fmt_shape(n.shape), params[n.name], n.macs) for n in nodes
     ]
     # the stage a node's section puts it in: "stem", "layer1", ..., "head"
-    stage_of = {n.name: n.scope.split(".")[0] if n.section == "stage" else n.section for n in nodes}
+    block_stage = {b: s.path for s in ir.stages for b in s.blocks}
+    stage_of = {n.name: block_stage[n.scope] if n.section == "stage" else n.section for n in nodes}
     order = ["stem"] + [s.path for s in ir.stages] + ["head"]
     stages: list[StageRow] = []
     for name in order:

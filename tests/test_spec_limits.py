@@ -39,8 +39,8 @@ def test_two_thousand_blocks_are_accepted_two_thousand_and_one_refused() -> None
     ids=["classes", "width", "repeats", "input size"],
 )
 def test_documented_limits_hold_at_their_boundary(old: str, limit: str) -> None:
-    """README: width <= 8192, repeats <= 1000, input size <= 2048, classes <= 100,000."""
-    value = {"classes": 100_000, "width": 8192, "repeats": 1000, "input size": 2048}[
+    """docs/spec.md: width <= 65,536, repeats <= 1000, input size <= 2048, classes <= 100,000."""
+    value = {"classes": 100_000, "width": 65_536, "repeats": 1000, "input size": 2048}[
         {"num_classes: {}": "classes", "size: {}": "input size"}.get(
             limit, "width" if "width: {}" in limit else "repeats"
         )

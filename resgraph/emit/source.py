@@ -534,7 +534,9 @@ def _network_modules(
             if stage is None:
                 raise IRError(f"node {node.name!r} lies outside any block the emitter knows")
             if node.name == ir.blocks[stage.blocks[-1]].output:
-                entries.append((stage.path, _stage_call(stage.blocks, calls)))
+                one = stage.blocks == (stage.path,)  # a stage that is one module: its block
+                call = calls[stage.path] if one else _stage_call(stage.blocks, calls)
+                entries.append((stage.path, call))
                 items.append((stage.path, ir.blocks[stage.blocks[0]].input, node.name))
         elif not isinstance(node.op, (ops.Input, ops.Output)):
             if node.op.is_module:
@@ -568,7 +570,8 @@ def _network_forward(ir: IR, items: list[_Item], tree: dict[str, object]) -> lis
             steps.append(_op_step(ir, item, access, var, ir.inputs(item.name)))
         else:  # a stage, or another nn.Sequential run whole
             path, first, last = item
-            text: Callable[[list[str]], str] = lambda a, p=path: f"self.{p}({a[0]})"  # noqa: E731
+            call = _access(path, tree)  # a stage inside a container: self.features["s1"]
+            text: Callable[[list[str]], str] = lambda a, c=call: f"{c}({a[0]})"  # noqa: E731
             steps.append(_Step(last, [first], text, prefer.get(last, "x"), True, True))
     return _forward(steps, ir.input, set(), nest=False, returns=results)
 
