@@ -266,7 +266,8 @@ class BlockDef(StrictModel):
         "add",
         description="How the branch (the last op) meets the block input: 'add' (ResNet), "
         "'gate' (highway), 'concat' (input first, as DenseNet), 'none' (the branch is the "
-        "block).",
+        "block: it may join a shortcut of its own, named 'downsample', and the head adds no "
+        "BN-ReLU after it).",
     )
     post_activation: bool = Field(
         True, description="A ReLU after the join (He et al. 2015); false for pre-activation."
