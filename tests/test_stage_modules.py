@@ -10,11 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import ROOT
 from resgraph import SpecError, load_spec
 from resgraph.emit import build_model
 from resgraph.emit.source import emit_source
 from resgraph.ops import SiLU
 from resgraph.passes import lower
+from resgraph.spec.regnet import RegNetParams, stage_widths
 from resgraph.summary import summarize
 
 # Two dense stages with a transition between them that is a stage of one module, as timm's
@@ -241,3 +243,27 @@ def test_downsample_stays_the_compilers_where_the_block_has_a_join():
     line = _error(OWN.replace("    join: none\n", ""))
     assert "blocks.pre.ops[3].downsample: 'downsample' cannot name an op" in line
     assert "(unless the join is 'none')" in line
+
+
+@pytest.mark.parametrize(
+    ("model", "rule"),
+    [
+        ("regnetv_040", {"w0": 96, "wa": 31.41, "wm": 2.24, "depth": 22, "group_width": 64}),
+        ("regnetv_064", {"w0": 112, "wa": 33.22, "wm": 2.27, "depth": 25, "group_width": 72}),
+        ("regnetz_005", {"w0": 16, "wa": 10.7, "wm": 2.51, "depth": 21, "group_width": 4}),
+        ("regnetz_040", {"w0": 48, "wa": 14.5, "wm": 2.226, "depth": 28, "group_width": 8}),
+        ("regnetz_040_h", {"w0": 48, "wa": 14.5, "wm": 2.226, "depth": 28, "group_width": 8}),
+        ("regnety_040_sgn", {"w0": 96, "wa": 31.41, "wm": 2.24, "depth": 22, "group_width": 64}),
+    ],
+)
+def test_the_written_out_regnet_stages_are_the_rules(model, rule):
+    """The SiLU RegNets write their stages out (a final_conv stage follows them): the widths,
+    depths and group widths are those RegNet's rule gives for timm's parameters."""
+    spec = load_spec(ROOT / "specs" / "timm" / f"{model}.yaml")
+    written = [
+        (s.width, s.repeats, s.block.options["group_width"])  # type: ignore[union-attr]
+        for s in spec.stages
+        if s.module is None
+    ]
+    assert written == stage_widths(RegNetParams(**rule))
+    assert [s.stride for s in spec.stages if s.module is None] == [2, 2, 2, 2]
