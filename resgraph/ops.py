@@ -287,6 +287,19 @@ class ReLU(Op):
 
 
 @dataclass(frozen=True)
+class SiLU(Op):
+    """SiLU, x * sigmoid(x) (Elfwing et al. 2018; 'Swish', Ramachandran et al. 2017), as a
+    function call (no module, no state)."""
+
+    kind: ClassVar[str] = "silu"
+    call: ClassVar[str] = "F.silu({0})"
+    fill: ClassVar[str] = "#e0f0da"
+
+    def label(self) -> str:
+        return "SiLU"
+
+
+@dataclass(frozen=True)
 class Sigmoid(Op):
     """Logistic sigmoid, as a function call (a gate in (0, 1))."""
 

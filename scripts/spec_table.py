@@ -39,9 +39,9 @@ ZOO_HEADER = """\
 
 Produced by `.venv/bin/python scripts/spec_table.py --zoo docs/zoo_table.md` (a test fails
 when it is stale). One spec per architecture of timm 1.0.31's `resnet.py`, and of its Res2Net,
-SKNet, ResNeSt, RegNet X/Y and ResNetV2 families (`res2net.py`, `sknet.py`, `resnest.py`,
-`regnet.py`, `resnetv2.py`, whose blocks are defined in the block language), in `specs/timm/`,
-named after the timm model;
+SKNet, ResNeSt, RegNet (X, Y, V, Z), ResNetV2 and DenseNet families (`res2net.py`, `sknet.py`,
+`resnest.py`, `regnet.py`, `resnetv2.py`, `densenet.py`, whose blocks are defined in the block
+language), in `specs/timm/`, named after the timm model;
 `generated/timm/` holds their generated code. Parameters are
 exact (a timm checkpoint loads with `load_state_dict(sd, strict=True)`). MACs are the
 multiply-adds of every conv and fc layer (squeeze-and-excitation's 1x1 convs included; ECA's

@@ -148,7 +148,7 @@ def test_the_key_reference_lists_every_field_of_every_model(reference):
         rows = [line.split("|")[1].strip() for line in body.splitlines() if line.startswith("| `")]
         assert rows == [f"`{key}`" for key in models[name]["properties"]], name
     stem = next(s for s in sections if s.startswith("StemSpec"))
-    assert "| `inner_width` | integer or null | `null` | >= 1, <= 8192 |" in stem
+    assert "| `inner_width` | integer or null | `null` | >= 1, <= 65536 |" in stem
     top = sections[0]
     assert "| `num_classes` | integer | required | >= 1, <= 100000 |" in top
     assert '`"D"`' in top and "| `stem` | [StemSpec](#stemspec) | its own defaults |" in top

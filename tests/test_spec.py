@@ -159,7 +159,7 @@ def test_missing_file_and_directory(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("{width: 32, repeats: 1", "{width: 100000, repeats: 1", "must be <= 8192, got 100000"),
+        ("{width: 32, repeats: 1", "{width: 100000, repeats: 1", "must be <= 65536, got 100000"),
         ("{width: 32, repeats: 1,", "{width: 32, repeats: 5000,", "must be <= 1000, got 5000"),
         ("size: 32", "size: 100000", "must be <= 2048, got 100000"),
         ("num_classes: 10", "num_classes: 0", "num_classes: must be a positive integer, got 0"),

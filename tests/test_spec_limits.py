@@ -39,8 +39,8 @@ def test_two_thousand_blocks_are_accepted_two_thousand_and_one_refused() -> None
     ids=["classes", "width", "repeats", "input size"],
 )
 def test_documented_limits_hold_at_their_boundary(old: str, limit: str) -> None:
-    """README: width <= 8192, repeats <= 1000, input size <= 2048, classes <= 100,000."""
-    value = {"classes": 100_000, "width": 8192, "repeats": 1000, "input size": 2048}[
+    """docs/spec.md: width <= 65,536, repeats <= 1000, input size <= 2048, classes <= 100,000."""
+    value = {"classes": 100_000, "width": 65_536, "repeats": 1000, "input size": 2048}[
         {"num_classes: {}": "classes", "size: {}": "input size"}.get(
             limit, "width" if "width: {}" in limit else "repeats"
         )
@@ -68,3 +68,16 @@ def test_anynet_depth_and_first_stride_hold_at_their_boundary() -> None:
         _anynet(0, 2)
     )
     assert "anynet.first_stride: input should be less than or equal to 2" in _refused(_anynet(1, 3))
+
+
+def _regnet(w0: int, wa: float, depth: int) -> str:
+    head = CIFAR20.split("stages:")[0]
+    return head + f"regnet: {{w0: {w0}, wa: {wa}, wm: 2.0, depth: {depth}, group_width: 8}}\n"
+
+
+def test_the_regnet_rule_gives_widths_up_to_the_width_limit() -> None:
+    """timm's regnety_2560 reaches 10,444 channels; the limit is an op field's, 65,536."""
+    stages = resgraph.load_spec(_regnet(1024, 1024.0, 48)).stages
+    assert max(s.widths[0][-1] for s in stages) == 65_536  # type: ignore[index]
+    message = _refused(_regnet(1024, 1024.0, 100))
+    assert "regnet.stages: the rule gives a width of 131072, above 65536" in message

@@ -85,7 +85,8 @@ def test_a_renamed_prefix_renames_what_is_inside_it():
 @pytest.mark.parametrize(
     ("names", "message"),
     [
-        ('{stage: "s"}', "'s' gives 's' more than once"),  # every stage the same name
+        ('{stage: "s"}', "stage path 's' is or holds an earlier stage's path, 's'"),
+        ('{block: "b"}', "'b' gives 'b' more than once"),  # every block the same name
         ('{stage: "s{stage"}', "not a module path part"),
         ('{stage: "{stage}"}', "'{stage}' gives '0', not a module path part"),
         ('{block: "{index}x"}', "'{index}x' gives '0x', not a module path part"),

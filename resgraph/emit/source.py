@@ -539,7 +539,9 @@ def _network_modules(
             if stage is None:
                 raise IRError(f"node {node.name!r} lies outside any block the emitter knows")
             if node.name == ir.blocks[stage.blocks[-1]].output:
-                entries.append((stage.path, _stage_call(stage.blocks, calls)))
+                one = stage.blocks == (stage.path,)  # a stage that is one module: its block
+                call = calls[stage.path] if one else _stage_call(stage.blocks, calls)
+                entries.append((stage.path, call))
                 items.append((stage.path, ir.blocks[stage.blocks[0]].input, node.name))
         elif not isinstance(node.op, (ops.Input, ops.Output)):
             if node.op.is_module:

@@ -50,6 +50,7 @@ from resgraph.ops import (
     ReLU,
     ReLUModule,
     Sigmoid,
+    SiLU,
     ZeroPad,
 )
 from resgraph.passes.defined import lower_defined
@@ -341,7 +342,8 @@ def _lower_stem(s: Scope, x: str, spec: ModelSpec) -> str:
         x = s.add("conv1", conv_op(spec, cin, width, k, stride, k // 2), x)
     if stem.activation:
         x = s.norm("bn1", width, x, None)
-        x = s.add("relu", ReLU(), x)
+        act = SiLU() if stem.activation == "silu" else ReLU()
+        x = s.add(act.kind, act, x)
     if stem.layout != "imagenet" or stem.pool == "none":
         return x
     aa = stem.anti_alias.type if stem.anti_alias else None
@@ -422,7 +424,9 @@ def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc |
         ir.set_block(block)
         paths.append(path)
         flow.x, flow.channels = block.output, low.out_channels
-        flow.pre_activated = not low.post_activation
+        # a block with no join ends as its definition says: only a join left without its
+        # activation (pre-activation, He et al. 2016) asks the head for BN-ReLU
+        flow.pre_activated = low.join is not None and not low.post_activation
     ir.stages.append(Stage(spec.stage_name(si), si, tuple(paths), loc))
 
 

@@ -266,7 +266,8 @@ class BlockDef(StrictModel):
         "add",
         description="How the branch (the last op) meets the block input: 'add' (ResNet), "
         "'gate' (highway), 'concat' (input first, as DenseNet), 'none' (the branch is the "
-        "block).",
+        "block: it may join a shortcut of its own, named 'downsample', and the head adds no "
+        "BN-ReLU after it).",
     )
     post_activation: bool = Field(
         True, description="A ReLU after the join (He et al. 2015); false for pre-activation."
@@ -444,7 +445,7 @@ def expand(bdef: BlockDef, values: dict[str, Number]) -> tuple[list[Written], st
     last = INPUT
     for entry, at, loop in _instances(bdef, values):
         name = _fill(entry.name, {**values, **loop}, at)
-        _check_name(at, name, alias, set(values))
+        _check_name(at, name, alias, set(values), own_shortcut=bdef.join == "none")
         kept = entry.when is None or _holds(entry.when, {**values, **loop}, at)
         wanted = (entry.inputs or [last])[: None if kept else 1]  # left out: its first input
         sources = tuple(
@@ -549,8 +550,14 @@ def _sources(
 
 
 def _check_name(
-    at: tuple[str | int, ...], name: str, defined: dict[str, str], scope: set[str]
+    at: tuple[str | int, ...],
+    name: str,
+    defined: dict[str, str],
+    scope: set[str],
+    own_shortcut: bool = False,
 ) -> None:
+    """``own_shortcut``: the compiler adds no shortcut (join 'none'), so an op may take the
+    shortcut's name, 'downsample' (a block that joins its own shortcut, as timm's)."""
     parts = name.split(".")
     bad = [p for p in parts if not COMPONENT.fullmatch(p) or keyword.iskeyword(p)]
     if parts[0] in MODULE_ATTRIBUTES or parts[0] in scope:
@@ -559,11 +566,13 @@ def _check_name(
             f"{name!r} cannot name an op: the block's class already has an attribute "
             f"{parts[0]!r} (a torch.nn.Module attribute, or one of the block's names)",
         )
-    if bad or parts[0] in ("downsample", INPUT) or parts[0].isdigit():
+    taken = (INPUT,) if own_shortcut else ("downsample", INPUT)
+    if bad or parts[0] in taken or parts[0].isdigit():
         raise DefinitionError(
             at,
             f"{name!r} cannot name an op: use dotted identifiers ('conv1', 'se.fc1', "
-            f"'convs.0') that do not start with 'downsample', 'input' or a number",
+            f"'convs.0') that do not start with 'downsample' (unless the join is 'none'), "
+            f"'input' or a number",
         )
     if name in WRAPPER_NAMES:
         raise DefinitionError(

@@ -26,11 +26,11 @@ from pydantic import Field, ValidationError
 
 from resgraph.errors import Problem, SpecError
 from resgraph.spec.base import StrictModel
+from resgraph.spec.blocks import MAX_FIELD as MAX_WIDTH
 from resgraph.spec.compose import construct
 from resgraph.spec.expr import make_divisible
 
 MAX_DEPTH = 100
-MAX_WIDTH = 8192
 MAP_TAG, SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 INT_TAG, STR_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:str"
 FLOAT_TAG, BOOL_TAG = "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"

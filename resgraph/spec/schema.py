@@ -29,6 +29,7 @@ from resgraph.spec.base import StrictModel
 from resgraph.spec.blocks import (
     BUILTIN_TYPES,
     COMPONENT,
+    MAX_FIELD,
     RESERVED_TYPES,
     BlockDef,
     DefinedBlockSpec,
@@ -39,7 +40,7 @@ from resgraph.spec.expr import ExprError
 from resgraph.spec.train import TrainSpec
 
 # Documented limits (README, "Limits"). They stop absurd specs early, before any lowering.
-MAX_WIDTH = 8192
+MAX_WIDTH = MAX_FIELD  # a width is a conv's channel count: the bound of every op field
 MAX_REPEATS = 1000
 MAX_BLOCKS = 2000
 MAX_STAGES = 16
@@ -186,10 +187,11 @@ class StemSpec(StrictModel):
         "3x3/2 max pool (paper Table 1). 'cifar': 3x3/1 conv, BN, ReLU (paper sec. 4.2).",
     )
     width: int = Field(64, ge=1, le=MAX_WIDTH, description="Output channels of the stem conv.")
-    activation: bool = Field(
+    activation: bool | Literal["silu"] = Field(
         True,
-        description="BN and ReLU after the stem conv. Pre-activation networks set false: "
-        "their first block normalises its own input.",
+        description="BN and ReLU after the stem conv; 'silu': BN and SiLU (timm's RegNetZ and "
+        "SiLU RegNetYs). Pre-activation networks set false: their first block normalises "
+        "its own input.",
     )
     type: Literal["single", "deep", "tiered"] = Field(
         "single",
@@ -416,6 +418,20 @@ class StageSpec(StrictModel):
     shortcut: ShortcutOption | None = Field(
         None, description="Shortcut option of this stage, if not the default. " + SHORTCUT_HELP
     )
+    module: str | None = Field(
+        None,
+        max_length=80,
+        description="Make this stage one module at this path, with no stage container "
+        "around its one block (repeats 1): timm's DenseNet transitions between its dense "
+        "blocks ('features.transition1'), RegNet's 'final_conv'. Also its feature map's name.",
+    )
+
+    @field_validator("module")
+    @classmethod
+    def _module_path(cls, value: str | None) -> str | None:
+        if value is not None and not _MODULE_PATH.fullmatch(value):
+            raise ValueError(f"{value!r} is not a module path: dotted identifiers or numbers")
+        return value
 
 
 _MODULE_PATH = re.compile(
@@ -481,7 +497,9 @@ class NamesSpec(StrictModel):
                     f"{value!r} gives {path!r}, not a module path part (use {{{name}}} or "
                     f"{{{name} + 1}} beside letters, digits and _)"
                 )
-        if len(set(paths)) < len(paths):
+        # stage paths are checked against each other with the stages (a stage may be a
+        # module of its own path): ModelSpec._stage_paths
+        if info.field_name == "block" and len(set(paths)) < len(paths):
             raise ValueError(f"{value!r} gives {paths[0]!r} more than once: write {{{name}}} in it")
         return value
 
@@ -764,12 +782,43 @@ class ModelSpec(StrictModel):
         return [STEM_OUTPUT] + [self.stage_name(i) for i in range(len(self.stages))]
 
     def stage_name(self, index: int) -> str:
-        """Stage ``index``'s module path: ``layer1``, ... (or as ``names.stage`` says)."""
-        return _filled(self.names.stage, "stage", index)
+        """Stage ``index``'s module path: ``layer1``, ... (or as ``names.stage`` or the
+        stage's ``module`` says)."""
+        return self.stages[index].module or _filled(self.names.stage, "stage", index)
 
     def block_path(self, stage: int, index: int) -> str:
-        """The module path of block ``index`` of stage ``stage``: ``layer2.0``, ..."""
+        """The module path of block ``index`` of stage ``stage``: ``layer2.0``, ...; a
+        stage that is one module is its block."""
+        if self.stages[stage].module:
+            return self.stages[stage].module  # type: ignore[return-value]
         return f"{self.stage_name(stage)}.{_filled(self.names.block, 'index', index)}"
+
+    @model_validator(mode="after")
+    def _stage_paths(self) -> ModelSpec:
+        """A stage that is one module holds one block; no two stages share a module path
+        or lie one inside the other. Reported at the later stage."""
+        errors: list[tuple[tuple[str | int, ...], object, str]] = []
+        paths: list[str] = []
+        for i, stage in enumerate(self.stages):
+            path = self.stage_name(i)
+            if stage.module and stage.repeats != 1:
+                message = "a stage that is one module holds one block: repeats must be 1"
+                errors.append((("stages", i, "repeats"), stage.repeats, message))
+            clash = next((p for p in paths if _nested(p, path) or _nested(path, p)), None)
+            if clash is not None:
+                at = ("stages", i, "module") if stage.module else ("names", "stage")
+                message = f"stage path {path!r} is or holds an earlier stage's path, {clash!r}"
+                errors.append((at, path, message))
+            paths.append(path)
+        if errors:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(type="value_error", loc=at, input=v, ctx={"error": m})
+                    for at, v, m in errors
+                ],
+            )
+        return self
 
     @model_validator(mode="after")
     def _stage_combinations(self) -> ModelSpec:
@@ -1098,6 +1147,11 @@ def _check_block_widths(
             f"{attention.ratio:g} rounded to a multiple of {attention.divisor}): "
             f"use a smaller divisor",
         )
+
+
+def _nested(outer: str, inner: str) -> bool:
+    """Whether module path ``inner`` is ``outer`` or lies inside it."""
+    return f"{inner}.".startswith(f"{outer}.")
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
