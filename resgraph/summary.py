@@ -258,7 +258,8 @@ def depth(ir: IR) -> int:
 
 def canonical_name(ir: IR) -> str:
     """E.g. 'ResNet-50, paper layout (stride on 1x1), option B shortcuts', 'WRN-28-10 (CIFAR),
-    option B shortcuts, dropout 0.3', 'DenseNet-BC-100 k=12 (CIFAR)'."""
+    option B shortcuts, dropout 0.3', 'DenseNet-BC-100 k=12 (CIFAR)', '121 weighted layers,
+    densenet_layer and densenet_transition blocks'."""
     spec: ModelSpec = ir.spec
     if spec.outputs is not None:  # named after the classifier it is cut from
         from resgraph.passes import lower
@@ -273,7 +274,8 @@ def canonical_name(ir: IR) -> str:
     )
     blocks = [b for b in everything if not isinstance(b, DefinedBlockSpec)]
     defined = list(dict.fromkeys(b.type for b in everything if isinstance(b, DefinedBlockSpec)))
-    family = _family(ir, blocks, shortcuts) if blocks else f"ResNet-{depth(ir)}"
+    # a network of defined blocks only: its depth, not a family name it may not belong to
+    family = _family(ir, blocks, shortcuts) if blocks else f"{depth(ir)} weighted layers"
     if spec.stem.layout == "cifar":
         family += " (CIFAR)"
     uses = [f"{' and '.join(defined)} blocks"] if defined else []

@@ -233,6 +233,14 @@ def test_the_shipped_fire_network():
         assert torch.equal(graph(x), generated(x))
 
 
+def test_a_network_of_defined_blocks_is_named_by_its_depth_not_a_family():
+    from resgraph.summary import canonical_name
+
+    name = canonical_name(lower(load_spec(FIRE)))
+    assert name.startswith("29 weighted layers (CIFAR), fire blocks"), name
+    assert "ResNet" not in name
+
+
 # -- mistakes: one located line each ---------------------------------------------------------
 def _error(text: str, exc: type = SpecError) -> str:
     with pytest.raises(exc) as info:
