@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import ROOT
+from helpers import ROOT, load_script
 from resgraph import load_spec, summarize
 
 SCRIPT = ROOT / "benchmarks" / "degradation.py"
@@ -17,11 +15,7 @@ SCRIPT = ROOT / "benchmarks" / "degradation.py"
 
 @pytest.fixture(scope="module")
 def deg():
-    spec = importlib.util.spec_from_file_location("degradation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["degradation"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_specs_carry_the_recipe(deg, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ the mistakes a user makes."""
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from train_helpers import (
 )
 from train_hooks import SignalAfter, with_callbacks
 
+from helpers import load_script
 from resgraph.cli import main
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import data as tdata
@@ -50,13 +50,7 @@ def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def packed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The digits folder, its shards (300 samples each) and a spec."""
     tmp = tmp_path_factory.mktemp("shards")
-    spec = importlib.util.spec_from_file_location(
-        "digits_folder", ROOT / "scripts/digits_folder.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.write(tmp / "digits")
+    load_script(ROOT / "scripts" / "digits_folder.py").write(tmp / "digits")
     out = tmp / "shards"
     result = invoke("pack", tmp / "digits", "-o", out, "--shard-size", "300")
     assert result.exit_code == 0, result.output
