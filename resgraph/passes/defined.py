@@ -8,7 +8,7 @@ parameters; others (``make_divisible(...)``) are written as their values.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from resgraph.errors import Problem, SourceLoc, SpecError
 from resgraph.ir import BlockArg
@@ -27,17 +27,60 @@ from resgraph.spec.blocks import (
     field_problem,
     op_fields,
 )
+from resgraph.spec.builtin import builtin_library, builtin_options
 from resgraph.spec.expr import Expr, ExprError, Number, evaluate, parse, python_text, substitute
+from resgraph.spec.schema import AnyBlockSpec, ModelSpec
 
 
-def lower_defined(s: Scope, x: str, spec: DefinedBlockSpec, c: BlockCtx) -> Lowered:
-    """A block type defined in the spec (:mod:`resgraph.spec.blocks`): its ops in order, each
+@dataclass(frozen=True)
+class Definition:
+    """A block type as a definition, with the options one stage gives it."""
+
+    kind: str  # the IR block's kind: the type's name
+    bdef: BlockDef
+    values: dict[str, Number]  # the options' values
+    params: dict[str, Number | None]  # the options, in order, with their constructor defaults
+    at: tuple[str, ...] | None  # where the spec writes it; None: shipped with resgraph
+
+
+def definitions(
+    spec: ModelSpec, block: AnyBlockSpec
+) -> tuple[Definition, Definition | None] | None:
+    """The definition a stage of ``block`` repeats, and the one that opens a stage with a
+    stride above 1, if its type has one: the spec's own, or a built-in type's (whose options
+    are constructor parameters without defaults)."""
+    if isinstance(block, DefinedBlockSpec):
+        library = spec.blocks or {}
+
+        def one(kind: str) -> Definition:
+            bdef = library[kind]
+            given = {k: v for k, v in block.options.items() if k in bdef.params}
+            return Definition(
+                kind, bdef, {**bdef.params, **given}, dict(bdef.params), ("blocks", kind)
+            )
+
+        opener = library[block.type].stage_opener
+        return one(block.type), one(opener) if opener else None
+    shipped, values = builtin_library(type(block)), builtin_options(block)
+    if shipped is None:
+        return None
+
+    def builtin(kind: str) -> Definition:
+        return Definition(kind, shipped.blocks[kind], values, dict.fromkeys(values), None)
+
+    opener = shipped.blocks[shipped.block].stage_opener
+    return builtin(shipped.block), builtin(opener) if opener else None
+
+
+def lower_defined(s: Scope, x: str, c: BlockCtx, *, definition: Definition) -> Lowered:
+    """A block type as a definition (:mod:`resgraph.spec.blocks`): its ops in order, each
     built from its registry entry with its fields evaluated for this block, at the
     definition's line. A field written as a plain expression of the block's names (``width //
     2``) is bound to them, so the emitted class takes those names as constructor parameters;
-    others (``make_divisible(...)``) are written as their values."""
-    bdef = s.ir.spec.definition(spec)
-    names = _Names(s, spec, bdef, c)
+    others (``make_divisible(...)``) and the definition's constants are written as values."""
+    d = definition
+    bdef = d.bdef
+    names = _Names(s, d, c)
     for name, expr in bdef.expressions().items():
         names.define(name, names.value(expr, ("widths", name), whole=True))
     try:
@@ -54,7 +97,7 @@ def lower_defined(s: Scope, x: str, spec: DefinedBlockSpec, c: BlockCtx) -> Lowe
     out, out_expr = made[last][1], made[last][2]
     join = None if bdef.join == "none" else bdef.join
     return Lowered(
-        kind=spec.type,
+        kind=d.kind,
         args=names.args(),
         branch=made[last][0],
         out_channels=c.in_channels + out if join == "concat" else out,
@@ -70,8 +113,8 @@ class _Names:
     values, which of them the emitted class takes as constructor parameters, and where the
     definition is written."""
 
-    def __init__(self, s: Scope, spec: DefinedBlockSpec, bdef: BlockDef, c: BlockCtx) -> None:
-        self.s, self.type = s, spec.type
+    def __init__(self, s: Scope, d: Definition, c: BlockCtx) -> None:
+        self.s, self.at = s, d.at
         self.values: dict[str, Number] = {
             "in_channels": c.in_channels,
             "stride": c.stride,
@@ -79,18 +122,21 @@ class _Names:
         }
         if c.width is not None:
             self.values["width"] = c.width
-        self.values.update(spec.values(bdef))
-        self.params = dict(bdef.params)
+        self.values.update(d.values)
+        self.params = d.params
+        self.constants = {n: self.values[n] for n in d.bdef.constants if n in self.values}
         self.widths: list[str] = []
         self.used: set[str] = {"in_channels"}
 
     def define(self, name: str, value: Number) -> None:
         self.values[name] = value
         self.widths.append(name)
+        if name in self.constants:
+            self.constants[name] = value
 
     def locate(self, *path: str | int) -> SourceLoc | None:
         smap = self.s.ir.spec._source
-        return smap.locate(("blocks", self.type, *path)) if smap else self.s.loc
+        return smap.locate((*self.at, *path)) if smap and self.at else self.s.loc
 
     def value(self, expr: Expr, where: tuple[str | int, ...], whole: bool) -> Number:
         """``expr``'s value here; ``whole``: it must be an integer."""
@@ -119,7 +165,7 @@ class _Names:
     def args(self) -> tuple[BlockArg, ...]:
         """The constructor parameters: in_channels, then the names the ops read, in the
         order they were defined."""
-        defaults: dict[str, Number | None] = {"stride": 1, **self.params}
+        defaults = {"stride": 1, **{n: v for n, v in self.params.items() if v is not None}}
         order = ["in_channels", "width", *self.widths, "stride", *self.params]
         return tuple(
             BlockArg(n, self.values[n], defaults.get(n))
@@ -147,7 +193,7 @@ def _defined_op(
             if isinstance(raw, bool):
                 values[name] = raw and (name != "zero_init" or c.zero_init)
                 continue
-            expr = substitute(parse(raw), w.loop)
+            expr = substitute(parse(raw), {**names.constants, **w.loop})
             whole = str(field.type) == "int"
             values[name] = names.value(expr, (*w.where, name), whole)
             problem = field_problem(name, str(field.type), values[name])  # type: ignore[arg-type]

@@ -8,9 +8,10 @@ lowered; the module paths the spec's ``names`` give (torchvision's by default), 
 :class:`Block` per block with its join (an add, a highway gate, a concatenation, or none for a
 block that is all branch), a section and a spec location on every node, and on every block
 node the op fields its class takes from its constructor (``Node.bind``).
-The built-in block types (basic, bottleneck, dense) lower here, through ``BLOCK_LOWERINGS``
-(and ``STAGE_OPENERS`` for a dense stage's transition); a type the spec defines lowers in
-:mod:`resgraph.passes.defined`. The shared wrapper ``_wrap`` adds stochastic depth, the join
+Block types written as definitions (a spec's own, and the built-in ``dense``, shipped in
+``resgraph/blocks/``) lower in :mod:`resgraph.passes.defined`, a stage opener (a dense
+stage's transition) first where the stage strides; ``basic`` and ``bottleneck`` lower here,
+through ``BLOCK_LOWERINGS``. The shared wrapper ``_wrap`` adds stochastic depth, the join
 and the ReLU after it. A new built-in block option is a schema field read by the lowering
 function of the blocks it applies to.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from math import floor
+from functools import partial
 from typing import cast
 
 from resgraph.errors import SourceLoc
@@ -50,7 +51,7 @@ from resgraph.ops import (
     ReLUModule,
     Sigmoid,
 )
-from resgraph.passes.defined import lower_defined
+from resgraph.passes.defined import definitions, lower_defined
 from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope
 from resgraph.spec.blocks import DefinedBlockSpec
 from resgraph.spec.schema import (
@@ -214,60 +215,9 @@ def _attention(
     return s.add("scale", Mul(), x, gate), (arg,)
 
 
-def _lower_dense(s: Scope, x: str, spec: DenseBlockSpec, c: BlockCtx) -> Lowered:
-    """(Huang et al. 2017, sec. 3) One dense layer: H = BN-ReLU-3x3 conv to k maps, or with a
-    bottleneck (DenseNet-B) BN-ReLU-1x1 conv to 4k maps first; dropout after each conv. The
-    layer's output is concat(x, H(x)): the running concatenation of every earlier map of
-    the dense block (x_{l+1} = [x_0, ..., x_l, H(x_l)], the paper's eq. 2)."""
-    block_in, cin, k = x, c.in_channels, spec.growth_rate
-    plan = [(cin, k, 3, "in_channels", "growth_rate")]
-    if spec.bottleneck_layers:
-        mid, mid_arg = spec.bottleneck_width * k, f"{spec.bottleneck_width} * growth_rate"
-        plan = [(cin, mid, 1, "in_channels", mid_arg), (mid, k, 3, mid_arg, "growth_rate")]
-    for i, (ci, co, kernel, ci_arg, co_arg) in enumerate(plan, start=1):
-        x = s.norm(f"bn{i}", ci, x, {"channels": ci_arg})
-        x = s.add(f"relu{i}", ReLU(), x)
-        bind = {"in_channels": ci_arg, "out_channels": co_arg}
-        x = s.add(f"conv{i}", Conv(ci, co, kernel, 1, kernel // 2), x, bind=bind)
-        if spec.dropout:
-            x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
-    args = (BlockArg("in_channels", cin), BlockArg("growth_rate", k))
-    return Lowered("dense_layer", args, x, cin + k, block_in, False, "concat", "growth_rate")
-
-
-def _lower_transition(s: Scope, x: str, spec: DenseBlockSpec, c: BlockCtx) -> Lowered:
-    """(Huang et al. 2017, sec. 3, 'Pooling layers' and 'Compression') The transition between
-    two dense blocks: BN-ReLU-1x1 conv keeping floor(theta x m) of the m maps, then an average
-    pool by the stage's stride (2x2 in the paper). No join: it is the whole block."""
-    block_in, cin = x, c.in_channels
-    out = max(1, floor(spec.compression * cin))
-    x = s.norm("bn1", cin, x, {"channels": "in_channels"})
-    x = s.add("relu1", ReLU(), x)
-    bind = {"in_channels": "in_channels", "out_channels": "out_channels"}
-    x = s.add("conv1", Conv(cin, out, 1), x, bind=bind)
-    if spec.dropout:
-        x = s.add("dropout1", Dropout(spec.dropout), x)
-    pool = AvgPool(c.stride, c.stride)
-    x = s.add("pool", pool, x, bind={"kernel": "stride", "stride": "stride"})
-    args = (
-        BlockArg("in_channels", cin),
-        BlockArg("out_channels", out),
-        BlockArg("stride", c.stride, 1),
-    )
-    return Lowered("transition", args, x, out, block_in, False, None, "out_channels")
-
-
 BLOCK_LOWERINGS: dict[str, Callable[..., Lowered]] = {
     "basic": _lower_basic,
     "bottleneck": _lower_bottleneck,
-    "dense": _lower_dense,
-}
-
-# Block types whose downsampling stages open with an extra block of another kind that takes
-# the stride; the stage's own blocks then all run at stride 1. DenseNet puts a transition
-# between dense blocks where a ResNet strides its first block.
-STAGE_OPENERS: dict[str, Callable[..., Lowered]] = {
-    "dense": _lower_transition,
 }
 
 
@@ -401,10 +351,17 @@ def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc |
     """Stage ``si``'s blocks (a stage opener first, if its block type has one), in order."""
     stage, block_spec = spec.stages[si], spec.stage_block(si)
     shortcut = cast(ShortcutOption, spec.stage_shortcut(si))
-    opener = STAGE_OPENERS.get(block_spec.type) if stage.stride > 1 else None
+    found = definitions(spec, block_spec)
+    main: Callable[[Scope, str, BlockCtx], Lowered]
+    opener = None
+    if found is None:  # a type still lowered in Python
+        main = partial(_lower_python, BLOCK_LOWERINGS[block_spec.type], block_spec)
+    else:
+        main = partial(lower_defined, definition=found[0])
+        if found[1] and stage.stride > 1:
+            opener = partial(lower_defined, definition=found[1])
     plan = [(opener, stage.stride, False)] if opener else []
-    lowering = BLOCK_LOWERINGS.get(block_spec.type, lower_defined)
-    plan += [(lowering, 1 if opener or bi else stage.stride, True) for bi in range(stage.repeats)]
+    plan += [(main, 1 if opener or bi else stage.stride, True) for bi in range(stage.repeats)]
     paths = []
     for bi, (lowering, stride, counted) in enumerate(plan):
         path = spec.block_path(si, bi)
@@ -412,13 +369,19 @@ def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc |
             flow.done += 1
         ctx = _block_ctx(spec, si, bi, flow, stride, counted)
         scope = Scope(ir, path, loc, "stage")
-        low = lowering(scope, flow.x, block_spec, ctx)
+        low = lowering(scope, flow.x, ctx)
         block = _wrap(scope, flow.x, low, ctx, block_spec, stage=si, index=bi, shortcut=shortcut)
         ir.set_block(block)
         paths.append(path)
         flow.x, flow.channels = block.output, low.out_channels
         flow.pre_activated = not low.post_activation
     ir.stages.append(Stage(spec.stage_name(si), si, tuple(paths), loc))
+
+
+def _lower_python(
+    lowering: Callable[..., Lowered], spec: object, s: Scope, x: str, c: BlockCtx
+) -> Lowered:
+    return lowering(s, x, spec, c)
 
 
 def _block_ctx(

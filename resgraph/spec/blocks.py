@@ -49,6 +49,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -279,6 +280,18 @@ class BlockDef(StrictModel):
     ops: list[Entry] = Field(
         min_length=1, max_length=MAX_OPS, description="The ops in order; the last is the branch."
     )
+    constants: list[str] = Field(
+        default_factory=list,
+        description="Names whose values generated code writes as numbers instead of taking "
+        "them as constructor parameters (a dropout's p); a choice 'A if C else B' whose "
+        "condition reads only constants and a repeat's index is made when the block is built.",
+    )
+    stage_opener: str | None = Field(
+        None,
+        description="A type defined beside this one whose block opens every stage with a "
+        "stride above 1 and takes the stride; the stage's own blocks then run at stride 1 "
+        "(DenseNet's transition, Huang et al. 2017).",
+    )
 
     @field_validator("params", "widths")
     @classmethod
@@ -288,12 +301,14 @@ class BlockDef(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _well_formed(self) -> BlockDef:
+    def _well_formed(self, info: ValidationInfo) -> BlockDef:
         """Op kinds, fields and expressions; raises the first problem with its place inside
         the definition (``ops[2].conv1.kernel``) for the caller to locate. Names and inputs
-        are checked once the ops are written out for a block (:func:`expand`)."""
+        are checked once the ops are written out for a block (:func:`expand`). A validation
+        context's ``names`` are options the definition reads besides its params (a built-in
+        type's)."""
         try:
-            check_definition(self)
+            check_definition(self, (info.context or {}).get("names", ()))
         except DefinitionError as exc:
             detail = InitErrorDetails(
                 type="value_error", loc=exc.where, input=None, ctx={"error": str(exc)}
@@ -342,12 +357,20 @@ def _check_param_name(name: str) -> None:
         )
 
 
-def check_definition(bdef: BlockDef) -> None:
-    """Everything about a definition that needs no numbers: raises :class:`DefinitionError`."""
-    known = set(STANDARD_NAMES) | set(bdef.params)
+def check_definition(bdef: BlockDef, given: tuple[str, ...] = ()) -> None:
+    """Everything about a definition that needs no numbers: raises :class:`DefinitionError`.
+    ``given``: names of options it reads besides its params."""
+    known = set(STANDARD_NAMES) | set(bdef.params) | set(given)
     for name, text in bdef.widths.items():
         _check_expression(("widths", name), text, known)
         known.add(name)
+    for i, name in enumerate(bdef.constants):
+        if name not in known:
+            raise DefinitionError(
+                ("constants", i),
+                f"{name!r} is not a name of the block{_suggest(name, sorted(known))} (known "
+                f"here: {', '.join(sorted(known))})",
+            )
     kinds = list(block_ops()) + [NORM]
     for i, entry in enumerate(bdef.ops):
         if isinstance(entry, RepeatEntry):

@@ -6,7 +6,8 @@ its structure (parsing runs nothing), every node is checked against a small gram
 :func:`evaluate` computes the value itself. The grammar: numbers, names (the block's
 parameters), ``+ - * / //``, unary minus, parentheses, the functions ``min``, ``max``,
 ``round``, ``floor``, ``ceil`` and ``make_divisible``, and for conditions (an op's ``when``)
-the comparisons ``== != < <= > >=`` joined by ``and``, ``or``, ``not``. Anything else
+the comparisons ``== != < <= > >=`` joined by ``and``, ``or``, ``not``, and the choice
+``A if CONDITION else B``. Anything else
 (attributes, subscripts, strings, lambdas, ``**``) is refused with a message that names it.
 """
 
@@ -134,6 +135,9 @@ def _check(node: ast.AST, names: set[str], depth: int) -> None:
     elif isinstance(node, ast.BoolOp):
         for part in node.values:
             _check(part, names, depth + 1)
+    elif isinstance(node, ast.IfExp):
+        for part in (node.test, node.body, node.orelse):
+            _check(part, names, depth + 1)
     elif isinstance(node, ast.Call):
         _check_call(node, names, depth)
     else:
@@ -196,6 +200,8 @@ def _value(node: ast.AST, env: Mapping[str, Number]) -> Number:
                 return False
             left = right
         return True
+    if isinstance(node, ast.IfExp):  # only the branch chosen is computed
+        return _value(node.body if _value(node.test, env) else node.orelse, env)
     if isinstance(node, ast.BoolOp):
         values = (_value(v, env) for v in node.values)
         return all(values) if isinstance(node.op, ast.And) else any(values)
@@ -297,7 +303,10 @@ def _fold(node: ast.expr) -> ast.expr:
 
 
 def _identity(node: ast.expr) -> ast.expr:
-    """``1 * x``, ``x * 1``, ``x + 0``, ``0 + x``, ``x - 0`` -> ``x``; ``0 * x`` -> ``0``."""
+    """``1 * x``, ``x * 1``, ``x + 0``, ``0 + x``, ``x - 0`` -> ``x``; ``0 * x`` -> ``0``;
+    ``A if C else B`` whose condition is computed -> the branch it chooses."""
+    if isinstance(node, ast.IfExp) and isinstance(node.test, ast.Constant):
+        return node.body if node.test.value else node.orelse
     if not isinstance(node, ast.BinOp):
         return node
     left, right = node.left, node.right

@@ -1,0 +1,197 @@
+"""The built-in block types as shipped block definitions (resgraph/blocks/*.yaml), and the
+language features they use that any definition may use: constants, the choice ``A if C else
+B`` and a stage opener."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from resgraph import SpecError, load_spec
+from resgraph.emit import build_model
+from resgraph.emit.source import emit_source
+from resgraph.ops import AvgPool, Conv, Dropout
+from resgraph.passes import lower
+from resgraph.passes.defined import definitions
+from resgraph.spec.blocks import STANDARD_NAMES, BlockDef
+from resgraph.spec.builtin import LIBRARY, builtin_library, builtin_options
+from resgraph.spec.expr import parse
+from resgraph.spec.schema import DenseBlockSpec
+
+SPEC = """\
+name: Opened net
+input: {channels: 3, size: 16}
+num_classes: 5
+stem: {layout: cifar, width: 8}
+blocks:
+  layer:
+    params: {growth: 4, drop: 0.25}
+    constants: [drop]
+    join: concat
+    post_activation: false
+    stage_opener: shrink
+    ops:
+      - bn1: norm
+      - relu1: relu
+      - conv1: {op: conv, out_channels: growth, kernel: 3, padding: 1}
+      - drop1: {op: dropout, p: drop, when: drop > 0}
+  shrink:
+    params: {drop: 0.0}
+    widths: {out: in_channels // 2}
+    join: none
+    post_activation: false
+    ops:
+      - conv1: {op: conv, out_channels: "out if stride > 1 else in_channels", kernel: 1}
+      - pool: {op: avgpool, kernel: stride, stride: stride}
+block: layer
+shortcut: B
+stages:
+  - {width: 8, repeats: 2, stride: 1}
+  - {width: 16, repeats: 2, stride: 2, block: {type: layer, drop: 0.0}}
+"""
+
+
+def test_a_stage_with_a_stride_opens_with_the_opener_and_its_blocks_run_at_stride_1():
+    ir = lower(load_spec(SPEC))
+    assert [ir.blocks[p].kind for p in ir.stages[1].blocks] == ["shrink", "layer", "layer"]
+    assert [ir.blocks[p].kind for p in ir.stages[0].blocks] == ["layer", "layer"]
+    # 8 + 4 + 4 = 16 maps into the opener, which halves them and the resolution
+    assert ir.node("layer2.0.conv1").op == Conv(16, 8, 1)
+    assert ir.node("layer2.0.pool").op == AvgPool(2, 2)
+    assert ir.blocks["layer2.1"].stride == 1 and ir.node("layer2.1.conv1").op.in_channels == 8
+    assert ir.node("layer2.1.conv1").op.stride == 1
+    assert ir.node("layer2.1.concat").shape == (12, 8, 8)
+    graph = build_model(ir, "graph").eval()
+    generated = build_model(ir, "generated").eval()
+    generated.load_state_dict(graph.state_dict(), strict=True)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(graph(x), generated(x))
+
+
+def test_the_opener_takes_the_stage_options_it_has_as_params():
+    ir = lower(load_spec(SPEC.replace("params: {drop: 0.0}", "params: {drop: 0.5}")))
+    # the stage sets drop 0.0 for its layers; the opener has its own default
+    assert "layer2.1.drop1" not in ir.graph and "layer1.0.drop1" in ir.graph
+    opener, _ = definitions(ir.spec, ir.spec.stage_block(1))  # type: ignore[misc]
+    assert opener.values["drop"] == 0.0 and opener.kind == "layer"
+
+
+def test_constants_are_written_as_numbers_and_other_names_are_parameters():
+    text = emit_source(lower(load_spec(SPEC)))
+    assert "self.drop1 = nn.Dropout(p=0.25)" in text and "drop: float" not in text
+    bound = SPEC.replace("    constants: [drop]\n", "")
+    text = emit_source(lower(load_spec(bound)))
+    assert "self.drop1 = nn.Dropout(p=drop)" in text and "drop: float = 0.25" in text
+
+
+def test_a_choice_is_made_when_its_condition_reads_only_constants():
+    ir = lower(load_spec(SPEC.replace("    constants: [drop]\n", "    constants: [drop]\n", 1)))
+    # in the opener, the condition reads stride, which is no constant: written as its value
+    assert ir.node("layer2.0.conv1").bind == (("in_channels", "in_channels"),)
+    chosen = SPEC.replace(
+        "    widths: {out: in_channels // 2}\n",
+        "    widths: {out: in_channels // 2}\n    constants: [stride]\n",
+    )
+    ir = lower(load_spec(chosen))
+    assert ir.node("layer2.0.conv1").bind == (
+        ("in_channels", "in_channels"),
+        ("out_channels", "out"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "message"),
+    [
+        (
+            "stage_opener: shrink",
+            "stage_opener: shrnk",
+            "11:19: blocks.layer.stage_opener",
+            "'shrnk' is not another type defined here (defined: shrink)",
+        ),
+        (
+            "stage_opener: shrink",
+            "stage_opener: layer",
+            "11:19: blocks.layer.stage_opener",
+            "'layer' is not another type defined here (defined: shrink)",
+        ),
+        (
+            "constants: [drop]",
+            "constants: [dorp]",
+            "8:17: blocks.layer.constants[0]",
+            "'dorp' is not a name of the block (did you mean 'drop'?)",
+        ),
+    ],
+)
+def test_mistakes_in_the_new_keys_are_located(old, new, where, message):
+    assert old in SPEC
+    with pytest.raises(SpecError) as info:
+        load_spec(SPEC.replace(old, new, 1))
+    assert str(info.value).startswith(f"<string>:{where}: {message}")
+
+
+def test_every_shipped_library_names_its_block_and_reads_only_its_types_options():
+    files = sorted(LIBRARY.glob("*.yaml"))
+    assert [f.stem for f in files] == ["dense"]
+    shipped = builtin_library(DenseBlockSpec)
+    assert shipped is not None and shipped.block == "dense_layer"
+    assert set(shipped.blocks) == {"dense_layer", "transition"}
+    assert shipped.blocks["dense_layer"].stage_opener == "transition"
+    options = set(builtin_options(DenseBlockSpec()))
+    for bdef in shipped.blocks.values():
+        read = {n for text in bdef.widths.values() for n in parse(text).names}
+        assert read <= options | set(STANDARD_NAMES) | set(bdef.widths)
+
+
+def test_built_in_options_are_numbers_with_switches_as_0_and_1():
+    values = builtin_options(DenseBlockSpec(bottleneck_layers=True, growth_rate=7))
+    assert values["bottleneck_layers"] == 1 and type(values["bottleneck_layers"]) is int
+    assert values["growth_rate"] == 7 and "type" not in values
+    assert builtin_options(DenseBlockSpec())["bottleneck_layers"] == 0
+
+
+def test_a_shipped_definition_reading_an_option_its_type_lacks_is_refused():
+    body = {"ops": [{"conv1": {"op": "conv", "out_channels": "growth_rat", "kernel": 1}}]}
+    with pytest.raises(ValueError, match="unknown name 'growth_rat'"):
+        BlockDef.model_validate(body, context={"names": ("growth_rate",)})
+    assert BlockDef.model_validate(
+        {"ops": [{"conv1": {"op": "conv", "out_channels": "growth_rate", "kernel": 1}}]},
+        context={"names": ("growth_rate",)},
+    )
+
+
+DENSE = """\
+name: Dense
+input: {channels: 3, size: 16}
+num_classes: 5
+stem: {layout: cifar, width: 8}
+block: {type: dense, growth_rate: 4, bottleneck_layers: BOTTLENECK, dropout: 0.1}
+stages:
+  - {repeats: 2, stride: 1}
+  - {repeats: 1, stride: 2}
+"""
+
+
+@pytest.mark.parametrize("bottleneck", [False, True])
+def test_the_dense_layer_and_transition_come_from_the_shipped_definitions(bottleneck):
+    ir = lower(load_spec(DENSE.replace("BOTTLENECK", str(bottleneck).lower())))
+    last = "conv2" if bottleneck else "conv1"
+    assert ir.node(f"layer1.0.{last}").op == Conv(16 if bottleneck else 8, 4, 3, padding=1)
+    assert ir.node(f"layer1.0.{last}").bind[-1] == ("out_channels", "growth_rate")
+    if bottleneck:
+        assert ir.node("layer1.0.conv1").op == Conv(8, 16, 1)
+        assert ir.node("layer1.0.conv1").bind[-1] == ("out_channels", "4 * growth_rate")
+        assert ir.node("layer1.0.dropout1").op == Dropout(0.1)
+    assert "layer1.0.conv3" not in ir.graph
+    assert ("layer1.0.conv2" in ir.graph) is bottleneck
+    assert ir.blocks["layer2.0"].kind == "transition"
+    assert ir.node("layer2.0.conv1").op == Conv(16, 16, 1)  # compression 1 keeps all 16
+    assert [(a.name, a.value, a.default) for a in ir.blocks["layer2.0"].args] == [
+        ("in_channels", 16, None),
+        ("out_channels", 16, None),
+        ("stride", 2, 1),
+    ]
+    assert [(a.name, a.default) for a in ir.blocks["layer1.0"].args] == [
+        ("in_channels", None),
+        ("growth_rate", None),
+    ]
