@@ -14,9 +14,9 @@ from resgraph.ops import AvgPool, Conv, Dropout
 from resgraph.passes import lower
 from resgraph.passes.defined import definitions
 from resgraph.spec.blocks import STANDARD_NAMES, BlockDef
-from resgraph.spec.builtin import LIBRARY, builtin_library, builtin_options
+from resgraph.spec.builtin import LIBRARY, builtin_library, builtin_options, option_names
 from resgraph.spec.expr import parse
-from resgraph.spec.schema import DenseBlockSpec
+from resgraph.spec.schema import BasicBlockSpec, BottleneckBlockSpec, DenseBlockSpec
 
 SPEC = """\
 name: Opened net
@@ -132,7 +132,11 @@ def test_mistakes_in_the_new_keys_are_located(old, new, where, message):
 
 def test_every_shipped_library_names_its_block_and_reads_only_its_types_options():
     files = sorted(LIBRARY.glob("*.yaml"))
-    assert [f.stem for f in files] == ["dense"]
+    assert [f.stem for f in files] == ["basic", "bottleneck", "dense"]
+    for schema in (BasicBlockSpec, BottleneckBlockSpec):
+        shipped = builtin_library(schema)
+        assert list(shipped.blocks) == [shipped.block] == [schema().type]
+        assert shipped.blocks[shipped.block].stage_opener is None
     shipped = builtin_library(DenseBlockSpec)
     assert shipped is not None and shipped.block == "dense_layer"
     assert set(shipped.blocks) == {"dense_layer", "transition"}
@@ -195,3 +199,161 @@ def test_the_dense_layer_and_transition_come_from_the_shipped_definitions(bottle
         ("in_channels", None),
         ("growth_rate", None),
     ]
+
+
+def test_a_mapping_option_and_a_choice_read_as_numbers_and_switches():
+    spec = BottleneckBlockSpec(attention={"type": "eca", "gamma": 3.0}, stride_on="3x3")
+    values = builtin_options(spec)
+    assert (values["attention_eca"], values["attention_se"]) == (1, 0)
+    assert values["attention_gamma"] == 3.0 and values["attention_kernel_size"] == 0
+    assert values["attention_ratio"] == 0  # an SE option, and the attention is ECA
+    assert (values["stride_on_1x1"], values["stride_on_3x3"]) == (0, 1)
+    assert (values["anti_alias_avgpool"], values["anti_alias_blur"]) == (0, 0)
+    values = builtin_options(BasicBlockSpec(anti_alias="blur", join="gate"))
+    assert (values["anti_alias_blur"], values["join_gate"], values["join_add"]) == (1, 1, 0)
+    assert set(values) == set(option_names(BasicBlockSpec))
+
+
+def test_a_basic_block_of_one_conv_with_reduce_first_builds_the_same_in_both_engines():
+    # its constructor's width is already reduced: the conv takes it as it is
+    text = DENSE.replace(
+        "{type: dense, growth_rate: 4, bottleneck_layers: BOTTLENECK, dropout: 0.1}",
+        "{type: basic, convs: 1, reduce_first: 2}",
+    )
+    text = text.replace("{repeats: 2,", "{width: 8, repeats: 2,").replace(
+        "{repeats: 1,", "{width: 16, repeats: 1,"
+    )
+    ir = lower(load_spec(text + "shortcut: B\n"))
+    assert ir.node("layer2.0.conv1").op.out_channels == 8
+    assert ir.node("layer2.0.conv1").bind[1] == ("out_channels", "width")
+    graph = build_model(ir, "graph").eval()
+    generated = build_model(ir, "generated").eval()
+    generated.load_state_dict(graph.state_dict(), strict=True)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(graph(x), generated(x))
+
+
+NAMES = """\
+name: Names
+input: {channels: 3, size: 8}
+num_classes: 5
+stem: {layout: cifar, width: 8}
+blocks:
+  pair:
+    params: {w0: 8, w1: 16, pre: 0}
+    widths: {width: width * 2, down: stride > 1}
+    parameters: [in_channels, stride, width, "w{*}"]
+    defaults: {w1: 16}
+    variants:
+      - {when: pre, post_activation: false, shortcut_from: act}
+    ops:
+      - act: {op: relu, when: pre}
+      - conv1: {op: conv, out_channels: "w{index}", kernel: 1, stride: stride}
+      - act: {op: relu, when: not pre}
+      - sig: {op: sigmoid, role: attention}
+      - conv2: {op: conv, out_channels: width, kernel: 1}
+      - drop: {op: dropout, p: 0.5, when: down}
+block: pair
+shortcut: B
+stages:
+  - {width: 8, repeats: 2, stride: 1}
+  - {width: 8, repeats: 1, stride: 2}
+"""
+
+
+def test_an_op_left_out_leaves_its_name_to_a_later_op():
+    ir = lower(load_spec(NAMES))
+    assert ir.inputs("layer1.0.act") == ["layer1.0.conv1"]  # the second 'act'
+    assert ir.inputs("layer1.0.conv1") == [ir.blocks["layer1.0"].input]
+    pre = lower(load_spec(NAMES.replace("pre: 0", "pre: 1")))
+    assert pre.inputs("layer1.0.conv1") == ["layer1.0.act"]  # the first 'act'
+    # a left-out op never takes the name from a kept one: the next op reads its input
+    assert pre.inputs("layer1.0.sig") == ["layer1.0.conv1"]
+    both = NAMES.replace("{op: relu, when: not pre}", "relu")
+    with pytest.raises(SpecError, match="two ops are called 'act'"):
+        lower(load_spec(both.replace("pre: 0", "pre: 1")))
+
+
+def test_variants_change_the_keys_where_their_condition_holds():
+    plain = lower(load_spec(NAMES))
+    assert plain.blocks["layer2.0"].shortcut_input == plain.blocks["layer2.0"].input
+    assert "layer1.0.relu" in plain.graph
+    pre = lower(load_spec(NAMES.replace("pre: 0", "pre: 1")))
+    assert pre.blocks["layer2.0"].shortcut_input == "layer2.0.act"
+    assert "layer1.0.relu" not in pre.graph  # post_activation false
+
+
+def test_fields_with_templates_a_redefined_width_and_a_condition_as_a_width():
+    ir = lower(load_spec(NAMES))
+    assert ir.node("layer1.0.conv1").op.out_channels == 8  # w0, the block of index 0
+    assert ir.node("layer1.1.conv1").op.out_channels == 16  # w1
+    assert ir.node("layer1.1.conv1").bind[1] == ("out_channels", "w1")
+    assert ir.node("layer1.0.conv2").op.out_channels == 16  # width: 8 * 2
+    assert ir.node("layer1.0.conv2").bind[1] == ("out_channels", "width")
+    assert "layer2.0.drop" in ir.graph and "layer1.1.drop" not in ir.graph  # down: 1 and 0
+    assert ir.node("layer1.0.sig").role == "attention"
+    assert ir.node("layer1.0.conv1").role == "main"
+
+
+def test_parameters_order_the_constructor_and_defaults_give_its_defaults():
+    ir = lower(load_spec(NAMES))
+    args = ir.blocks["layer1.1"].args
+    assert [(a.name, a.value, a.default) for a in args] == [
+        ("in_channels", 16, None),
+        ("stride", 1, 1),
+        ("width", 16, None),
+        ("w1", 16, 16),
+    ]
+    usual = lower(
+        load_spec(NAMES.replace('    parameters: [in_channels, stride, width, "w{*}"]\n', ""))
+    )
+    assert [a.name for a in usual.blocks["layer1.1"].args] == [
+        "in_channels",
+        "width",
+        "stride",
+        "w1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "message"),
+    [
+        (
+            "parameters: [in_channels,",
+            "parameters: [in_chanels,",
+            "9:18: blocks.pair.parameters[0]",
+            "'in_chanels' is not a name of the block",
+        ),
+        (
+            "defaults: {w1: 16}",
+            "defaults: {w2: 16}",
+            "10:20: blocks.pair.defaults.w2",
+            "'w2' is not a name of the block",
+        ),
+        (
+            "shortcut_from: act}",
+            "shortcut_from: acts}",
+            "12:60: blocks.pair.variants[0].shortcut_from",
+            "'acts' is not an op",
+        ),
+        (
+            "{when: pre,",
+            "{when: pree,",
+            "12:16: blocks.pair.variants[0].when",
+            "unknown name 'pree'",
+        ),
+    ],
+)
+def test_mistakes_in_the_other_new_keys_are_located(old, new, where, message):
+    assert old in NAMES
+    with pytest.raises(SpecError) as info:
+        load_spec(NAMES.replace(old, new, 1))
+    assert str(info.value).startswith(f"<string>:{where}: {message}")
+
+
+def test_a_role_is_main_or_attention():
+    with pytest.raises(SpecError) as info:
+        load_spec(NAMES.replace("role: attention}", "role: gate}"))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 1 and lines[0].endswith("expected 'main' or 'attention', got 'gate'")

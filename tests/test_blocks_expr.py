@@ -239,3 +239,10 @@ def test_a_choice_computes_only_the_branch_its_condition_picks():
 )
 def test_a_choice_whose_condition_is_computed_is_replaced_by_its_branch(text, values, written):
     assert python_text(substitute(parse(text), values)) == written
+
+
+def test_abs_and_log2():
+    assert evaluate(parse("abs(1 - width)"), ENV) == 63
+    assert evaluate(parse("log2(width)"), ENV) == 6.0
+    with pytest.raises(ExprError, match="cannot be computed"):
+        evaluate(parse("log2(width - 64)"), ENV)

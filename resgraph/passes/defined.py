@@ -1,6 +1,7 @@
-"""Lowering of a block type the spec defines (:mod:`resgraph.spec.blocks`): its ops written
-out for one block, each built from its registry entry with its fields evaluated for that
-block, at the definition's line. A field written as a plain expression of the block's names
+"""Lowering of every block type, each a definition (:mod:`resgraph.spec.blocks`): the spec's
+own, or a built-in type's shipped in ``resgraph/blocks/`` (:mod:`resgraph.spec.builtin`). Its
+ops are written out for one block, each built from its registry entry with its fields
+evaluated for that block, at the definition's line (a built-in's: the stage's). A field written as a plain expression of the block's names
 (``width // 2``) is bound to them, so the emitted class takes those names as constructor
 parameters; others (``make_divisible(...)``) are written as their values.
 """
@@ -8,6 +9,7 @@ parameters; others (``make_divisible(...)``) are written as their values.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 
 from resgraph.errors import Problem, SourceLoc, SpecError
@@ -25,6 +27,7 @@ from resgraph.spec.blocks import (
     block_ops,
     expand,
     field_problem,
+    fill,
     op_fields,
 )
 from resgraph.spec.builtin import builtin_library, builtin_options
@@ -43,9 +46,7 @@ class Definition:
     at: tuple[str, ...] | None  # where the spec writes it; None: shipped with resgraph
 
 
-def definitions(
-    spec: ModelSpec, block: AnyBlockSpec
-) -> tuple[Definition, Definition | None] | None:
+def definitions(spec: ModelSpec, block: AnyBlockSpec) -> tuple[Definition, Definition | None]:
     """The definition a stage of ``block`` repeats, and the one that opens a stage with a
     stride above 1, if its type has one: the spec's own, or a built-in type's (whose options
     are constructor parameters without defaults)."""
@@ -62,8 +63,6 @@ def definitions(
         opener = library[block.type].stage_opener
         return one(block.type), one(opener) if opener else None
     shipped, values = builtin_library(type(block)), builtin_options(block)
-    if shipped is None:
-        return None
 
     def builtin(kind: str) -> Definition:
         return Definition(kind, shipped.blocks[kind], values, dict.fromkeys(values), None)
@@ -81,10 +80,13 @@ def lower_defined(s: Scope, x: str, c: BlockCtx, *, definition: Definition) -> L
     d = definition
     bdef = d.bdef
     names = _Names(s, d, c)
-    for name, expr in bdef.expressions().items():
-        names.define(name, names.value(expr, ("widths", name), whole=True))
+    for name, text in bdef.widths.items():
+        names.define(
+            name, names.value(names.read(text, {}, ("widths", name)), ("widths", name), whole=True)
+        )
     try:
         written, last, shortcut = expand(bdef, names.values)
+        chosen = bdef.chosen(names.values)
     except DefinitionError as exc:
         raise names.fail(exc.where, str(exc)) from None
     made: dict[str, tuple[str, int, str | None]] = {INPUT: (x, c.in_channels, "in_channels")}
@@ -92,17 +94,18 @@ def lower_defined(s: Scope, x: str, c: BlockCtx, *, definition: Definition) -> L
         inputs = [made[n] for n in w.inputs]
         op, bind = _defined_op(names, w, inputs, c)
         scope = replace(s, loc=names.locate(*w.where))
-        node = scope.add(w.name, op, *(i[0] for i in inputs), bind=bind)
+        role = "attention" if w.entry.role == "attention" else None
+        node = scope.add(w.name, op, *(i[0] for i in inputs), role=role, bind=bind)
         made[w.name] = (node, *_channels_out(op, bind, inputs))
     out, out_expr = made[last][1], made[last][2]
-    join = None if bdef.join == "none" else bdef.join
+    join = None if chosen.join == "none" else chosen.join
     return Lowered(
         kind=d.kind,
         args=names.args(),
         branch=made[last][0],
         out_channels=c.in_channels + out if join == "concat" else out,
         projection_from=made[shortcut][0],
-        post_activation=bdef.post_activation,
+        post_activation=bool(chosen.post_activation),
         join=join,  # type: ignore[arg-type]
         out_arg=out_expr or str(out),
     )
@@ -122,21 +125,36 @@ class _Names:
         }
         if c.width is not None:
             self.values["width"] = c.width
+        if c.widths:  # a built-in type's conv widths, listed by the stage or computed
+            self.values.update({f"width{k}": w for k, w in enumerate(c.widths, start=1)})
+            self.values["listed"] = int(c.listed)
         self.values.update(d.values)
         self.params = d.params
+        self.bdef = d.bdef
         self.constants = {n: self.values[n] for n in d.bdef.constants if n in self.values}
         self.widths: list[str] = []
         self.used: set[str] = {"in_channels"}
 
     def define(self, name: str, value: Number) -> None:
         self.values[name] = value
-        self.widths.append(name)
-        if name in self.constants:
+        if name not in self.widths:
+            self.widths.append(name)
+        if name in self.bdef.constants:
             self.constants[name] = value
 
     def locate(self, *path: str | int) -> SourceLoc | None:
         smap = self.s.ir.spec._source
         return smap.locate((*self.at, *path)) if smap and self.at else self.s.loc
+
+    def read(self, text: str | Number, loop: dict[str, int], where: tuple[str | int, ...]) -> Expr:
+        """Expression ``text`` with its ``{EXPR}`` parts filled in and the constants and a
+        repeat's index put in."""
+        try:
+            if isinstance(text, str) and "{" in text:
+                text = fill(text, {**self.values, **loop})
+            return substitute(parse(text), {**self.constants, **loop})
+        except ExprError as exc:
+            raise self.fail(where, str(exc)) from None
 
     def value(self, expr: Expr, where: tuple[str | int, ...], whole: bool) -> Number:
         """``expr``'s value here; ``whole``: it must be an integer."""
@@ -144,6 +162,8 @@ class _Names:
             value = evaluate(expr, self.values)
         except ExprError as exc:
             raise self.fail(where, str(exc)) from None
+        if whole and isinstance(value, bool):  # a condition: 1 or 0
+            value = int(value)
         if isinstance(value, bool) or not math.isfinite(value):
             raise self.fail(where, f"{expr} is {value} here, not a number")
         if whole:
@@ -166,7 +186,14 @@ class _Names:
         """The constructor parameters: in_channels, then the names the ops read, in the
         order they were defined."""
         defaults = {"stride": 1, **{n: v for n, v in self.params.items() if v is not None}}
-        order = ["in_channels", "width", *self.widths, "stride", *self.params]
+        defaults.update(self.bdef.defaults)
+        usual = ["in_channels", "width", *self.widths, "stride", *self.params]
+        numbered = [n for n in self.values if re.fullmatch(r"width[0-9]+", n)]
+        numbered.sort(key=lambda n: int(n[5:]))  # width1, width2, ..., width10
+        order = [
+            n for p in self.bdef.parameters or [] for n in (numbered if p == "width{*}" else [p])
+        ]
+        order += [n for n in dict.fromkeys([*usual, *numbered]) if n not in order]
         return tuple(
             BlockArg(n, self.values[n], defaults.get(n))
             for n in order
@@ -193,7 +220,7 @@ def _defined_op(
             if isinstance(raw, bool):
                 values[name] = raw and (name != "zero_init" or c.zero_init)
                 continue
-            expr = substitute(parse(raw), {**names.constants, **w.loop})
+            expr = names.read(raw, w.loop, (*w.where, name))
             whole = str(field.type) == "int"
             values[name] = names.value(expr, (*w.where, name), whole)
             problem = field_problem(name, str(field.type), values[name])  # type: ignore[arg-type]

@@ -57,7 +57,7 @@ from pydantic_core import InitErrorDetails
 
 from resgraph import ops
 from resgraph.spec.base import StrictModel
-from resgraph.spec.expr import FUNCTIONS, Expr, ExprError, Number, evaluate, parse
+from resgraph.spec.expr import FUNCTIONS, ExprError, Number, evaluate, parse
 
 BUILTIN_TYPES = ("basic", "bottleneck", "dense")
 RESERVED_TYPES = (*BUILTIN_TYPES, "dense_layer", "transition", "defined")
@@ -163,6 +163,9 @@ class OpEntry(StrictModel):
         description="A condition (e.g. 'index == 0', 'stride > 1'): where it is false the op "
         "is left out and its name stands for its first input.",
     )
+    role: Literal["main", "attention"] = Field(
+        "main", description="'attention': drawn as channel attention (SE, ECA) in pictures."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -198,6 +201,10 @@ class OpEntry(StrictModel):
                 "when": {
                     "description": cls.model_fields["when"].description,
                     "type": ["string", "boolean", "integer"],
+                },
+                "role": {
+                    "description": cls.model_fields["role"].description,
+                    "enum": ["main", "attention"],
                 },
             },
             "required": ["op"],
@@ -244,6 +251,15 @@ Entry = Annotated[
 ]
 
 
+class Variant(StrictModel):
+    """Keys of a definition that change for the blocks where ``when`` holds."""
+
+    when: bool | int | str = Field(description="The condition, over the block's names.")
+    join: Literal["add", "gate", "concat", "none"] | None = None
+    post_activation: bool | None = None
+    shortcut_from: str | None = None
+
+
 class BlockDef(StrictModel):
     """A block type written as a graph of registry ops (see the module text)."""
 
@@ -286,6 +302,20 @@ class BlockDef(StrictModel):
         "them as constructor parameters (a dropout's p); a choice 'A if C else B' whose "
         "condition reads only constants and a repeat's index is made when the block is built.",
     )
+    variants: list[Variant] = Field(
+        default_factory=list,
+        description="Changes of join, post_activation and shortcut_from for the blocks where "
+        "a condition holds, in order: '- {when: preactivation, post_activation: false}'.",
+    )
+    parameters: list[str] | None = Field(
+        None,
+        description="The order of the generated class's constructor parameters ('width{*}': "
+        "width1, width2, ...); those not listed follow in the usual order.",
+    )
+    defaults: dict[str, int | float] = Field(
+        default_factory=dict,
+        description="Defaults of constructor parameters (besides stride's 1 and the params').",
+    )
     stage_opener: str | None = Field(
         None,
         description="A type defined beside this one whose block opens every stage with a "
@@ -295,10 +325,26 @@ class BlockDef(StrictModel):
 
     @field_validator("params", "widths")
     @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         for name in value:
-            _check_param_name(name)
+            if not (info.field_name == "widths" and name == "width"):  # it may be redefined
+                _check_param_name(name)
         return value
+
+    def chosen(self, values: Mapping[str, Number]) -> Variant:
+        """join, post_activation and shortcut_from for a block with these names' values:
+        the definition's, changed by every variant whose condition holds."""
+        out = Variant(
+            when=True,
+            join=self.join,
+            post_activation=self.post_activation,
+            shortcut_from=self.shortcut_from,
+        )
+        for i, variant in enumerate(self.variants):
+            if _holds(variant.when, dict(values), ("variants", i)):
+                changes = variant.model_dump(exclude={"when"}, exclude_none=True)
+                out = out.model_copy(update=changes)
+        return out
 
     @model_validator(mode="after")
     def _well_formed(self, info: ValidationInfo) -> BlockDef:
@@ -315,10 +361,6 @@ class BlockDef(StrictModel):
             )
             raise ValidationError.from_exception_data(type(self).__name__, [detail]) from None
         return self
-
-    def expressions(self) -> dict[str, Expr]:
-        """Every width's parsed expression, by name, in order."""
-        return {name: parse(text) for name, text in self.widths.items()}
 
     def entries(self) -> list[tuple[OpEntry, tuple[str | int, ...], str | None]]:
         """Every op entry with its place in the definition and its repeat's index name."""
@@ -362,7 +404,7 @@ def check_definition(bdef: BlockDef, given: tuple[str, ...] = ()) -> None:
     ``given``: names of options it reads besides its params."""
     known = set(STANDARD_NAMES) | set(bdef.params) | set(given)
     for name, text in bdef.widths.items():
-        _check_expression(("widths", name), text, known)
+        _check_value(("widths", name), text, known)
         known.add(name)
     for i, name in enumerate(bdef.constants):
         if name not in known:
@@ -389,14 +431,36 @@ def check_definition(bdef: BlockDef, given: tuple[str, ...] = ()) -> None:
         if entry.when is not None and not isinstance(entry.when, bool):
             _check_expression((*at, "when"), entry.when, scope)
         _check_fields(at, entry, scope)
-    if bdef.shortcut_from != INPUT and not any(
-        e.name == bdef.shortcut_from for e, _, _ in bdef.entries()
-    ):
-        names = [e.name for e, _, _ in bdef.entries()]
-        raise DefinitionError(
-            ("shortcut_from",),
-            f"{bdef.shortcut_from!r} is not an op{_suggest(bdef.shortcut_from, names)}",
-        )
+    _check_shortcut(bdef, ("shortcut_from",), bdef.shortcut_from)
+    for i, variant in enumerate(bdef.variants):
+        if not isinstance(variant.when, bool):
+            _check_expression(("variants", i, "when"), variant.when, known)
+        if variant.shortcut_from is not None:
+            _check_shortcut(bdef, ("variants", i, "shortcut_from"), variant.shortcut_from)
+    unknown = [(("parameters", i), n) for i, n in enumerate(bdef.parameters or [])]
+    unknown += [(("defaults", n), n) for n in bdef.defaults]
+    for at, name in unknown:
+        if name not in known and not name.endswith("{*}"):  # width{*}: width1, width2, ...
+            raise DefinitionError(
+                at, f"{name!r} is not a name of the block{_suggest(name, sorted(known))}"
+            )
+
+
+def _check_shortcut(bdef: BlockDef, at: tuple[str | int, ...], op: str) -> None:
+    """``op`` is the input or an op's name, or one a name with ``{EXPR}`` parts can make."""
+    names = [e.name for e, _, _ in bdef.entries()]
+    made = [re.compile("[0-9]+".join(re.escape(p) for p in _BRACED.split(n)[::2])) for n in names]
+    if op != INPUT and not any(m.fullmatch(op) for m in made):
+        raise DefinitionError(at, f"{op!r} is not an op{_suggest(op, names)}")
+
+
+def _check_value(at: tuple[str | int, ...], text: OpValue, known: set[str]) -> None:
+    """An expression, or one with ``{EXPR}`` parts (filled in for each block: only they
+    can be checked before)."""
+    if isinstance(text, str) and _BRACED.search(text):
+        _check_template(at, text, known)
+    else:
+        _check_expression(at, text, known)
 
 
 _BRACED = re.compile(r"\{([^{}]*)\}")
@@ -424,7 +488,7 @@ def _check_fields(at: tuple[str | int, ...], entry: OpEntry, known: set[str]) ->
         elif isinstance(value, bool) or not isinstance(value, int | float | str):
             raise DefinitionError((*at, key), f"must be a number or an expression, got {value!r}")
         else:
-            _check_expression((*at, key), value, known)
+            _check_value((*at, key), value, known)
     missing = [name for name in required_fields(entry.op) if name not in entry.args]
     if missing:
         raise DefinitionError(at, f"op {entry.op!r} needs {', '.join(map(repr, missing))}")
@@ -464,11 +528,12 @@ def expand(bdef: BlockDef, values: dict[str, Number]) -> tuple[list[Written], st
     made: list[Written] = []
     alias: dict[str, str] = {INPUT: INPUT}  # every name so far -> the value it stands for
     skeletons: dict[str, list[str]] = {}  # "act{}" -> "act0", "act1", ...
+    taken: set[str] = set()  # the names of ops kept (a left-out op's may be taken again)
     last = INPUT
     for entry, at, loop in _instances(bdef, values):
         name = _fill(entry.name, {**values, **loop}, at)
-        _check_name(at, name, alias, set(values))
         kept = entry.when is None or _holds(entry.when, {**values, **loop}, at)
+        _check_name(at, name, taken if kept else set(), set(values))
         wanted = (entry.inputs or [last])[: None if kept else 1]  # left out: its first input
         sources = tuple(
             s
@@ -477,15 +542,17 @@ def expand(bdef: BlockDef, values: dict[str, Number]) -> tuple[list[Written], st
         )
         if kept:
             _check_arity(at, entry, sources)
-        if not kept:
-            alias[name] = sources[0]
-        else:
-            made.append(Written(entry, name, sources, loop, at))
-            alias[name] = name
         skeletons.setdefault(_BRACED.sub("{}", entry.name), []).append(name)
+        if kept:
+            made.append(Written(entry, name, sources, loop, at))
+            taken.add(name)
+        elif name in taken:  # never in place of an op that was kept: the next op reads
+            name = f"{name} ({len(alias)})"  # its input through a name no entry can write
+        alias[name] = name if kept else sources[0]
         last = name
     branch = alias[last]
-    shortcut = alias.get(bdef.shortcut_from, bdef.shortcut_from)
+    chosen = bdef.chosen(values).shortcut_from or INPUT
+    shortcut = alias.get(chosen, chosen)
     _check_used(made, branch, shortcut)
     return made, branch, shortcut
 
@@ -571,9 +638,7 @@ def _sources(
     return [alias[name]]
 
 
-def _check_name(
-    at: tuple[str | int, ...], name: str, defined: dict[str, str], scope: set[str]
-) -> None:
+def _check_name(at: tuple[str | int, ...], name: str, defined: set[str], scope: set[str]) -> None:
     parts = name.split(".")
     bad = [p for p in parts if not COMPONENT.fullmatch(p) or keyword.iskeyword(p)]
     if parts[0] in MODULE_ATTRIBUTES or parts[0] in scope:

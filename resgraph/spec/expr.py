@@ -5,7 +5,8 @@ A spec is data, never code: an expression is parsed into Python's syntax tree on
 its structure (parsing runs nothing), every node is checked against a small grammar, and
 :func:`evaluate` computes the value itself. The grammar: numbers, names (the block's
 parameters), ``+ - * / //``, unary minus, parentheses, the functions ``min``, ``max``,
-``round``, ``floor``, ``ceil`` and ``make_divisible``, and for conditions (an op's ``when``)
+``round``, ``floor``, ``ceil``, ``make_divisible``, ``abs`` and ``log2``, and for
+conditions (an op's ``when``)
 the comparisons ``== != < <= > >=`` joined by ``and``, ``or``, ``not``, and the choice
 ``A if CONDITION else B``. Anything else
 (attributes, subscripts, strings, lambdas, ``**``) is refused with a message that names it.
@@ -52,6 +53,8 @@ FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int]] = {
     "floor": (math.floor, 1, 1),
     "ceil": (math.ceil, 1, 1),
     "make_divisible": (make_divisible, 1, 3),
+    "abs": (abs, 1, 1),
+    "log2": (math.log2, 1, 1),
 }
 _BINARY: dict[type, tuple[str, int]] = {  # operator: (text, precedence)
     ast.Add: ("+", 1),
