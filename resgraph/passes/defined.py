@@ -1,9 +1,10 @@
 """Lowering of every block type, each a definition (:mod:`resgraph.spec.blocks`): the spec's
 own, or a built-in type's shipped in ``resgraph/blocks/`` (:mod:`resgraph.spec.builtin`). Its
 ops are written out for one block, each built from its registry entry with its fields
-evaluated for that block, at the definition's line (a built-in's: the stage's). A field written as a plain expression of the block's names
-(``width // 2``) is bound to them, so the emitted class takes those names as constructor
-parameters; others (``make_divisible(...)``) are written as their values.
+evaluated for that block, at the definition's line (a built-in's: the stage's). A field
+written as a plain expression of the block's names (``width // 2``) is bound to them, so the
+emitted class takes those names as constructor parameters; others (``make_divisible(...)``)
+and the definition's constants are written as their values.
 """
 
 from __future__ import annotations
