@@ -357,3 +357,25 @@ def test_a_role_is_main_or_attention():
         load_spec(NAMES.replace("role: attention}", "role: gate}"))
     lines = str(info.value).splitlines()
     assert len(lines) == 1 and lines[0].endswith("expected 'main' or 'attention', got 'gate'")
+
+
+def test_only_width_of_the_block_names_may_be_redefined():
+    with pytest.raises(SpecError, match="'stride' cannot name a parameter"):
+        load_spec(
+            NAMES.replace("widths: {width: width * 2,", "widths: {stride: 2, width: width * 2,")
+        )
+    assert load_spec(NAMES).blocks["pair"].widths["width"] == "width * 2"
+
+
+def test_blocks_of_one_definition_written_out_by_the_values_that_decide_their_ops():
+    from resgraph.spec.blocks import _deciding_names
+
+    text = NAMES.replace(
+        "{width: 8, repeats: 1, stride: 2}",
+        "{width: 8, repeats: 1, stride: 2, block: {type: pair, pre: 1}}",
+    )
+    ir = lower(load_spec(text))
+    assert ir.inputs("layer1.0.conv1") == [ir.blocks["layer1.0"].input]
+    assert ir.inputs("layer2.0.conv1") == ["layer2.0.act"]  # pre: 1 in the second stage only
+    # a field's template (w{index}) is read for each block, not in writing the ops out
+    assert _deciding_names(load_spec(text).blocks["pair"]) == ("down", "pre")

@@ -521,24 +521,59 @@ class Written:
     where: tuple[str | int, ...]
 
 
-def expand(bdef: BlockDef, values: dict[str, Number]) -> tuple[list[Written], str, str]:
+Expanded = tuple[list[Written], str, str]
+# definitions lowered lately (by id, held so that the id stays theirs), the names their ops'
+# names, inputs and conditions read, and their expansions by those names' values
+_EXPANDED: dict[int, tuple[BlockDef, tuple[str, ...], dict[tuple[object, ...], Expanded]]] = {}
+MAX_REMEMBERED = 64
+
+
+def expand(bdef: BlockDef, values: dict[str, Number]) -> Expanded:
     """The ops of one block with these names' values: repeats written out, conditions
     applied. Returns them, the name of the branch's last value, and where the shortcut
-    reads. Raises :class:`DefinitionError` (names, inputs, unused ops)."""
+    reads. Raises :class:`DefinitionError` (names, inputs, unused ops). Remembered for the
+    values of the names that decide it (the blocks of a network mostly share them)."""
+    held = _EXPANDED.get(id(bdef))
+    if held is None or held[0] is not bdef:
+        if len(_EXPANDED) >= MAX_REMEMBERED:
+            _EXPANDED.pop(next(iter(_EXPANDED)))
+        held = _EXPANDED[id(bdef)] = (bdef, _deciding_names(bdef), {})
+    key = (tuple(values), tuple((n, type(values[n]), values[n]) for n in held[1] if n in values))
+    if key not in held[2]:
+        held[2][key] = _expand(bdef, values)
+    return held[2][key]
+
+
+def _deciding_names(bdef: BlockDef) -> tuple[str, ...]:
+    """The names that the ops' names, inputs and conditions, the repeat counts and the
+    variants' conditions read: all that writing the ops out depends on."""
+    texts: list[OpValue | None] = [v.when for v in bdef.variants]
+    texts += [e.repeat for e in bdef.ops if isinstance(e, RepeatEntry)]
+    for entry, _, _ in bdef.entries():
+        texts.append(entry.when)
+        for template in [entry.name, *(entry.inputs or [])]:
+            texts += [part for part in _BRACED.findall(template) if part.strip() != "*"]
+    read: set[str] = set()
+    for text in texts:
+        if text is not None and not isinstance(text, bool):
+            read |= parse(text).names
+    return tuple(sorted(read))
+
+
+def _expand(bdef: BlockDef, values: dict[str, Number]) -> Expanded:
     made: list[Written] = []
     alias: dict[str, str] = {INPUT: INPUT}  # every name so far -> the value it stands for
     skeletons: dict[str, list[str]] = {}  # "act{}" -> "act0", "act1", ...
     taken: set[str] = set()  # the names of ops kept (a left-out op's may be taken again)
-    last = INPUT
+    last, scope = INPUT, set(values)
     for entry, at, loop in _instances(bdef, values):
-        name = _fill(entry.name, {**values, **loop}, at)
-        kept = entry.when is None or _holds(entry.when, {**values, **loop}, at)
-        _check_name(at, name, taken if kept else set(), set(values))
+        env = {**values, **loop} if loop else values
+        name = _fill(entry.name, env, at)
+        kept = entry.when is None or _holds(entry.when, env, at)
+        _check_name(at, name, taken if kept else set(), scope)
         wanted = (entry.inputs or [last])[: None if kept else 1]  # left out: its first input
         sources = tuple(
-            s
-            for template in wanted
-            for s in _sources(template, {**values, **loop}, alias, skeletons, made, at)
+            s for template in wanted for s in _sources(template, env, alias, skeletons, made, at)
         )
         if kept:
             _check_arity(at, entry, sources)
@@ -611,6 +646,8 @@ def _holds(
 
 
 def _fill(template: str, values: dict[str, Number], at: tuple[str | int, ...]) -> str:
+    if "{" not in template:
+        return template
     try:
         return fill(template, values)
     except ExprError as exc:

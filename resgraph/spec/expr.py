@@ -229,9 +229,18 @@ def _value(node: ast.AST, env: Mapping[str, Number]) -> Number:
 def substitute(expr: Expr, values: Mapping[str, Number]) -> Expr:
     """``expr`` with the names in ``values`` replaced by their numbers and every part that
     is left without names computed: ``(i + 1) * split`` with i = 2 is ``3 * split``."""
-    if not expr.names & values.keys():
+    used = expr.names & values.keys()
+    if not used:
         return expr
-    tree = _fold(_Replace(values).visit(ast.parse(python_text(expr), mode="eval").body))
+    return _substitute(expr, tuple(sorted((n, type(values[n]), values[n]) for n in used)))
+
+
+@lru_cache(maxsize=4096)
+def _substitute(expr: Expr, values: tuple[tuple[str, type, Number], ...]) -> Expr:
+    """:func:`substitute`, remembered: lowering puts the same values into the same
+    expressions for many blocks (their types are part of the key: 1 and 1.0 write apart)."""
+    found = {name: value for name, _, value in values}
+    tree = _fold(_Replace(found).visit(ast.parse(python_text(expr), mode="eval").body))
     names: set[str] = set()
     _check(tree, names, 0)
     return Expr(tree, frozenset(names))
