@@ -379,3 +379,10 @@ def test_blocks_of_one_definition_written_out_by_the_values_that_decide_their_op
     assert ir.inputs("layer2.0.conv1") == ["layer2.0.act"]  # pre: 1 in the second stage only
     # a field's template (w{index}) is read for each block, not in writing the ops out
     assert _deciding_names(load_spec(text).blocks["pair"]) == ("down", "pre")
+
+
+def test_a_variant_that_gates_the_join_needs_a_shortcut():
+    text = NAMES.replace("shortcut_from: act}", "shortcut_from: act, join: gate}")
+    assert lower(load_spec(text.replace("pre: 0", "pre: 1"))).blocks["layer1.0"].join_kind == "gate"
+    with pytest.raises(SpecError, match="gated joins need a shortcut to gate"):
+        load_spec(text.replace("shortcut: B", "shortcut: none"))

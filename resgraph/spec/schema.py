@@ -786,10 +786,12 @@ class ModelSpec(StrictModel):
                     None,
                     f"required field 'width' is missing (a {block.type} stage needs it)",
                 )
-            join = (
-                self.definition(block).join if isinstance(block, DefinedBlockSpec) else block.join
-            )
-            if join == "gate" and shortcut == "none":
+            if isinstance(block, DefinedBlockSpec):  # a variant may gate it
+                bdef = self.definition(block)
+                joins = {bdef.join, *(v.join for v in bdef.variants)}
+            else:
+                joins = {block.join}
+            if "gate" in joins and shortcut == "none":
                 error(
                     at,
                     shortcut,
