@@ -386,3 +386,21 @@ def test_a_variant_that_gates_the_join_needs_a_shortcut():
     assert lower(load_spec(text.replace("pre: 0", "pre: 1"))).blocks["layer1.0"].join_kind == "gate"
     with pytest.raises(SpecError, match="gated joins need a shortcut to gate"):
         load_spec(text.replace("shortcut: B", "shortcut: none"))
+
+
+def test_a_shipped_definition_serves_specs_that_differ_in_their_norm_and_zero_init():
+    from resgraph.ops import BatchNorm, GroupNorm
+
+    text = DENSE.replace(
+        "{type: dense, growth_rate: 4, bottleneck_layers: BOTTLENECK, dropout: 0.1}", "basic"
+    )
+    text = text.replace("{repeats: 2,", "{width: 8, repeats: 2,").replace(
+        "{repeats: 1,", "{width: 16, repeats: 1,"
+    )
+    batch = lower(load_spec(text))
+    group = lower(load_spec(text + "norm: {type: group, groups: 4}\n"))
+    zeroed = lower(load_spec(text + "zero_init_residual: true\n"))
+    assert batch.node("layer1.1.bn2").op == BatchNorm(8)
+    assert group.node("layer1.1.bn2").op == GroupNorm(4, 8)
+    assert zeroed.node("layer1.1.bn2").op == BatchNorm(8, zero_init=True)
+    assert lower(load_spec(text)).node("layer1.1.bn2").op == BatchNorm(8)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, replace
 
 from resgraph.errors import Problem, SourceLoc, SpecError
-from resgraph.ir import BlockArg
+from resgraph.ir import BlockArg, Role
 from resgraph.ops import Op, ShapeMismatch
 from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope, norm_op
 from resgraph.spec.blocks import (
@@ -24,12 +24,15 @@ from resgraph.spec.blocks import (
     BlockDef,
     DefinedBlockSpec,
     DefinitionError,
+    RepeatEntry,
+    Variant,
     Written,
     block_ops,
     expand,
     field_problem,
     fill,
     op_fields,
+    remembered,
 )
 from resgraph.spec.builtin import builtin_library, builtin_options
 from resgraph.spec.expr import Expr, ExprError, Number, evaluate, parse, python_text, substitute
@@ -78,38 +81,122 @@ def lower_defined(s: Scope, x: str, c: BlockCtx, *, definition: Definition) -> L
     definition's line. A field written as a plain expression of the block's names (``width //
     2``) is bound to them, so the emitted class takes those names as constructor parameters;
     others (``make_divisible(...)``) and the definition's constants are written as values."""
-    d = definition
-    bdef = d.bdef
+    plan = _plan(s, definition, c)
+    made = {INPUT: x}
+    for step in plan.steps:
+        scope = replace(s, loc=_locate(s, definition.at, step.where))
+        inputs = (made[i] for i in step.inputs)
+        made[step.name] = scope.add(step.name, step.op, *inputs, role=step.role, bind=step.bind)
+    join = None if plan.chosen.join == "none" else plan.chosen.join
+    return Lowered(
+        kind=definition.kind,
+        args=plan.args,
+        branch=made[plan.last],
+        out_channels=c.in_channels + plan.out if join == "concat" else plan.out,
+        projection_from=made[plan.shortcut],
+        post_activation=bool(plan.chosen.post_activation),
+        join=join,  # type: ignore[arg-type]
+        out_arg=plan.out_expr or str(plan.out),
+    )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One op of a block, to be added under the block's path."""
+
+    name: str
+    op: Op
+    inputs: tuple[str, ...]  # earlier steps' names, or INPUT
+    role: Role | None
+    bind: Bind
+    where: tuple[str | int, ...]  # its place in the definition
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A block's ops and what lowering hands on about it, before any node is added."""
+
+    steps: tuple[_Step, ...]
+    last: str
+    shortcut: str
+    out: int  # the branch's channels
+    out_expr: str | None  # and their expression over the constructor's parameters
+    chosen: Variant
+    args: tuple[BlockArg, ...]
+
+
+def _plan(s: Scope, d: Definition, c: BlockCtx) -> _Plan:
+    """The ops of one block, remembered for the values of every name the definition reads
+    (a network's blocks mostly share them: a stage's differ in their index alone)."""
     names = _Names(s, d, c)
+    values, memo = names.values, remembered(d.bdef)
+    if ("reading", tuple(values)) not in memo:
+        memo["reading", tuple(values)] = _reading(d.bdef, values)
+    key = ("plan", tuple(values), c.zero_init, s.ir.spec.norm)
+    key += tuple((n, type(values[n]), values[n]) for n in memo["reading", tuple(values)])
+    if key not in memo:
+        memo[key] = _new_plan(names, d.bdef, c)
+    return memo[key]  # type: ignore[no-any-return]
+
+
+def _new_plan(names: _Names, bdef: BlockDef, c: BlockCtx) -> _Plan:
+    """The block's widths, its ops written out and built, and its constructor parameters."""
     for name, text in bdef.widths.items():
-        names.define(
-            name, names.value(names.read(text, {}, ("widths", name)), ("widths", name), whole=True)
-        )
+        where = ("widths", name)
+        names.define(name, names.value(names.read(text, {}, where), where, whole=True))
     try:
         written, last, shortcut = expand(bdef, names.values)
         chosen = bdef.chosen(names.values)
     except DefinitionError as exc:
         raise names.fail(exc.where, str(exc)) from None
-    made: dict[str, tuple[str, int, str | None]] = {INPUT: (x, c.in_channels, "in_channels")}
+    made: dict[str, tuple[int, str | None]] = {INPUT: (c.in_channels, "in_channels")}
+    steps = []
     for w in written:
-        inputs = [made[n] for n in w.inputs]
+        inputs = [(n, *made[n]) for n in w.inputs]
         op, bind = _defined_op(names, w, inputs, c)
-        scope = replace(s, loc=names.locate(*w.where))
-        role = "attention" if w.entry.role == "attention" else None
-        node = scope.add(w.name, op, *(i[0] for i in inputs), role=role, bind=bind)
-        made[w.name] = (node, *_channels_out(op, bind, inputs))
-    out, out_expr = made[last][1], made[last][2]
-    join = None if chosen.join == "none" else chosen.join
-    return Lowered(
-        kind=d.kind,
-        args=names.args(),
-        branch=made[last][0],
-        out_channels=c.in_channels + out if join == "concat" else out,
-        projection_from=made[shortcut][0],
-        post_activation=bool(chosen.post_activation),
-        join=join,  # type: ignore[arg-type]
-        out_arg=out_expr or str(out),
-    )
+        role: Role | None = "attention" if w.entry.role == "attention" else None
+        steps.append(_Step(w.name, op, w.inputs, role, bind, w.where))
+        made[w.name] = _channels_out(op, bind, inputs)
+    out, out_expr = made[last]
+    return _Plan(tuple(steps), last, shortcut, out, out_expr, chosen, names.args())
+
+
+def _reading(bdef: BlockDef, values: dict[str, Number]) -> tuple[str, ...]:
+    """The names of ``values`` that the definition reads anywhere (with ``in_channels``,
+    which its first op reads): in expressions, conditions and templates, including the
+    names a template makes (``width{i + 1}``: width1, width2, ...)."""
+    texts: list[object] = [*bdef.widths.values(), *bdef.constants]
+    texts += [v.when for v in bdef.variants]
+    texts += [e.repeat for e in bdef.ops if isinstance(e, RepeatEntry)]
+    for entry, _, _ in bdef.entries():
+        texts += [entry.when, entry.name, *(entry.inputs or []), *entry.args.values()]
+    read = {"in_channels"}
+    for text in texts:
+        if isinstance(text, str):
+            for prefix in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\{", text):
+                read.update(n for n in values if re.fullmatch(re.escape(prefix) + "[0-9]+", n))
+            text = text.replace("{*}", "")
+            for part in _BRACED_PART.findall(text):
+                read |= _names_in(part[1:-1])
+            read |= _names_in(_BRACED_PART.sub("0", text))
+    return tuple(sorted(read & values.keys()))
+
+
+def _names_in(text: str) -> set[str]:
+    """The names an expression, or an op's name or input, reads (a dotted op name: none)."""
+    try:
+        return set(parse(text).names)
+    except ExprError:
+        return set()
+
+
+_BRACED_PART = re.compile(r"\{[^{}]*\}")
+
+
+def _locate(s: Scope, at: tuple[str, ...] | None, where: tuple[str | int, ...]) -> SourceLoc | None:
+    """Where a definition writes ``where``; a shipped one's: the stage's location."""
+    smap = s.ir.spec._source
+    return smap.locate((*at, *where)) if smap and at else s.loc
 
 
 class _Names:

@@ -522,26 +522,42 @@ class Written:
 
 
 Expanded = tuple[list[Written], str, str]
-# definitions lowered lately (by id, held so that the id stays theirs), the names their ops'
-# names, inputs and conditions read, and their expansions by those names' values
-_EXPANDED: dict[int, tuple[BlockDef, tuple[str, ...], dict[tuple[object, ...], Expanded]]] = {}
+# definitions lowered lately (by id, held so that the id stays theirs) and what lowering
+# remembers about them: their ops written out, by the values that decide them, and more
+_REMEMBERED: dict[int, tuple[BlockDef, dict[object, Any]]] = {}
 MAX_REMEMBERED = 64
+MAX_REMEMBERED_EACH = 4096
+
+
+def remembered(bdef: BlockDef) -> dict[object, Any]:
+    """What lowering remembers about definition ``bdef`` (the blocks of a network mostly
+    repeat one definition with the same values): kept for the last few definitions."""
+    held = _REMEMBERED.get(id(bdef))
+    if held is None or held[0] is not bdef:
+        if len(_REMEMBERED) >= MAX_REMEMBERED:
+            _REMEMBERED.pop(next(iter(_REMEMBERED)))
+        held = _REMEMBERED[id(bdef)] = (bdef, {})
+    if len(held[1]) > MAX_REMEMBERED_EACH:  # a shipped definition serves every spec
+        held[1].clear()
+    return held[1]
 
 
 def expand(bdef: BlockDef, values: dict[str, Number]) -> Expanded:
     """The ops of one block with these names' values: repeats written out, conditions
     applied. Returns them, the name of the branch's last value, and where the shortcut
     reads. Raises :class:`DefinitionError` (names, inputs, unused ops). Remembered for the
-    values of the names that decide it (the blocks of a network mostly share them)."""
-    held = _EXPANDED.get(id(bdef))
-    if held is None or held[0] is not bdef:
-        if len(_EXPANDED) >= MAX_REMEMBERED:
-            _EXPANDED.pop(next(iter(_EXPANDED)))
-        held = _EXPANDED[id(bdef)] = (bdef, _deciding_names(bdef), {})
-    key = (tuple(values), tuple((n, type(values[n]), values[n]) for n in held[1] if n in values))
-    if key not in held[2]:
-        held[2][key] = _expand(bdef, values)
-    return held[2][key]
+    values of the names that decide it."""
+    memo = remembered(bdef)
+    if "deciding" not in memo:
+        memo["deciding"] = _deciding_names(bdef)
+    key = (
+        "expand",
+        tuple(values),
+        *((n, type(values[n]), values[n]) for n in memo["deciding"] if n in values),
+    )
+    if key not in memo:
+        memo[key] = _expand(bdef, values)
+    return memo[key]  # type: ignore[no-any-return]
 
 
 def _deciding_names(bdef: BlockDef) -> tuple[str, ...]:
