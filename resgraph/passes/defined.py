@@ -18,6 +18,7 @@ from resgraph.ir import BlockArg, Role
 from resgraph.ops import Op, ShapeMismatch
 from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope, norm_op
 from resgraph.spec.blocks import (
+    BRACED,
     INFERRED_FIELDS,
     INPUT,
     NORM,
@@ -176,9 +177,9 @@ def _reading(bdef: BlockDef, values: dict[str, Number]) -> tuple[str, ...]:
             for prefix in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\{", text):
                 read.update(n for n in values if re.fullmatch(re.escape(prefix) + "[0-9]+", n))
             text = text.replace("{*}", "")
-            for part in _BRACED_PART.findall(text):
-                read |= _names_in(part[1:-1])
-            read |= _names_in(_BRACED_PART.sub("0", text))
+            for part in BRACED.findall(text):
+                read |= _names_in(part)
+            read |= _names_in(BRACED.sub("0", text))
     return tuple(sorted(read & values.keys()))
 
 
@@ -188,9 +189,6 @@ def _names_in(text: str) -> set[str]:
         return set(parse(text).names)
     except ExprError:
         return set()
-
-
-_BRACED_PART = re.compile(r"\{[^{}]*\}")
 
 
 def _locate(s: Scope, at: tuple[str, ...] | None, where: tuple[str | int, ...]) -> SourceLoc | None:
@@ -230,10 +228,6 @@ class _Names:
         if name in self.bdef.constants:
             self.constants[name] = value
 
-    def locate(self, *path: str | int) -> SourceLoc | None:
-        smap = self.s.ir.spec._source
-        return smap.locate((*self.at, *path)) if smap and self.at else self.s.loc
-
     def read(self, text: str | Number, loop: dict[str, int], where: tuple[str | int, ...]) -> Expr:
         """Expression ``text`` with its ``{EXPR}`` parts filled in and the constants and a
         repeat's index put in."""
@@ -266,7 +260,7 @@ class _Names:
 
     def fail(self, where: tuple[str | int, ...], message: str) -> SpecError:
         """A mistake in the definition that shows for this block, at the definition's key."""
-        loc = self.locate(*where)
+        loc = _locate(self.s, self.at, where)
         path = loc.path if loc is not None else ""
         return SpecError(Problem(f"{message} (in {self.s.prefix})", loc, path or None))
 

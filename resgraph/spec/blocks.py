@@ -463,7 +463,8 @@ def _check_value(at: tuple[str | int, ...], text: OpValue, known: set[str]) -> N
         _check_expression(at, text, known)
 
 
-_BRACED = re.compile(r"\{([^{}]*)\}")
+BRACED = re.compile(r"\{([^{}]*)\}")  # an {EXPR} part of a template
+_BRACED = BRACED
 
 
 def _check_template(at: tuple[str | int, ...], template: str, known: set[str]) -> None:
