@@ -378,7 +378,7 @@ def _block_class_base(block: Block, spec: ModelSpec) -> str:
     """``BasicBlock``, ``Bottleneck``, ..., after the prefixes of the options it uses, e.g.
     ``PreActSEBottleneck`` (names.py's ``cls``); a defined type's own class name."""
     if isinstance(block.spec, DefinedBlockSpec):
-        own = spec.definition(block.spec).class_name
+        own = spec.blocks[block.kind].class_name  # type: ignore[index]
         base = own or class_identifier(block.kind)
         return names.SHORTCUT["none"].cls + base if block.shortcut == "none" else base
     base = BLOCK_CLASS_NAMES.get(block.kind) or class_identifier(block.kind)

@@ -112,7 +112,6 @@ def test_simple_expressions_are_the_ones_python_computes_alike(text, simple):
         ("width % 3", "operator"),
         ("width is 3", "operator"),
         ("width in 3", "operator"),
-        ("width if stride else 1", "ifexp"),
         ("lambda: 1", "lambda"),
         ("[width]", "list"),
         ("open('x')", "unknown function 'open'"),
@@ -219,3 +218,31 @@ def test_the_arity_limits_are_exact():
 def test_a_condition_is_written_back_without_parentheses():
     assert python_text(parse("index == 0 and stride > 1")) == "index == 0 and stride > 1"
     assert python_text(parse("not (stride > 1)")) == "not stride > 1"
+
+
+def test_a_choice_computes_only_the_branch_its_condition_picks():
+    assert evaluate(parse("width if stride > 1 else 1"), ENV) == ENV["width"]
+    assert evaluate(parse("width if stride > 2 else 1"), ENV) == 1
+    assert evaluate(parse("1 if stride > 1 else width // 0"), ENV) == 1  # the other: never run
+    assert parse("a if c else b").names == {"a", "b", "c"}
+    assert not parse("a if c else b").simple
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "written"),
+    [
+        ("4 * g if i < b else g", {"i": 0, "b": 1}, "4 * g"),
+        ("4 * g if i < b else g", {"i": 1, "b": 1}, "g"),
+        ("4 * g if i < b else g", {"i": 0}, "4 * g if 0 < b else g"),
+        ("w // r if r > 1 else w", {"r": 1}, "w"),
+    ],
+)
+def test_a_choice_whose_condition_is_computed_is_replaced_by_its_branch(text, values, written):
+    assert python_text(substitute(parse(text), values)) == written
+
+
+def test_abs_and_log2():
+    assert evaluate(parse("abs(1 - width)"), ENV) == 63
+    assert evaluate(parse("log2(width)"), ENV) == 6.0
+    with pytest.raises(ExprError, match="cannot be computed"):
+        evaluate(parse("log2(width - 64)"), ENV)

@@ -353,7 +353,7 @@ def _block_class(ir: IR, block: Block, members: list[Node], name: str) -> tuple[
         .get_template(f"blocks/{'defined' if defined else block.kind}.py.j2")
         .render(
             spec=block.spec,
-            definition=ir.spec.definition(block.spec) if defined else None,  # type: ignore[arg-type]
+            definition=ir.spec.blocks[block.kind] if defined else None,  # type: ignore[index]
             residual=block.residual,
             plain=block.shortcut == "none",
             anti_aliased=block.anti_aliased,

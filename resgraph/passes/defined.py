@@ -1,68 +1,200 @@
-"""Lowering of a block type the spec defines (:mod:`resgraph.spec.blocks`): its ops written
-out for one block, each built from its registry entry with its fields evaluated for that
-block, at the definition's line. A field written as a plain expression of the block's names
-(``width // 2``) is bound to them, so the emitted class takes those names as constructor
-parameters; others (``make_divisible(...)``) are written as their values.
+"""Lowering of every block type, each a definition (:mod:`resgraph.spec.blocks`): the spec's
+own, or a built-in type's shipped in ``resgraph/blocks/`` (:mod:`resgraph.spec.builtin`). Its
+ops are written out for one block, each built from its registry entry with its fields
+evaluated for that block, at the definition's line (a built-in's: the stage's). A field
+written as a plain expression of the block's names (``width // 2``) is bound to them, so the
+emitted class takes those names as constructor parameters; others (``make_divisible(...)``)
+and the definition's constants are written as their values.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 
 from resgraph.errors import Problem, SourceLoc, SpecError
-from resgraph.ir import BlockArg
+from resgraph.ir import BlockArg, Role
 from resgraph.ops import CONVS, Conv, Op, ShapeMismatch
 from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope, norm_op
 from resgraph.spec.blocks import (
+    BRACED,
     INFERRED_FIELDS,
     INPUT,
     NORM,
     BlockDef,
     DefinedBlockSpec,
     DefinitionError,
+    RepeatEntry,
+    Variant,
     Written,
     block_ops,
     expand,
     field_problem,
+    fill,
     op_fields,
+    remembered,
 )
+from resgraph.spec.builtin import builtin_library, builtin_options
 from resgraph.spec.expr import Expr, ExprError, Number, evaluate, parse, python_text, substitute
+from resgraph.spec.schema import AnyBlockSpec, ModelSpec
 
 
-def lower_defined(s: Scope, x: str, spec: DefinedBlockSpec, c: BlockCtx) -> Lowered:
-    """A block type defined in the spec (:mod:`resgraph.spec.blocks`): its ops in order, each
+@dataclass(frozen=True)
+class Definition:
+    """A block type as a definition, with the options one stage gives it."""
+
+    kind: str  # the IR block's kind: the type's name
+    bdef: BlockDef
+    values: dict[str, Number]  # the options' values
+    params: dict[str, Number | None]  # the options, in order, with their constructor defaults
+    at: tuple[str, ...] | None  # where the spec writes it; None: shipped with resgraph
+
+
+def definitions(spec: ModelSpec, block: AnyBlockSpec) -> tuple[Definition, Definition | None]:
+    """The definition a stage of ``block`` repeats, and the one that opens a stage with a
+    stride above 1, if its type has one: the spec's own, or a built-in type's (whose options
+    are constructor parameters without defaults)."""
+    if isinstance(block, DefinedBlockSpec):
+        library = spec.blocks or {}
+
+        def one(kind: str) -> Definition:
+            bdef = library[kind]
+            given = {k: v for k, v in block.options.items() if k in bdef.params}
+            return Definition(
+                kind, bdef, {**bdef.params, **given}, dict(bdef.params), ("blocks", kind)
+            )
+
+        opener = library[block.type].stage_opener
+        return one(block.type), one(opener) if opener else None
+    shipped, values = builtin_library(type(block)), builtin_options(block)
+
+    def builtin(kind: str) -> Definition:
+        return Definition(kind, shipped.blocks[kind], values, dict.fromkeys(values), None)
+
+    opener = shipped.blocks[shipped.block].stage_opener
+    return builtin(shipped.block), builtin(opener) if opener else None
+
+
+def lower_defined(s: Scope, x: str, c: BlockCtx, *, definition: Definition) -> Lowered:
+    """A block type as a definition (:mod:`resgraph.spec.blocks`): its ops in order, each
     built from its registry entry with its fields evaluated for this block, at the
     definition's line. A field written as a plain expression of the block's names (``width //
     2``) is bound to them, so the emitted class takes those names as constructor parameters;
-    others (``make_divisible(...)``) are written as their values."""
-    bdef = s.ir.spec.definition(spec)
-    names = _Names(s, spec, bdef, c)
-    for name, expr in bdef.expressions().items():
-        names.define(name, names.value(expr, ("widths", name), whole=True))
+    others (``make_divisible(...)``) and the definition's constants are written as values."""
+    plan = _plan(s, definition, c)
+    made = {INPUT: x}
+    for step in plan.steps:
+        scope = replace(s, loc=_locate(s, definition.at, step.where))
+        inputs = (made[i] for i in step.inputs)
+        made[step.name] = scope.add(step.name, step.op, *inputs, role=step.role, bind=step.bind)
+    join = None if plan.chosen.join == "none" else plan.chosen.join
+    return Lowered(
+        kind=definition.kind,
+        args=plan.args,
+        branch=made[plan.last],
+        out_channels=c.in_channels + plan.out if join == "concat" else plan.out,
+        projection_from=made[plan.shortcut],
+        post_activation=bool(plan.chosen.post_activation),
+        join=join,  # type: ignore[arg-type]
+        out_arg=plan.out_expr or str(plan.out),
+    )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One op of a block, to be added under the block's path."""
+
+    name: str
+    op: Op
+    inputs: tuple[str, ...]  # earlier steps' names, or INPUT
+    role: Role | None
+    bind: Bind
+    where: tuple[str | int, ...]  # its place in the definition
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A block's ops and what lowering hands on about it, before any node is added."""
+
+    steps: tuple[_Step, ...]
+    last: str
+    shortcut: str
+    out: int  # the branch's channels
+    out_expr: str | None  # and their expression over the constructor's parameters
+    chosen: Variant
+    args: tuple[BlockArg, ...]
+
+
+def _plan(s: Scope, d: Definition, c: BlockCtx) -> _Plan:
+    """The ops of one block, remembered for the values of every name the definition reads
+    (a network's blocks mostly share them: a stage's differ in their index alone)."""
+    names = _Names(s, d, c)
+    values, memo = names.values, remembered(d.bdef)
+    if ("reading", tuple(values)) not in memo:
+        memo["reading", tuple(values)] = _reading(d.bdef, values)
+    key = ("plan", tuple(values), c.zero_init, s.ir.spec.norm, s.ir.spec.conv)
+    key += tuple((n, type(values[n]), values[n]) for n in memo["reading", tuple(values)])
+    if key not in memo:
+        memo[key] = _new_plan(names, d.bdef, c)
+    return memo[key]  # type: ignore[no-any-return]
+
+
+def _new_plan(names: _Names, bdef: BlockDef, c: BlockCtx) -> _Plan:
+    """The block's widths, its ops written out and built, and its constructor parameters."""
+    for name, text in bdef.widths.items():
+        where = ("widths", name)
+        names.define(name, names.value(names.read(text, {}, where), where, whole=True))
     try:
         written, last, shortcut = expand(bdef, names.values)
+        chosen = bdef.chosen(names.values)
     except DefinitionError as exc:
         raise names.fail(exc.where, str(exc)) from None
-    made: dict[str, tuple[str, int, str | None]] = {INPUT: (x, c.in_channels, "in_channels")}
+    made: dict[str, tuple[int, str | None]] = {INPUT: (c.in_channels, "in_channels")}
+    steps = []
     for w in written:
-        inputs = [made[n] for n in w.inputs]
+        inputs = [(n, *made[n]) for n in w.inputs]
         op, bind = _defined_op(names, w, inputs, c)
-        scope = replace(s, loc=names.locate(*w.where))
-        node = scope.add(w.name, op, *(i[0] for i in inputs), bind=bind)
-        made[w.name] = (node, *_channels_out(op, bind, inputs))
-    out, out_expr = made[last][1], made[last][2]
-    join = None if bdef.join == "none" else bdef.join
-    return Lowered(
-        kind=spec.type,
-        args=names.args(),
-        branch=made[last][0],
-        out_channels=c.in_channels + out if join == "concat" else out,
-        projection_from=made[shortcut][0],
-        post_activation=bdef.post_activation,
-        join=join,  # type: ignore[arg-type]
-        out_arg=out_expr or str(out),
-    )
+        role: Role | None = "attention" if w.entry.role == "attention" else None
+        steps.append(_Step(w.name, op, w.inputs, role, bind, w.where))
+        made[w.name] = _channels_out(op, bind, inputs)
+    out, out_expr = made[last]
+    return _Plan(tuple(steps), last, shortcut, out, out_expr, chosen, names.args())
+
+
+def _reading(bdef: BlockDef, values: dict[str, Number]) -> tuple[str, ...]:
+    """The names of ``values`` that the definition reads anywhere (with ``in_channels``,
+    which its first op reads): in expressions, conditions and templates, including the
+    names a template makes (``width{i + 1}``: width1, width2, ...)."""
+    texts: list[object] = [*bdef.widths.values(), *bdef.constants]
+    texts += [v.when for v in bdef.variants]
+    texts += [e.repeat for e in bdef.ops if isinstance(e, RepeatEntry)]
+    for entry, _, _ in bdef.entries():
+        texts += [entry.when, entry.name, *(entry.inputs or []), *entry.args.values()]
+    read = {"in_channels"}
+    for text in texts:
+        if isinstance(text, str):
+            for prefix in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\{", text):
+                read.update(n for n in values if re.fullmatch(re.escape(prefix) + "[0-9]+", n))
+            text = text.replace("{*}", "")
+            for part in BRACED.findall(text):
+                read |= _names_in(part)
+            read |= _names_in(BRACED.sub("0", text))
+    return tuple(sorted(read & values.keys()))
+
+
+def _names_in(text: str) -> set[str]:
+    """The names an expression, or an op's name or input, reads (a dotted op name: none)."""
+    try:
+        return set(parse(text).names)
+    except ExprError:
+        return set()
+
+
+def _locate(s: Scope, at: tuple[str, ...] | None, where: tuple[str | int, ...]) -> SourceLoc | None:
+    """Where a definition writes ``where``; a shipped one's: the stage's location."""
+    smap = s.ir.spec._source
+    return smap.locate((*at, *where)) if smap and at else s.loc
 
 
 class _Names:
@@ -70,8 +202,8 @@ class _Names:
     values, which of them the emitted class takes as constructor parameters, and where the
     definition is written."""
 
-    def __init__(self, s: Scope, spec: DefinedBlockSpec, bdef: BlockDef, c: BlockCtx) -> None:
-        self.s, self.type = s, spec.type
+    def __init__(self, s: Scope, d: Definition, c: BlockCtx) -> None:
+        self.s, self.at = s, d.at
         self.values: dict[str, Number] = {
             "in_channels": c.in_channels,
             "stride": c.stride,
@@ -79,18 +211,32 @@ class _Names:
         }
         if c.width is not None:
             self.values["width"] = c.width
-        self.values.update(spec.values(bdef))
-        self.params = dict(bdef.params)
+        if c.widths:  # a built-in type's conv widths, listed by the stage or computed
+            self.values.update({f"width{k}": w for k, w in enumerate(c.widths, start=1)})
+            self.values["listed"] = int(c.listed)
+        self.values.update(d.values)
+        self.params = d.params
+        self.bdef = d.bdef
+        self.constants = {n: self.values[n] for n in d.bdef.constants if n in self.values}
         self.widths: list[str] = []
         self.used: set[str] = {"in_channels"}
 
     def define(self, name: str, value: Number) -> None:
         self.values[name] = value
-        self.widths.append(name)
+        if name not in self.widths:
+            self.widths.append(name)
+        if name in self.bdef.constants:
+            self.constants[name] = value
 
-    def locate(self, *path: str | int) -> SourceLoc | None:
-        smap = self.s.ir.spec._source
-        return smap.locate(("blocks", self.type, *path)) if smap else self.s.loc
+    def read(self, text: str | Number, loop: dict[str, int], where: tuple[str | int, ...]) -> Expr:
+        """Expression ``text`` with its ``{EXPR}`` parts filled in and the constants and a
+        repeat's index put in."""
+        try:
+            if isinstance(text, str) and "{" in text:
+                text = fill(text, {**self.values, **loop})
+            return substitute(parse(text), {**self.constants, **loop})
+        except ExprError as exc:
+            raise self.fail(where, str(exc)) from None
 
     def value(self, expr: Expr, where: tuple[str | int, ...], whole: bool) -> Number:
         """``expr``'s value here; ``whole``: it must be an integer."""
@@ -98,6 +244,8 @@ class _Names:
             value = evaluate(expr, self.values)
         except ExprError as exc:
             raise self.fail(where, str(exc)) from None
+        if whole and isinstance(value, bool):  # a condition: 1 or 0
+            value = int(value)
         if isinstance(value, bool) or not math.isfinite(value):
             raise self.fail(where, f"{expr} is {value} here, not a number")
         if whole:
@@ -112,15 +260,22 @@ class _Names:
 
     def fail(self, where: tuple[str | int, ...], message: str) -> SpecError:
         """A mistake in the definition that shows for this block, at the definition's key."""
-        loc = self.locate(*where)
+        loc = _locate(self.s, self.at, where)
         path = loc.path if loc is not None else ""
         return SpecError(Problem(f"{message} (in {self.s.prefix})", loc, path or None))
 
     def args(self) -> tuple[BlockArg, ...]:
         """The constructor parameters: in_channels, then the names the ops read, in the
         order they were defined."""
-        defaults: dict[str, Number | None] = {"stride": 1, **self.params}
-        order = ["in_channels", "width", *self.widths, "stride", *self.params]
+        defaults = {"stride": 1, **{n: v for n, v in self.params.items() if v is not None}}
+        defaults.update(self.bdef.defaults)
+        usual = ["in_channels", "width", *self.widths, "stride", *self.params]
+        numbered = [n for n in self.values if re.fullmatch(r"width[0-9]+", n)]
+        numbered.sort(key=lambda n: int(n[5:]))  # width1, width2, ..., width10
+        order = [
+            n for p in self.bdef.parameters or [] for n in (numbered if p == "width{*}" else [p])
+        ]
+        order += [n for n in dict.fromkeys([*usual, *numbered]) if n not in order]
         return tuple(
             BlockArg(n, self.values[n], defaults.get(n))
             for n in order
@@ -149,7 +304,7 @@ def _defined_op(
             if isinstance(raw, bool):
                 values[name] = raw and (name != "zero_init" or c.zero_init)
                 continue
-            expr = substitute(parse(raw), w.loop)
+            expr = names.read(raw, w.loop, (*w.where, name))
             whole = str(field.type) == "int"
             values[name] = names.value(expr, (*w.where, name), whole)
             problem = field_problem(name, str(field.type), values[name])  # type: ignore[arg-type]

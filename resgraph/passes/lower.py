@@ -8,18 +8,16 @@ lowered; the module paths the spec's ``names`` give (torchvision's by default), 
 :class:`Block` per block with its join (an add, a highway gate, a concatenation, or none for a
 block that is all branch), a section and a spec location on every node, and on every block
 node the op fields its class takes from its constructor (``Node.bind``).
-The built-in block types (basic, bottleneck, dense) lower here, through ``BLOCK_LOWERINGS``
-(and ``STAGE_OPENERS`` for a dense stage's transition); a type the spec defines lowers in
-:mod:`resgraph.passes.defined`. The shared wrapper ``_wrap`` adds stochastic depth, the join
-and the ReLU after it. A new built-in block option is a schema field read by the lowering
-function of the blocks it applies to.
+Every block type is a definition (a spec's own, or a built-in type's, shipped in
+``resgraph/blocks/``) and lowers in :mod:`resgraph.passes.defined`, a stage opener (a dense
+stage's transition) first where the stage strides. The shared wrapper ``_wrap`` adds
+stochastic depth, the join and the ReLU after it. A new built-in block option is a schema
+field read by the definitions of the blocks it applies to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from math import floor
 from typing import cast
 
 from resgraph.errors import SourceLoc
@@ -33,7 +31,6 @@ from resgraph.ops import (
     Add,
     AvgPool,
     BlurPool,
-    ChannelConv,
     Concat,
     Conv,
     Dropout,
@@ -45,7 +42,6 @@ from resgraph.ops import (
     Input,
     Linear,
     MaxPool,
-    Mul,
     Output,
     ReLU,
     ReLUModule,
@@ -53,225 +49,16 @@ from resgraph.ops import (
     SiLU,
     ZeroPad,
 )
-from resgraph.passes.defined import lower_defined
-from resgraph.passes.scope import Bind, BlockCtx, Lowered, Scope, conv_op
+from resgraph.passes.defined import definitions, lower_defined
+from resgraph.passes.scope import BlockCtx, Lowered, Scope, conv_op
 from resgraph.spec.blocks import DefinedBlockSpec
 from resgraph.spec.schema import (
     BasicBlockSpec,
     BottleneckBlockSpec,
     DenseBlockSpec,
-    ECASpec,
     ModelSpec,
-    SESpec,
     ShortcutOption,
 )
-
-
-def _lower_basic(s: Scope, x: str, spec: BasicBlockSpec, c: BlockCtx) -> Lowered:
-    """(He et al. 2015, Fig. 2) 3x3 conv-BN-ReLU repeated, the last ReLU after the join; or
-    BN-ReLU-conv with nothing after the join when pre-activated (He et al. 2016)."""
-    cin, w, pre = c.in_channels, c.widths[-1], spec.preactivation
-    aa = spec.anti_aliased_at(c.stride)
-    names = _width_names(spec, c, spec.convs - 1) + ["width"]
-    projection_from = x
-    for i in range(1, spec.convs + 1):
-        first = i == 1
-        stride = c.stride if first and not aa else 1
-        conv = Conv(cin if first else c.widths[i - 2], c.widths[i - 1], 3, stride, 1)
-        bind = {"in_channels": "in_channels" if first else names[i - 2]}
-        bind["out_channels"] = names[i - 1]
-        if first and not aa:
-            bind["stride"] = "stride"
-        if pre:
-            x = s.norm(f"bn{i}", conv.in_channels, x, {"channels": bind["in_channels"]})
-            x = s.add(f"relu{i}", ReLU(), x)
-            if first:
-                projection_from = x
-            elif spec.dropout:
-                x = s.add(f"dropout{i - 1}", Dropout(spec.dropout), x)
-            x = s.add(f"conv{i}", conv, x, bind=bind)
-            if first and aa:
-                x = _anti_alias(s, x, spec, conv.out_channels, names[0])
-        else:
-            last = i == spec.convs
-            x = s.conv_bn(i, x, conv, bind, zero_init=last and c.zero_init)
-            if not last:
-                x = s.add(f"relu{i}", ReLU(), x)
-                if first and aa:
-                    x = _anti_alias(s, x, spec, conv.out_channels, names[0])
-                if spec.dropout:
-                    x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
-    x, extra = _attention(s, x, spec, w, "width")
-    args = (
-        BlockArg("in_channels", cin),
-        BlockArg("width", w),
-        *_width_args(names, c.widths),
-        BlockArg("stride", c.stride, 1),
-        *extra,
-    )
-    return Lowered("basic", args, x, w, projection_from, not pre, spec.join, "width")
-
-
-def _lower_bottleneck(s: Scope, x: str, spec: BottleneckBlockSpec, c: BlockCtx) -> Lowered:
-    """(He et al. 2015, Fig. 5) 1x1 reduce, 3x3, 1x1 expand; the 3x3 may be grouped
-    (ResNeXt) and the stride sits on the first 1x1 (paper) or the 3x3 (torchvision)."""
-    cin = c.in_channels
-    first, mid, out = c.widths
-    names = _width_names(spec, c, 1) + ["width"]
-    aa = spec.anti_aliased_at(c.stride)
-    strided = 1 if spec.stride_on == "1x1" else 2  # the conv that carries the stride
-    s1, s3 = (c.stride, 1) if strided == 1 else (1, c.stride)
-    plan: list[tuple[Conv, Bind]] = [
-        (Conv(cin, first, 1, 1 if aa else s1), {"in_channels": "in_channels"}),
-        (Conv(first, mid, 3, 1 if aa else s3, 1, spec.groups), {"in_channels": names[0]}),
-        (Conv(mid, out, 1), {"in_channels": "width", "out_channels": "out_channels"}),
-    ]
-    plan[0][1]["out_channels"] = names[0]
-    plan[1][1]["out_channels"] = "width"
-    if not aa:
-        plan[strided - 1][1]["stride"] = "stride"
-    plan[1][1]["groups"] = "groups"
-    projection_from = x
-    for i, (conv, bind) in enumerate(plan, start=1):
-        if spec.preactivation:
-            x = s.norm(f"bn{i}", conv.in_channels, x, {"channels": bind["in_channels"]})
-            x = s.add(f"relu{i}", ReLU(), x)
-            projection_from = x if i == 1 else projection_from
-            x = s.add(f"conv{i}", conv, x, bind=bind)
-            if aa and i == strided:
-                x = _anti_alias(s, x, spec, conv.out_channels, bind["out_channels"])
-        else:
-            x = s.conv_bn(i, x, conv, bind, zero_init=i == 3 and c.zero_init)
-            if i < 3:
-                x = s.add(f"relu{i}", ReLU(), x)
-                if aa and i == strided:
-                    x = _anti_alias(s, x, spec, conv.out_channels, bind["out_channels"])
-    x, extra = _attention(s, x, spec, out, "out_channels")
-    args = (
-        BlockArg("in_channels", cin),
-        BlockArg("width", mid),
-        BlockArg("out_channels", out),
-        *_width_args(names, c.widths),
-        BlockArg("stride", c.stride, 1),
-        BlockArg("groups", spec.groups, 1),
-        *extra,
-    )
-    post = not spec.preactivation
-    return Lowered("bottleneck", args, x, out, projection_from, post, spec.join, "out_channels")
-
-
-def _width_names(spec: BasicBlockSpec | BottleneckBlockSpec, c: BlockCtx, n: int) -> list[str]:
-    """The constructor expressions of the output widths of the branch's first ``n`` convs:
-    ``width`` (the stage width; a bottleneck's 3x3 width), ``width // r`` for the first conv
-    under reduce_first r, or ``width1``, ``width2``, ... for widths listed per block (their
-    own constructor parameters)."""
-    if c.listed:
-        return [f"width{i}" for i in range(1, n + 1)]
-    first = "width" if spec.reduce_first == 1 else f"width // {spec.reduce_first}"
-    return [first] + ["width"] * (n - 1)
-
-
-def _width_args(names: list[str], widths: tuple[int, ...]) -> list[BlockArg]:
-    """The ``width1``, ``width2``, ... parameters of a block with listed widths."""
-    return [
-        BlockArg(name, value)
-        for name, value in zip(names, widths, strict=False)
-        if name.startswith("width") and name[5:].isdigit()
-    ]
-
-
-def _anti_alias(
-    s: Scope, x: str, spec: BasicBlockSpec | BottleneckBlockSpec, channels: int, expr: str
-) -> str:
-    """Module ``aa``: a 2x2 average pool or a blur pool with the block's stride (2)."""
-    assert spec.anti_alias is not None
-    if spec.anti_alias.type == "avgpool":
-        return s.add("aa", AvgPool(2, 2), x, bind={"stride": "stride"})
-    return s.add("aa", BlurPool(channels, 2), x, bind={"channels": expr, "stride": "stride"})
-
-
-def _attention(
-    s: Scope, x: str, spec: BasicBlockSpec | BottleneckBlockSpec, channels: int, expr: str
-) -> tuple[str, tuple[BlockArg, ...]]:
-    """Channel attention on the branch's output ``x`` (``channels`` wide, the constructor's
-    ``expr``), module ``se`` for both types; the extra constructor parameter it takes."""
-    att = spec.attention
-    if att is None:
-        return x, ()
-    gate = s.add("se.pool", GlobalMean(), x, role="attention")
-    if isinstance(att, SESpec):  # Hu et al. 2018: C -> r -> C, ReLU between, sigmoid
-        r = att.channels(channels)
-        bind = {"in_channels": expr, "out_channels": "se_width"}
-        gate = s.add("se.fc1", Conv(channels, r, 1, bias=True), gate, role="attention", bind=bind)
-        gate = s.add("se.relu", ReLU(), gate, role="attention")
-        bind = {"in_channels": "se_width", "out_channels": expr}
-        gate = s.add("se.fc2", Conv(r, channels, 1, bias=True), gate, role="attention", bind=bind)
-        arg = BlockArg("se_width", r)
-    else:  # Wang et al. 2020: one k-tap conv across the channels
-        assert isinstance(att, ECASpec)
-        k = att.kernel(channels)
-        bind = {"kernel": "eca_kernel"}
-        gate = s.add("se.conv", ChannelConv(k), gate, role="attention", bind=bind)
-        arg = BlockArg("eca_kernel", k)
-    gate = s.add("se.gate", Sigmoid(), gate, role="attention")
-    return s.add("scale", Mul(), x, gate), (arg,)
-
-
-def _lower_dense(s: Scope, x: str, spec: DenseBlockSpec, c: BlockCtx) -> Lowered:
-    """(Huang et al. 2017, sec. 3) One dense layer: H = BN-ReLU-3x3 conv to k maps, or with a
-    bottleneck (DenseNet-B) BN-ReLU-1x1 conv to 4k maps first; dropout after each conv. The
-    layer's output is concat(x, H(x)): the running concatenation of every earlier map of
-    the dense block (x_{l+1} = [x_0, ..., x_l, H(x_l)], the paper's eq. 2)."""
-    block_in, cin, k = x, c.in_channels, spec.growth_rate
-    plan = [(cin, k, 3, "in_channels", "growth_rate")]
-    if spec.bottleneck_layers:
-        mid, mid_arg = spec.bottleneck_width * k, f"{spec.bottleneck_width} * growth_rate"
-        plan = [(cin, mid, 1, "in_channels", mid_arg), (mid, k, 3, mid_arg, "growth_rate")]
-    for i, (ci, co, kernel, ci_arg, co_arg) in enumerate(plan, start=1):
-        x = s.norm(f"bn{i}", ci, x, {"channels": ci_arg})
-        x = s.add(f"relu{i}", ReLU(), x)
-        bind = {"in_channels": ci_arg, "out_channels": co_arg}
-        x = s.add(f"conv{i}", Conv(ci, co, kernel, 1, kernel // 2), x, bind=bind)
-        if spec.dropout:
-            x = s.add(f"dropout{i}", Dropout(spec.dropout), x)
-    args = (BlockArg("in_channels", cin), BlockArg("growth_rate", k))
-    return Lowered("dense_layer", args, x, cin + k, block_in, False, "concat", "growth_rate")
-
-
-def _lower_transition(s: Scope, x: str, spec: DenseBlockSpec, c: BlockCtx) -> Lowered:
-    """(Huang et al. 2017, sec. 3, 'Pooling layers' and 'Compression') The transition between
-    two dense blocks: BN-ReLU-1x1 conv keeping floor(theta x m) of the m maps, then an average
-    pool by the stage's stride (2x2 in the paper). No join: it is the whole block."""
-    block_in, cin = x, c.in_channels
-    out = max(1, floor(spec.compression * cin))
-    x = s.norm("bn1", cin, x, {"channels": "in_channels"})
-    x = s.add("relu1", ReLU(), x)
-    bind = {"in_channels": "in_channels", "out_channels": "out_channels"}
-    x = s.add("conv1", Conv(cin, out, 1), x, bind=bind)
-    if spec.dropout:
-        x = s.add("dropout1", Dropout(spec.dropout), x)
-    pool = AvgPool(c.stride, c.stride)
-    x = s.add("pool", pool, x, bind={"kernel": "stride", "stride": "stride"})
-    args = (
-        BlockArg("in_channels", cin),
-        BlockArg("out_channels", out),
-        BlockArg("stride", c.stride, 1),
-    )
-    return Lowered("transition", args, x, out, block_in, False, None, "out_channels")
-
-
-BLOCK_LOWERINGS: dict[str, Callable[..., Lowered]] = {
-    "basic": _lower_basic,
-    "bottleneck": _lower_bottleneck,
-    "dense": _lower_dense,
-}
-
-# Block types whose downsampling stages open with an extra block of another kind that takes
-# the stride; the stage's own blocks then all run at stride 1. DenseNet puts a transition
-# between dense blocks where a ResNet strides its first block.
-STAGE_OPENERS: dict[str, Callable[..., Lowered]] = {
-    "dense": _lower_transition,
-}
 
 
 def _wrap(
@@ -408,18 +195,18 @@ def _lower_stage(ir: IR, spec: ModelSpec, si: int, flow: _Flow, loc: SourceLoc |
     """Stage ``si``'s blocks (a stage opener first, if its block type has one), in order."""
     stage, block_spec = spec.stages[si], spec.stage_block(si)
     shortcut = cast(ShortcutOption, spec.stage_shortcut(si))
-    opener = STAGE_OPENERS.get(block_spec.type) if stage.stride > 1 else None
-    plan = [(opener, stage.stride, False)] if opener else []
-    lowering = BLOCK_LOWERINGS.get(block_spec.type, lower_defined)
-    plan += [(lowering, 1 if opener or bi else stage.stride, True) for bi in range(stage.repeats)]
+    main, opener = definitions(spec, block_spec)
+    opened = opener is not None and stage.stride > 1
+    plan = [(opener, stage.stride, False)] if opened else []
+    plan += [(main, 1 if opened or bi else stage.stride, True) for bi in range(stage.repeats)]
     paths = []
-    for bi, (lowering, stride, counted) in enumerate(plan):
+    for bi, (definition, stride, counted) in enumerate(plan):
         path = spec.block_path(si, bi)
         if counted:  # the spec's blocks; a stage opener is extra and never dropped
             flow.done += 1
         ctx = _block_ctx(spec, si, bi, flow, stride, counted)
         scope = Scope(ir, path, loc, "stage")
-        low = lowering(scope, flow.x, block_spec, ctx)
+        low = lower_defined(scope, flow.x, ctx, definition=definition)
         block = _wrap(scope, flow.x, low, ctx, block_spec, stage=si, index=bi, shortcut=shortcut)
         ir.set_block(block)
         paths.append(path)

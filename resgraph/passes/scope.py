@@ -1,7 +1,7 @@
 """What every block lowering works with: the scope that adds nodes under a block's module
 path, what a lowering is given about its block (:class:`BlockCtx`) and what it hands back
-(:class:`Lowered`), and the spec's norm layer. Shared by the built-in lowerings
-(:mod:`resgraph.passes.lower`) and that of defined block types (:mod:`resgraph.passes.defined`).
+(:class:`Lowered`), and the spec's norm layer. Shared by the lowering of the stem and head
+(:mod:`resgraph.passes.lower`) and that of block types (:mod:`resgraph.passes.defined`).
 """
 
 from __future__ import annotations
@@ -59,12 +59,6 @@ class Scope:
             loc=self.loc,
         )
         return self.ir.add(node, *inputs)
-
-    def conv_bn(self, n: int, x: str, conv: Conv, bind: Bind, zero_init: bool = False) -> str:
-        """conv{n} then bn{n}; ``bind`` names the conv's fields taken from the constructor."""
-        x = self.add(f"conv{n}", conv, x, bind=bind)
-        bn_bind = {"channels": bind["out_channels"]} if "out_channels" in bind else None
-        return self.norm(f"bn{n}", conv.out_channels, x, bn_bind, zero_init)
 
     def norm(
         self, name: str, channels: int, x: str, bind: Bind | None, zero_init: bool = False

@@ -49,6 +49,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -56,7 +57,7 @@ from pydantic_core import InitErrorDetails
 
 from resgraph import ops
 from resgraph.spec.base import StrictModel
-from resgraph.spec.expr import FUNCTIONS, Expr, ExprError, Number, evaluate, parse
+from resgraph.spec.expr import FUNCTIONS, ExprError, Number, evaluate, parse
 
 BUILTIN_TYPES = ("basic", "bottleneck", "dense")
 RESERVED_TYPES = (*BUILTIN_TYPES, "dense_layer", "transition", "defined")
@@ -162,6 +163,9 @@ class OpEntry(StrictModel):
         description="A condition (e.g. 'index == 0', 'stride > 1'): where it is false the op "
         "is left out and its name stands for its first input.",
     )
+    role: Literal["main", "attention"] = Field(
+        "main", description="'attention': drawn as channel attention (SE, ECA) in pictures."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -197,6 +201,10 @@ class OpEntry(StrictModel):
                 "when": {
                     "description": cls.model_fields["when"].description,
                     "type": ["string", "boolean", "integer"],
+                },
+                "role": {
+                    "description": cls.model_fields["role"].description,
+                    "enum": ["main", "attention"],
                 },
             },
             "required": ["op"],
@@ -243,6 +251,15 @@ Entry = Annotated[
 ]
 
 
+class Variant(StrictModel):
+    """Keys of a definition that change for the blocks where ``when`` holds."""
+
+    when: bool | int | str = Field(description="The condition, over the block's names.")
+    join: Literal["add", "gate", "concat", "none"] | None = None
+    post_activation: bool | None = None
+    shortcut_from: str | None = None
+
+
 class BlockDef(StrictModel):
     """A block type written as a graph of registry ops (see the module text)."""
 
@@ -280,31 +297,71 @@ class BlockDef(StrictModel):
     ops: list[Entry] = Field(
         min_length=1, max_length=MAX_OPS, description="The ops in order; the last is the branch."
     )
+    constants: list[str] = Field(
+        default_factory=list,
+        description="Names whose values generated code writes as numbers instead of taking "
+        "them as constructor parameters (a dropout's p); a choice 'A if C else B' whose "
+        "condition reads only constants and a repeat's index is made when the block is built.",
+    )
+    variants: list[Variant] = Field(
+        default_factory=list,
+        description="Changes of join, post_activation and shortcut_from for the blocks where "
+        "a condition holds, in order: '- {when: preactivation, post_activation: false}'.",
+    )
+    parameters: list[str] | None = Field(
+        None,
+        description="The order of the generated class's constructor parameters ('width{*}': "
+        "width1, width2, ...); those not listed follow in the usual order.",
+    )
+    defaults: dict[str, int | float] = Field(
+        default_factory=dict,
+        description="Defaults of constructor parameters (besides stride's 1 and the params').",
+    )
+    stage_opener: str | None = Field(
+        None,
+        description="A type defined beside this one whose block opens every stage with a "
+        "stride above 1 and takes the stride; the stage's own blocks then run at stride 1 "
+        "(DenseNet's transition, Huang et al. 2017).",
+    )
 
     @field_validator("params", "widths")
     @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         for name in value:
-            _check_param_name(name)
+            if not (info.field_name == "widths" and name == "width"):  # it may be redefined
+                _check_param_name(name)
         return value
 
+    def chosen(self, values: Mapping[str, Number]) -> Variant:
+        """join, post_activation and shortcut_from for a block with these names' values:
+        the definition's, changed by every variant whose condition holds."""
+        out = Variant(
+            when=True,
+            join=self.join,
+            post_activation=self.post_activation,
+            shortcut_from=self.shortcut_from,
+        )
+        for i, variant in enumerate(self.variants):
+            if _holds(variant.when, dict(values), ("variants", i)):
+                changes = variant.model_dump(exclude={"when"}, exclude_none=True)
+                out = out.model_copy(update=changes)
+        return out
+
     @model_validator(mode="after")
-    def _well_formed(self) -> BlockDef:
+    def _well_formed(self, info: ValidationInfo) -> BlockDef:
         """Op kinds, fields and expressions; raises the first problem with its place inside
         the definition (``ops[2].conv1.kernel``) for the caller to locate. Names and inputs
-        are checked once the ops are written out for a block (:func:`expand`)."""
+        are checked once the ops are written out for a block (:func:`expand`). A validation
+        context's ``names`` are options the definition reads besides its params (a built-in
+        type's)."""
         try:
-            check_definition(self)
+            check_definition(self, (info.context or {}).get("names", ()))
         except DefinitionError as exc:
             detail = InitErrorDetails(
                 type="value_error", loc=exc.where, input=None, ctx={"error": str(exc)}
             )
             raise ValidationError.from_exception_data(type(self).__name__, [detail]) from None
         return self
-
-    def expressions(self) -> dict[str, Expr]:
-        """Every width's parsed expression, by name, in order."""
-        return {name: parse(text) for name, text in self.widths.items()}
 
     def entries(self) -> list[tuple[OpEntry, tuple[str | int, ...], str | None]]:
         """Every op entry with its place in the definition and its repeat's index name."""
@@ -343,12 +400,20 @@ def _check_param_name(name: str) -> None:
         )
 
 
-def check_definition(bdef: BlockDef) -> None:
-    """Everything about a definition that needs no numbers: raises :class:`DefinitionError`."""
-    known = set(STANDARD_NAMES) | set(bdef.params)
+def check_definition(bdef: BlockDef, given: tuple[str, ...] = ()) -> None:
+    """Everything about a definition that needs no numbers: raises :class:`DefinitionError`.
+    ``given``: names of options it reads besides its params."""
+    known = set(STANDARD_NAMES) | set(bdef.params) | set(given)
     for name, text in bdef.widths.items():
-        _check_expression(("widths", name), text, known)
+        _check_value(("widths", name), text, known)
         known.add(name)
+    for i, name in enumerate(bdef.constants):
+        if name not in known:
+            raise DefinitionError(
+                ("constants", i),
+                f"{name!r} is not a name of the block{_suggest(name, sorted(known))} (known "
+                f"here: {', '.join(sorted(known))})",
+            )
     kinds = list(block_ops()) + [NORM]
     for i, entry in enumerate(bdef.ops):
         if isinstance(entry, RepeatEntry):
@@ -367,17 +432,40 @@ def check_definition(bdef: BlockDef) -> None:
         if entry.when is not None and not isinstance(entry.when, bool):
             _check_expression((*at, "when"), entry.when, scope)
         _check_fields(at, entry, scope)
-    if bdef.shortcut_from != INPUT and not any(
-        e.name == bdef.shortcut_from for e, _, _ in bdef.entries()
-    ):
-        names = [e.name for e, _, _ in bdef.entries()]
-        raise DefinitionError(
-            ("shortcut_from",),
-            f"{bdef.shortcut_from!r} is not an op{_suggest(bdef.shortcut_from, names)}",
-        )
+    _check_shortcut(bdef, ("shortcut_from",), bdef.shortcut_from)
+    for i, variant in enumerate(bdef.variants):
+        if not isinstance(variant.when, bool):
+            _check_expression(("variants", i, "when"), variant.when, known)
+        if variant.shortcut_from is not None:
+            _check_shortcut(bdef, ("variants", i, "shortcut_from"), variant.shortcut_from)
+    unknown = [(("parameters", i), n) for i, n in enumerate(bdef.parameters or [])]
+    unknown += [(("defaults", n), n) for n in bdef.defaults]
+    for at, name in unknown:
+        if name not in known and not name.endswith("{*}"):  # width{*}: width1, width2, ...
+            raise DefinitionError(
+                at, f"{name!r} is not a name of the block{_suggest(name, sorted(known))}"
+            )
 
 
-_BRACED = re.compile(r"\{([^{}]*)\}")
+def _check_shortcut(bdef: BlockDef, at: tuple[str | int, ...], op: str) -> None:
+    """``op`` is the input or an op's name, or one a name with ``{EXPR}`` parts can make."""
+    names = [e.name for e, _, _ in bdef.entries()]
+    made = [re.compile("[0-9]+".join(re.escape(p) for p in _BRACED.split(n)[::2])) for n in names]
+    if op != INPUT and not any(m.fullmatch(op) for m in made):
+        raise DefinitionError(at, f"{op!r} is not an op{_suggest(op, names)}")
+
+
+def _check_value(at: tuple[str | int, ...], text: OpValue, known: set[str]) -> None:
+    """An expression, or one with ``{EXPR}`` parts (filled in for each block: only they
+    can be checked before)."""
+    if isinstance(text, str) and _BRACED.search(text):
+        _check_template(at, text, known)
+    else:
+        _check_expression(at, text, known)
+
+
+BRACED = re.compile(r"\{([^{}]*)\}")  # an {EXPR} part of a template
+_BRACED = BRACED
 
 
 def _check_template(at: tuple[str | int, ...], template: str, known: set[str]) -> None:
@@ -402,7 +490,7 @@ def _check_fields(at: tuple[str | int, ...], entry: OpEntry, known: set[str]) ->
         elif isinstance(value, bool) or not isinstance(value, int | float | str):
             raise DefinitionError((*at, key), f"must be a number or an expression, got {value!r}")
         else:
-            _check_expression((*at, key), value, known)
+            _check_value((*at, key), value, known)
     missing = [name for name in required_fields(entry.op) if name not in entry.args]
     if missing:
         raise DefinitionError(at, f"op {entry.op!r} needs {', '.join(map(repr, missing))}")
@@ -435,35 +523,90 @@ class Written:
     where: tuple[str | int, ...]
 
 
-def expand(bdef: BlockDef, values: dict[str, Number]) -> tuple[list[Written], str, str]:
+Expanded = tuple[list[Written], str, str]
+# definitions lowered lately (by id, held so that the id stays theirs) and what lowering
+# remembers about them: their ops written out, by the values that decide them, and more
+_REMEMBERED: dict[int, tuple[BlockDef, dict[object, Any]]] = {}
+MAX_REMEMBERED = 64
+MAX_REMEMBERED_EACH = 4096
+
+
+def remembered(bdef: BlockDef) -> dict[object, Any]:
+    """What lowering remembers about definition ``bdef`` (the blocks of a network mostly
+    repeat one definition with the same values): kept for the last few definitions."""
+    held = _REMEMBERED.get(id(bdef))
+    if held is None or held[0] is not bdef:
+        if len(_REMEMBERED) >= MAX_REMEMBERED:
+            _REMEMBERED.pop(next(iter(_REMEMBERED)))
+        held = _REMEMBERED[id(bdef)] = (bdef, {})
+    if len(held[1]) > MAX_REMEMBERED_EACH:  # a shipped definition serves every spec
+        held[1].clear()
+    return held[1]
+
+
+def expand(bdef: BlockDef, values: dict[str, Number]) -> Expanded:
     """The ops of one block with these names' values: repeats written out, conditions
     applied. Returns them, the name of the branch's last value, and where the shortcut
-    reads. Raises :class:`DefinitionError` (names, inputs, unused ops)."""
+    reads. Raises :class:`DefinitionError` (names, inputs, unused ops). Remembered for the
+    values of the names that decide it."""
+    memo = remembered(bdef)
+    if "deciding" not in memo:
+        memo["deciding"] = _deciding_names(bdef)
+    key = (
+        "expand",
+        tuple(values),
+        *((n, type(values[n]), values[n]) for n in memo["deciding"] if n in values),
+    )
+    if key not in memo:
+        memo[key] = _expand(bdef, values)
+    return memo[key]  # type: ignore[no-any-return]
+
+
+def _deciding_names(bdef: BlockDef) -> tuple[str, ...]:
+    """The names that the ops' names, inputs and conditions, the repeat counts and the
+    variants' conditions read: all that writing the ops out depends on."""
+    texts: list[OpValue | None] = [v.when for v in bdef.variants]
+    texts += [e.repeat for e in bdef.ops if isinstance(e, RepeatEntry)]
+    for entry, _, _ in bdef.entries():
+        texts.append(entry.when)
+        for template in [entry.name, *(entry.inputs or [])]:
+            texts += [part for part in _BRACED.findall(template) if part.strip() != "*"]
+    read: set[str] = set()
+    for text in texts:
+        if text is not None and not isinstance(text, bool):
+            read |= parse(text).names
+    return tuple(sorted(read))
+
+
+def _expand(bdef: BlockDef, values: dict[str, Number]) -> Expanded:
     made: list[Written] = []
     alias: dict[str, str] = {INPUT: INPUT}  # every name so far -> the value it stands for
     skeletons: dict[str, list[str]] = {}  # "act{}" -> "act0", "act1", ...
-    last = INPUT
+    taken: set[str] = set()  # the names of ops kept (a left-out op's may be taken again)
+    last, scope = INPUT, set(values)
     for entry, at, loop in _instances(bdef, values):
-        name = _fill(entry.name, {**values, **loop}, at)
-        _check_name(at, name, alias, set(values), own_shortcut=bdef.join == "none")
-        kept = entry.when is None or _holds(entry.when, {**values, **loop}, at)
+        env = {**values, **loop} if loop else values
+        name = _fill(entry.name, env, at)
+        kept = entry.when is None or _holds(entry.when, env, at)
+        own = bdef.join == "none"
+        _check_name(at, name, taken if kept else set(), scope, own_shortcut=own)
         wanted = (entry.inputs or [last])[: None if kept else 1]  # left out: its first input
         sources = tuple(
-            s
-            for template in wanted
-            for s in _sources(template, {**values, **loop}, alias, skeletons, made, at)
+            s for template in wanted for s in _sources(template, env, alias, skeletons, made, at)
         )
         if kept:
             _check_arity(at, entry, sources)
-        if not kept:
-            alias[name] = sources[0]
-        else:
-            made.append(Written(entry, name, sources, loop, at))
-            alias[name] = name
         skeletons.setdefault(_BRACED.sub("{}", entry.name), []).append(name)
+        if kept:
+            made.append(Written(entry, name, sources, loop, at))
+            taken.add(name)
+        elif name in taken:  # never in place of an op that was kept: the next op reads
+            name = f"{name} ({len(alias)})"  # its input through a name no entry can write
+        alias[name] = name if kept else sources[0]
         last = name
     branch = alias[last]
-    shortcut = alias.get(bdef.shortcut_from, bdef.shortcut_from)
+    chosen = bdef.chosen(values).shortcut_from or INPUT
+    shortcut = alias.get(chosen, chosen)
     _check_used(made, branch, shortcut)
     return made, branch, shortcut
 
@@ -522,6 +665,8 @@ def _holds(
 
 
 def _fill(template: str, values: dict[str, Number], at: tuple[str | int, ...]) -> str:
+    if "{" not in template:
+        return template
     try:
         return fill(template, values)
     except ExprError as exc:
@@ -552,7 +697,7 @@ def _sources(
 def _check_name(
     at: tuple[str | int, ...],
     name: str,
-    defined: dict[str, str],
+    defined: set[str],
     scope: set[str],
     own_shortcut: bool = False,
 ) -> None:

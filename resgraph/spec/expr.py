@@ -5,8 +5,10 @@ A spec is data, never code: an expression is parsed into Python's syntax tree on
 its structure (parsing runs nothing), every node is checked against a small grammar, and
 :func:`evaluate` computes the value itself. The grammar: numbers, names (the block's
 parameters), ``+ - * / //``, unary minus, parentheses, the functions ``min``, ``max``,
-``round``, ``floor``, ``ceil`` and ``make_divisible``, and for conditions (an op's ``when``)
-the comparisons ``== != < <= > >=`` joined by ``and``, ``or``, ``not``. Anything else
+``round``, ``floor``, ``ceil``, ``make_divisible``, ``abs`` and ``log2``, and for
+conditions (an op's ``when``)
+the comparisons ``== != < <= > >=`` joined by ``and``, ``or``, ``not``, and the choice
+``A if CONDITION else B``. Anything else
 (attributes, subscripts, strings, lambdas, ``**``) is refused with a message that names it.
 """
 
@@ -51,6 +53,8 @@ FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int]] = {
     "floor": (math.floor, 1, 1),
     "ceil": (math.ceil, 1, 1),
     "make_divisible": (make_divisible, 1, 3),
+    "abs": (abs, 1, 1),
+    "log2": (math.log2, 1, 1),
 }
 _BINARY: dict[type, tuple[str, int]] = {  # operator: (text, precedence)
     ast.Add: ("+", 1),
@@ -134,6 +138,9 @@ def _check(node: ast.AST, names: set[str], depth: int) -> None:
     elif isinstance(node, ast.BoolOp):
         for part in node.values:
             _check(part, names, depth + 1)
+    elif isinstance(node, ast.IfExp):
+        for part in (node.test, node.body, node.orelse):
+            _check(part, names, depth + 1)
     elif isinstance(node, ast.Call):
         _check_call(node, names, depth)
     else:
@@ -196,6 +203,8 @@ def _value(node: ast.AST, env: Mapping[str, Number]) -> Number:
                 return False
             left = right
         return True
+    if isinstance(node, ast.IfExp):  # only the branch chosen is computed
+        return _value(node.body if _value(node.test, env) else node.orelse, env)
     if isinstance(node, ast.BoolOp):
         values = (_value(v, env) for v in node.values)
         return all(values) if isinstance(node.op, ast.And) else any(values)
@@ -220,9 +229,18 @@ def _value(node: ast.AST, env: Mapping[str, Number]) -> Number:
 def substitute(expr: Expr, values: Mapping[str, Number]) -> Expr:
     """``expr`` with the names in ``values`` replaced by their numbers and every part that
     is left without names computed: ``(i + 1) * split`` with i = 2 is ``3 * split``."""
-    if not expr.names & values.keys():
+    used = expr.names & values.keys()
+    if not used:
         return expr
-    tree = _fold(_Replace(values).visit(ast.parse(python_text(expr), mode="eval").body))
+    return _substitute(expr, tuple(sorted((n, type(values[n]), values[n]) for n in used)))
+
+
+@lru_cache(maxsize=4096)
+def _substitute(expr: Expr, values: tuple[tuple[str, type, Number], ...]) -> Expr:
+    """:func:`substitute`, remembered: lowering puts the same values into the same
+    expressions for many blocks (their types are part of the key: 1 and 1.0 write apart)."""
+    found = {name: value for name, _, value in values}
+    tree = _fold(_Replace(found).visit(ast.parse(python_text(expr), mode="eval").body))
     names: set[str] = set()
     _check(tree, names, 0)
     return Expr(tree, frozenset(names))
@@ -297,7 +315,10 @@ def _fold(node: ast.expr) -> ast.expr:
 
 
 def _identity(node: ast.expr) -> ast.expr:
-    """``1 * x``, ``x * 1``, ``x + 0``, ``0 + x``, ``x - 0`` -> ``x``; ``0 * x`` -> ``0``."""
+    """``1 * x``, ``x * 1``, ``x + 0``, ``0 + x``, ``x - 0`` -> ``x``; ``0 * x`` -> ``0``;
+    ``A if C else B`` whose condition is computed -> the branch it chooses."""
+    if isinstance(node, ast.IfExp) and isinstance(node.test, ast.Constant):
+        return node.body if node.test.value else node.orelse
     if not isinstance(node, ast.BinOp):
         return node
     left, right = node.left, node.right

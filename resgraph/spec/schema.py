@@ -689,6 +689,12 @@ class ModelSpec(StrictModel):
                     f"{name!r} cannot name a block type: use lower-case letters, digits and _ "
                     f"(not {', '.join(RESERVED_TYPES)})",
                 )
+        for name, bdef in (self.blocks or {}).items():
+            opener = bdef.stage_opener
+            if opener is not None and (opener == name or opener not in self.blocks):  # type: ignore[operator]
+                others = ", ".join(sorted(set(self.blocks or {}) - {name})) or "none"
+                message = f"{opener!r} is not another type defined here (defined: {others})"
+                error(("blocks", name, "stage_opener"), opener, message)
         uses = [(("block",), self.block)] + [
             (("stages", i, "block"), st.block) for i, st in enumerate(self.stages) if st.block
         ]
@@ -857,10 +863,12 @@ class ModelSpec(StrictModel):
                     None,
                     f"required field 'width' is missing (a {block.type} stage needs it)",
                 )
-            join = (
-                self.definition(block).join if isinstance(block, DefinedBlockSpec) else block.join
-            )
-            if join == "gate" and shortcut == "none":
+            if isinstance(block, DefinedBlockSpec):  # a variant may gate it
+                bdef = self.definition(block)
+                joins = {bdef.join, *(v.join for v in bdef.variants)}
+            else:
+                joins = {block.join}
+            if "gate" in joins and shortcut == "none":
                 error(
                     at,
                     shortcut,
