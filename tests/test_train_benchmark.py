@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 
 import pytest
-from train_helpers import ROOT, run_env
+from train_helpers import ROOT
+
+from helpers import load_script
 
 
-@pytest.mark.subprocess
+@pytest.mark.subprocess  # each row runs in a process of its own
 @pytest.mark.slow
-def test_gpu_benchmark_smoke_mode_runs_every_kind_of_row() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "train_gpu.py"), "--smoke"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=run_env(),
-    )
-    assert done.returncode == 0, done.stderr
+def test_gpu_benchmark_smoke_mode_runs_every_kind_of_row(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    script = load_script(ROOT / "benchmarks" / "train_gpu.py")
+    monkeypatch.setattr(sys, "argv", ["train_gpu.py", "--smoke"])
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the rows' processes: one thread each
+    assert script.main() == 0
+    out = capsys.readouterr().out
     rows = [
         [cell.strip() for cell in line.strip().strip("|").split("|")]
-        for line in done.stdout.splitlines()
+        for line in out.splitlines()
         if line.startswith("| cifar")
     ]
     labels = [row[1] for row in rows]
