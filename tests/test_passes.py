@@ -227,3 +227,24 @@ def test_lower_dump_after_a_pass():
     assert isinstance(lower(load_spec(CIFAR20)).graph, nx.DiGraph)
     with pytest.raises(SpecError):
         load_spec("name: x\n")
+
+
+def test_a_plain_pre_activation_net_wires_each_block_to_the_last_branch():
+    """Pre-activation blocks end at their join; in a plain net (shortcut none) the join is
+    removed, and the next block must read the branch that took its place."""
+    import torch
+
+    from resgraph import build_model
+
+    text = CIFAR20.replace("block: basic", "block: {type: basic, preactivation: true}")
+    plain = lower(load_spec(text.replace("shortcut: A", "shortcut: none")))
+    assert not [n for n in plain.nodes() if isinstance(n.op, Add)]
+    for block in plain.blocks.values():  # every block reads a node of the graph
+        assert plain.node(block.input) and plain.node(block.output)
+    assert plain.blocks["layer2.0"].input == plain.blocks["layer1.0"].output
+    assert summarize(plain).params == summarize(load_spec(text)).params  # option A has none
+    x = torch.randn(2, 3, 32, 32)
+    graph, generated = build_model(plain, "graph").eval(), build_model(plain, "generated").eval()
+    generated.load_state_dict(graph.state_dict())
+    with torch.no_grad():
+        assert torch.equal(graph(x), generated(x))

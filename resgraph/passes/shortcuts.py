@@ -24,7 +24,14 @@ from resgraph.passes.scope import conv_op, norm_op
 
 
 def insert_shortcuts(ir: IR) -> IR:
+    gone: dict[str, str] = {}  # a removed join -> the branch that took its place
     for path, block in list(ir.blocks.items()):
+        if block.input in gone or block.shortcut_input in gone:  # a block after a removed join
+            block = replace(
+                block,
+                input=gone.get(block.input, block.input),
+                shortcut_input=gone.get(block.shortcut_input, block.shortcut_input),
+            )
         if not block.residual:  # no join, or one without a shortcut port (a concatenation)
             ir.blocks[path] = replace(block, shortcut_kind="none")
             continue
@@ -35,6 +42,7 @@ def insert_shortcuts(ir: IR) -> IR:
         changes = out_shape != ir.node(block.input).shape
         kind: ShortcutKind = "identity"
         if block.shortcut == "none":
+            gone[block.join] = branch
             block = _remove_join(ir, block)
             kind = "none"
         elif block.shortcut == "A" and changes:
