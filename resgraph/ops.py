@@ -249,26 +249,38 @@ class ZeroPad(Op):
         return f"zero pad {self.padding}"
 
 
+class _ChannelNorm:
+    """What every norm op shares: the map's shape unchanged, checked against ``channels``
+    (and divided into ``groups``, where the norm has them), and ``per_channel`` parameters
+    for each channel."""
+
+    fill: ClassVar[str] = "#fbf0c9"
+    is_module: ClassVar[bool] = True
+    per_channel: ClassVar[int] = 2  # a scale and a shift
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        kind, channels = self.kind, self.channels  # type: ignore[attr-defined]
+        c, _, _ = _map(inputs[0], kind)
+        if c != channels:
+            raise ShapeMismatch(f"{kind} expects {channels} channels, got {c}")
+        groups = getattr(self, "groups", 1)
+        if c % groups:
+            raise ShapeMismatch(f"{kind}: {groups} groups do not divide {c} channels")
+        return inputs[0]
+
+    def params(self) -> int:
+        return self.per_channel * self.channels  # type: ignore[attr-defined,no-any-return]
+
+
 @dataclass(frozen=True)
-class BatchNorm(Op):
+class BatchNorm(_ChannelNorm, Op):
     """Batch norm (Ioffe & Szegedy 2015, ``nn.BatchNorm2d``) on ``channels`` channels."""
 
     kind: ClassVar[str] = "batchnorm"
     ctor: ClassVar[str] = "nn.BatchNorm2d"
     ctor_args: ClassVar = (("channels", None, KEEP),)
-    fill: ClassVar[str] = "#fbf0c9"
-    is_module: ClassVar[bool] = True
     channels: int
     zero_init: bool = False  # last BN of a residual branch, zeroed when the spec asks
-
-    def infer(self, inputs: list[Shape]) -> Shape:
-        c, _, _ = _map(inputs[0], "batchnorm")
-        if c != self.channels:
-            raise ShapeMismatch(f"batchnorm expects {self.channels} channels, got {c}")
-        return inputs[0]
-
-    def params(self) -> int:
-        return 2 * self.channels
 
     def label(self) -> str:
         return "BN"
@@ -740,35 +752,22 @@ class BlurPool(Op):
 
 
 @dataclass(frozen=True)
-class GroupNorm(Op):
+class GroupNorm(_ChannelNorm, Op):
     """Group norm (Wu & He 2018): ``groups`` groups, eps 1e-5, per-channel scale and shift."""
 
     kind: ClassVar[str] = "groupnorm"
     ctor: ClassVar[str] = "nn.GroupNorm"
     ctor_args: ClassVar = (("groups", None, KEEP), ("channels", None, KEEP))
-    fill: ClassVar[str] = "#fbf0c9"
-    is_module: ClassVar[bool] = True
     groups: int
     channels: int
     zero_init: bool = False  # last norm of a residual branch, zeroed when the spec asks
-
-    def infer(self, inputs: list[Shape]) -> Shape:
-        c, _, _ = _map(inputs[0], "groupnorm")
-        if c != self.channels:
-            raise ShapeMismatch(f"groupnorm expects {self.channels} channels, got {c}")
-        if c % self.groups:
-            raise ShapeMismatch(f"group norm: {self.groups} groups do not divide {c} channels")
-        return inputs[0]
-
-    def params(self) -> int:
-        return 2 * self.channels
 
     def label(self) -> str:
         return f"GN, {self.groups} groups"
 
 
 @dataclass(frozen=True)
-class EvoNormS0(Op):
+class EvoNormS0(_ChannelNorm, Op):
     """EvoNorm-S0 (Liu et al. 2020), a norm with its own nonlinearity: x * sigmoid(v * x)
     divided by the standard deviation of x over each of ``groups`` groups of channels (eps
     1e-5), then a per-channel scale and shift. Parameters ``weight``, ``bias``, ``v``."""
@@ -778,29 +777,17 @@ class EvoNormS0(Op):
     ctor_args: ClassVar = (("channels", None, KEEP), ("groups", "groups", 32))
     helper: ClassVar[str | None] = "EvoNorm2dS0"
     activates: ClassVar[bool] = True
-    fill: ClassVar[str] = "#fbf0c9"
-    is_module: ClassVar[bool] = True
+    per_channel: ClassVar[int] = 3  # a scale, a shift and v
     channels: int
     groups: int = 32
     zero_init: bool = False  # last norm of a residual branch, zeroed when the spec asks
-
-    def infer(self, inputs: list[Shape]) -> Shape:
-        c, _, _ = _map(inputs[0], "evonorm_s0")
-        if c != self.channels or c % self.groups:
-            raise ShapeMismatch(
-                f"EvoNorm-S0 expects {self.channels} channels in {self.groups} groups, got {c}"
-            )
-        return inputs[0]
-
-    def params(self) -> int:
-        return 3 * self.channels
 
     def label(self) -> str:
         return f"EvoNorm-S0, {self.groups} groups"
 
 
 @dataclass(frozen=True)
-class FilterResponseNorm(Op):
+class FilterResponseNorm(_ChannelNorm, Op):
     """Filter response normalisation with a thresholded linear unit (Singh & Krishnan 2020):
     x / sqrt(mean over H and W of x^2 + 1e-5), a per-channel scale and shift, then the
     larger of that and a learned per-channel threshold. Parameters ``weight``, ``bias``,
@@ -811,19 +798,9 @@ class FilterResponseNorm(Op):
     ctor_args: ClassVar = (("channels", None, KEEP),)
     helper: ClassVar[str | None] = "FilterResponseNormTlu2d"
     activates: ClassVar[bool] = True
-    fill: ClassVar[str] = "#fbf0c9"
-    is_module: ClassVar[bool] = True
+    per_channel: ClassVar[int] = 3  # a scale, a shift and tau
     channels: int
     zero_init: bool = False  # last norm of a residual branch, zeroed when the spec asks
-
-    def infer(self, inputs: list[Shape]) -> Shape:
-        c, _, _ = _map(inputs[0], "frn_tlu")
-        if c != self.channels:
-            raise ShapeMismatch(f"FRN expects {self.channels} channels, got {c}")
-        return inputs[0]
-
-    def params(self) -> int:
-        return 3 * self.channels
 
     def label(self) -> str:
         return "FRN + TLU"

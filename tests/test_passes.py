@@ -13,7 +13,17 @@ from helpers import CIFAR20, ROOT, run_cli
 from resgraph import ShapeError, SpecError, load_spec, lower
 from resgraph.errors import IRError
 from resgraph.ir import IR
-from resgraph.ops import Add, AvgPool, BatchNorm, Conv, PadShortcut, ShapeMismatch
+from resgraph.ops import (
+    Add,
+    AvgPool,
+    BatchNorm,
+    Conv,
+    EvoNormS0,
+    FilterResponseNorm,
+    GroupNorm,
+    PadShortcut,
+    ShapeMismatch,
+)
 from resgraph.passes import infer_shapes
 from resgraph.passes.lower import lower as lower_only
 from resgraph.passes.verify import verify
@@ -248,3 +258,28 @@ def test_a_plain_pre_activation_net_wires_each_block_to_the_last_branch():
     generated.load_state_dict(graph.state_dict())
     with torch.no_grad():
         assert torch.equal(graph(x), generated(x))
+
+
+@pytest.mark.parametrize(
+    ("op", "per_channel"),
+    [
+        (BatchNorm(64), 2),
+        (GroupNorm(32, 64), 2),
+        (EvoNormS0(64, 32), 3),  # weight, bias, v
+        (FilterResponseNorm(64), 3),  # weight, bias, tau
+    ],
+    ids=lambda v: getattr(v, "kind", str(v)),
+)
+def test_every_norm_checks_its_channels_and_counts_its_parameters(op, per_channel):
+    assert op.infer([(64, 8, 8)]) == (64, 8, 8)
+    with pytest.raises(ShapeMismatch, match=f"{op.kind} expects 64 channels, got 48"):
+        op.infer([(48, 8, 8)])
+    assert op.params() == per_channel * 64
+
+
+def test_a_grouped_norm_needs_groups_that_divide_its_channels():
+    for op in (GroupNorm(24, 48), EvoNormS0(48, 24)):
+        assert op.infer([(48, 4, 4)]) == (48, 4, 4)
+    for op in (GroupNorm(32, 48), EvoNormS0(48, 32)):
+        with pytest.raises(ShapeMismatch, match="32 groups do not divide 48 channels"):
+            op.infer([(48, 4, 4)])
