@@ -39,13 +39,12 @@ stem: {width: 8, activation: false STEM}
 EXTRA
 blocks:
   preact:
-    params: {act: 1}
     ops:
       - norm1: norm
-      - act1: {op: relu, when: act}
+      - act1: {op: relu, when: not norm_activates}
       - conv1: {op: conv, out_channels: width, kernel: 3, stride: stride, padding: 1}
       - norm2: norm
-      - act2: {op: relu, when: act}
+      - act2: {op: relu, when: not norm_activates}
       - conv2: {op: conv, out_channels: width, kernel: 3, padding: 1}
     post_activation: false
     shortcut_from: act1
@@ -282,6 +281,27 @@ def test_a_norm_with_its_own_nonlinearity_gets_no_relu_after_it(norm, op):
     assert isinstance(batch.node("final_relu").op, ReLU)
 
 
+@pytest.mark.parametrize(
+    ("norm", "activates"),
+    [
+        ("batch", 0),
+        ("{type: group, groups: 4}", 0),
+        ("{type: evonorm_s0, groups: 4}", 1),
+        ("frn", 1),
+    ],
+)
+def test_a_definition_reads_whether_the_norm_brings_its_own_nonlinearity(norm, activates):
+    ir = lower(_spec(f"norm: {norm}"))
+    relus = [n.name for n in ir.nodes() if n.scope == "layer2.1" and isinstance(n.op, ReLU)]
+    assert relus == ([] if activates else ["layer2.1.act1", "layer2.1.act2"])
+
+
+def test_norm_activates_cannot_be_a_param(write_spec):
+    text = _text().replace("  preact:\n", "  preact:\n    params: {norm_activates: 0}\n")
+    with pytest.raises(SpecError, match="norm_activates"):
+        load_spec(write_spec(text))
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("norm", ["{type: evonorm_s0, groups: 4}", "frn"])
 def test_engines_agree_with_evonorm_and_frn(engine, norm):
@@ -327,9 +347,7 @@ def test_a_stage_path_may_hold_an_index():
 
 
 def test_generated_source_imports_functional_only_where_it_calls_it():
-    text = _text("norm: frn\nhead: {classifier: conv}").replace(
-        "block: preact", "block: {type: preact, act: 0}"
-    )
+    text = _text("norm: frn\nhead: {classifier: conv}")
     without = emit_source(lower(load_spec(text)))
     assert "import torch.nn.functional" not in without and "F." not in without
     namespace: dict[str, object] = {}

@@ -208,6 +208,7 @@ class _Names:
             "in_channels": c.in_channels,
             "stride": c.stride,
             "index": c.index,
+            "norm_activates": int(norm_op(s.ir.spec, 1).activates),
         }
         if c.width is not None:
             self.values["width"] = c.width

@@ -61,7 +61,9 @@ from resgraph.spec.expr import FUNCTIONS, ExprError, Number, evaluate, parse
 
 BUILTIN_TYPES = ("basic", "bottleneck", "dense")
 RESERVED_TYPES = (*BUILTIN_TYPES, "dense_layer", "transition", "defined")
-STANDARD_NAMES = ("in_channels", "width", "stride", "index")  # every block's own names
+# every block's own names; norm_activates: 1 where the spec's norm brings its own
+# nonlinearity (EvoNorm-S0, FRN), so that a definition leaves its ReLUs out there
+STANDARD_NAMES = ("in_channels", "width", "stride", "index", "norm_activates")
 INPUT = "input"  # the block input, as an op's `in`
 NORM = "norm"  # the spec's norm layer, as an op's `op`
 INFERRED_FIELDS = ("in_channels", "channels", "in_features")  # taken from the op's input
