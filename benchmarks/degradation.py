@@ -38,6 +38,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: machine.py
+from machine import describe  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 FIGURE = ROOT / "docs" / "images" / "degradation.png"
@@ -283,8 +286,8 @@ def summarise(
     lines = [
         "# The degradation experiment on digits",
         "",
-        f"Machine: 2-core AMD EPYC, no GPU ({platform.machine()}, Python "
-        f"{platform.python_version()}), shared with other work, runs at `nice -n 10`.",
+        f"Machine: {describe()}, Python {platform.python_version()}; shared with other "
+        "work, runs at `nice -n 10`.",
         "",
         "Command:",
         "",

@@ -26,6 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # machine.py
+
+from machine import describe  # noqa: E402
 
 NETS = {"ResNet-50": "resnet50", "CIFAR ResNet-56": "cifar_resnet56"}
 
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Export: onnxruntime against PyTorch eager on the CPU",
         "",
-        f"Machine: 2-core AMD EPYC, no GPU (load average {load_start:.1f} at the start, "
+        f"Machine: {describe()} (load average {load_start:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}, "
         f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} thread(s) "
         f"each; median of {args.repeats} runs after a warm-up.",

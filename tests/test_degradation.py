@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_smoke_run_draws_the_figure(deg, tmp_path: Path, capsys: pytest.CaptureF
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = (tmp_path / "degradation_RESULTS.md").read_text()
     assert "| plain-20 | 0 |" in results and "| ResNet-20 | 0 |" in results
-    assert "2-core AMD EPYC, no GPU" in results
+    assert f"Machine: {deg.describe()}, Python" in results  # read from the machine
     for net in ("plain20_seed0", "resnet20_seed0"):
         lines = (tmp_path / net / "metrics.csv").read_text().splitlines()
         assert len(lines) == 3  # header and the evaluations at iterations 2 and 4
@@ -91,3 +92,14 @@ def test_smoke_run_draws_the_figure(deg, tmp_path: Path, capsys: pytest.CaptureF
     capsys.readouterr()
     assert deg.main(["--smoke", "--out", str(tmp_path)]) == 0
     assert "plain-20 seed 0: 0 s" in capsys.readouterr().out and png.exists()
+
+
+def test_results_name_the_machine_they_ran_on(tmp_path: Path) -> None:
+    machine = load_script(ROOT / "benchmarks" / "machine.py")
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\n\nprocessor\t: 1\n")
+    assert machine.cpu_model(info) == "Some CPU 9000"
+    assert machine.cpu_model(tmp_path / "missing")  # falls back to what Python knows
+    text = machine.describe()
+    assert text.startswith(f"{os.cpu_count()}-core ")
+    assert text.endswith(machine.gpu_name() or "no GPU")
