@@ -214,6 +214,18 @@ def _error(text: str) -> str:
         ),
         (
             "{module: features.transition1,",
+            "{module: classifier,",
+            "<string>:29:14: stages[1].module: stage path 'classifier' and module 'classifier' "
+            "(names.modules' name for 'fc') are one path, or one holds the other",
+        ),
+        (
+            "{module: features.transition1,",
+            "{module: features.norm0.t,",
+            "<string>:29:14: stages[1].module: stage path 'features.norm0.t' and module "
+            "'features.norm0' (names.modules' name for 'bn1') are one path, or one holds",
+        ),
+        (
+            "{module: features.transition1,",
             "{module: features transition1,",
             "<string>:29:14: stages[1].module: 'features transition1' is not a module path",
         ),

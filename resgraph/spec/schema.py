@@ -805,15 +805,24 @@ class ModelSpec(StrictModel):
         or lie one inside the other. Reported at the later stage."""
         errors: list[tuple[tuple[str | int, ...], object, str]] = []
         paths: list[str] = []
+        # the stem's and the head's modules renamed by names (a shortcut's are a block's)
+        renamed = {v: k for k, v in self.names.modules.items() if k.split(".")[0] != "downsample"}
         for i, stage in enumerate(self.stages):
             path = self.stage_name(i)
+            at = ("stages", i, "module") if stage.module else ("names", "stage")
             if stage.module and stage.repeats != 1:
                 message = "a stage that is one module holds one block: repeats must be 1"
                 errors.append((("stages", i, "repeats"), stage.repeats, message))
             clash = next((p for p in paths if _nested(p, path) or _nested(path, p)), None)
             if clash is not None:
-                at = ("stages", i, "module") if stage.module else ("names", "stage")
                 message = f"stage path {path!r} is or holds an earlier stage's path, {clash!r}"
+                errors.append((at, path, message))
+            taken = next((p for p in renamed if _nested(p, path) or _nested(path, p)), None)
+            if taken is not None and clash is None:  # one message a stage
+                message = (
+                    f"stage path {path!r} and module {taken!r} (names.modules' name for "
+                    f"{renamed[taken]!r}) are one path, or one holds the other"
+                )
                 errors.append((at, path, message))
             paths.append(path)
         if errors:
