@@ -163,3 +163,31 @@ def test_the_command_table_lists_the_registry(reference):
         "| `resgraph diff A B` | Compare two specs stage by stage. |" in reference.command_table()
     )
     assert "`resgraph eval SPEC --weights WEIGHTS`" in reference.command_table()
+
+
+def _definition_lines(path: Path) -> int:
+    """Lines of a spec's ``blocks:`` section (of a whole shipped block file), comments aside."""
+    lines = path.read_text().splitlines()
+    if path.parent.name != "blocks":
+        start = next(i for i, line in enumerate(lines) if line.startswith("blocks:")) + 1
+        end = next(
+            (i for i in range(start, len(lines)) if lines[i].strip() and lines[i][0] != " "),
+            len(lines),
+        )
+        lines = lines[start:end]
+    return sum(1 for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def test_the_readme_counts_the_lines_each_block_family_costs():
+    text = " ".join((ROOT / "README.md").read_text().split())
+    bases, shipped = ROOT / "specs" / "timm" / "bases", ROOT / "resgraph" / "blocks"
+    names = ("res2net", "skresnet", "resnest", "regnet", "regnet_silu", "resnetv2", "densenet")
+    lines = {name: _definition_lines(bases / f"{name}.yaml") for name in names}
+    assert f"in {_definition_lines(ROOT / 'specs' / 'cifar_fire_resnet20.yaml')} lines:" in text
+    assert (
+        f"Res2Net {lines['res2net']}, SKNet {lines['skresnet']}, ResNeSt {lines['resnest']}, "
+        f"RegNet X/Y {lines['regnet']}, RegNet V/Z {lines['regnet_silu']}, ResNetV2 "
+        f"{lines['resnetv2']}, DenseNet {lines['densenet']};"
+    ) in text
+    built_in = [_definition_lines(shipped / f"{n}.yaml") for n in ("basic", "bottleneck", "dense")]
+    assert "files {}, {} and {})".format(*built_in) in text
