@@ -100,6 +100,14 @@ def test_a_choice_is_made_when_its_condition_reads_only_constants():
     )
 
 
+def _located(text: str, old: str, new: str, where: str, message: str) -> None:
+    """``text`` with ``old`` written as ``new`` fails with one error at ``where``."""
+    assert old in text
+    with pytest.raises(SpecError) as info:
+        load_spec(text.replace(old, new, 1))
+    assert str(info.value).startswith(f"<string>:{where}: {message}")
+
+
 @pytest.mark.parametrize(
     ("old", "new", "where", "message"),
     [
@@ -124,10 +132,7 @@ def test_a_choice_is_made_when_its_condition_reads_only_constants():
     ],
 )
 def test_mistakes_in_the_new_keys_are_located(old, new, where, message):
-    assert old in SPEC
-    with pytest.raises(SpecError) as info:
-        load_spec(SPEC.replace(old, new, 1))
-    assert str(info.value).startswith(f"<string>:{where}: {message}")
+    _located(SPEC, old, new, where, message)
 
 
 def test_every_shipped_library_names_its_block_and_reads_only_its_types_options():
@@ -346,10 +351,7 @@ def test_parameters_order_the_constructor_and_defaults_give_its_defaults():
     ],
 )
 def test_mistakes_in_the_other_new_keys_are_located(old, new, where, message):
-    assert old in NAMES
-    with pytest.raises(SpecError) as info:
-        load_spec(NAMES.replace(old, new, 1))
-    assert str(info.value).startswith(f"<string>:{where}: {message}")
+    _located(NAMES, old, new, where, message)
 
 
 def test_a_role_is_main_or_attention():
