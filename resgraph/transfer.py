@@ -61,6 +61,7 @@ class TransferReport:
     entries: list[Entry] = field(default_factory=list)
     source_tensors: int = 0
     target_tensors: int = 0
+    blocks: dict[str, str] = field(default_factory=dict)  # the target's block paths -> stage
 
     def count(self, status: Status) -> int:
         return sum(e.status == status for e in self.entries)
@@ -92,7 +93,7 @@ class TransferReport:
         with ``verbose``), consecutive rows of one outcome within one block folded into
         one, then the totals."""
         rows = self.entries if verbose else [e for e in self.entries if e.status != "moved"]
-        lines = _rows(rows if verbose else _fold(rows))
+        lines = _rows(rows if verbose else _fold(rows, self.blocks))
         hidden = len(self.entries) - len(rows)
         if hidden:
             lines.append(f"({hidden} moved tensors not listed; --verbose lists every tensor)")
@@ -150,7 +151,8 @@ def transfer(
     names = names or {}
     adaptable = {f"{conv}.weight" for conv in input_convs(ir)}
     out: dict[str, Tensor] = {}
-    report = TransferReport(source_tensors=len(source), target_tensors=len(target))
+    blocks = {block: stage.path for stage in ir.stages for block in stage.blocks}
+    report = TransferReport(source_tensors=len(source), target_tensors=len(target), blocks=blocks)
     used: set[str] = set()
     for key, value in target.items():
         theirs = source.get(key) if _counter_moves(key, target, source) else None
@@ -266,44 +268,49 @@ def _fmt(shape: tuple[int, ...] | None) -> str:
     return "x".join(map(str, shape)) or "scalar"
 
 
-def _group(name: str) -> str:
-    """The block a tensor belongs to (``layer3.2`` for ``layer3.2.conv1.weight``), or the
-    name itself outside blocks."""
+def _block_of(name: str, blocks: Mapping[str, str]) -> str | None:
+    """The block a tensor belongs to (``layer3.2`` for ``layer3.2.conv1.weight``,
+    ``stages.0.blocks.1`` for ``stages.0.blocks.1.norm1.weight``), or None outside blocks."""
     parts = name.split(".")
-    return ".".join(parts[:2]) if len(parts) > 3 and parts[1].isdigit() else name
+    for end in range(len(parts) - 1, 0, -1):
+        if (path := ".".join(parts[:end])) in blocks:
+            return path
+    return None
 
 
-def _fold(entries: list[Entry]) -> list[Entry]:
+def _fold(entries: list[Entry], blocks: Mapping[str, str]) -> list[Entry]:
     """Runs of two or more entries of one outcome (and note) in one block as one row, and
-    consecutive such rows of one stage as one row (``layer3.6-35.*``)."""
+    consecutive such rows of one stage as one row (``layer3.6-35.*``). ``blocks``: the
+    network's block paths and the stage of each."""
     runs: list[list[Entry]] = []
     for e in entries:
         last = runs[-1][-1] if runs else None
         if (
             last is not None
             and (last.status, last.note) == (e.status, e.note)
-            and _group(last.name) == _group(e.name) != e.name
+            and _block_of(e.name, blocks) is not None
+            and _block_of(last.name, blocks) == _block_of(e.name, blocks)
         ):
             runs[-1].append(e)
         else:
             runs.append([e])
     merged: list[tuple[list[str], list[Entry]]] = []  # (blocks, entries)
     for run in runs:
-        block = _group(run[0].name)
+        block = _block_of(run[0].name, blocks) or run[0].name
         if merged and len(run) > 1 and len(merged[-1][1]) > 1:
-            blocks, prev = merged[-1]
+            folded, prev = merged[-1]
             same = (prev[0].status, prev[0].note) == (run[0].status, run[0].note)
-            if same and blocks[-1].split(".")[0] == block.split(".")[0]:
-                blocks.append(block)
+            if same and blocks[folded[-1]] == blocks[block]:
+                folded.append(block)
                 prev.extend(run)
                 continue
         merged.append(([block], list(run)))
     out: list[Entry] = []
-    for blocks, run in merged:
+    for folded, run in merged:
         if len(run) == 1:
             out.append(run[0])
             continue
-        name = blocks[0] if len(blocks) == 1 else f"{blocks[0]}-{blocks[-1].split('.')[1]}"
+        name = folded[0] if len(folded) == 1 else f"{folded[0]}-{folded[-1].rsplit('.', 1)[-1]}"
         values = sum(r.values for r in run)
         label = f"{name}.* ({len(run)} tensors)"
         out.append(Entry(label, run[0].status, None, None, None, values, run[0].note))

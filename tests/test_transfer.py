@@ -15,7 +15,7 @@ from helpers import CIFAR20, ROOT, fill
 from resgraph import build_model, build_module, load_spec, lower
 from resgraph.cli import main
 from resgraph.errors import WeightsError
-from resgraph.transfer import STATUSES, adapt_input_conv, import_partial, input_convs
+from resgraph.transfer import STATUSES, adapt_input_conv, import_partial, input_convs, transfer
 
 pytestmark = pytest.mark.slow  # trains, exports or builds large networks
 
@@ -316,7 +316,8 @@ def test_the_table_folds_runs_by_block_then_by_stage_and_nothing_else():
         _entry("fc.weight", values=7),
         _entry("fc.bias", values=1),
     ]
-    report = TransferReport(entries=entries, source_tensors=3, target_tensors=13)
+    blocks = {f"layer{s}.{b}": f"layer{s}" for s in (3, 4) for b in range(10)}
+    report = TransferReport(entries=entries, source_tensors=3, target_tensors=13, blocks=blocks)
     rows = [line.split()[0:4] for line in report.table(verbose=False).splitlines()[1:8]]
     assert rows == [
         ["conv1.weight", "adapted", "-", "->"],
@@ -332,6 +333,29 @@ def test_the_table_folds_runs_by_block_then_by_stage_and_nothing_else():
     assert re.search(r"^new\s+13\s+37$", table, re.M)  # 6x2 + 5 + 4x3 + 7 + 1 values
     folded = [e for e in report.entries if e.name.startswith("layer3.6")]
     assert len(folded) == 2  # the report itself keeps every tensor
+
+
+def test_the_table_folds_by_the_networks_own_block_paths():
+    """Blocks at deeper paths (timm's ResNetV2: stages.1.blocks.0) fold by block and stage,
+    not by their first two name components."""
+    from resgraph.transfer import TransferReport
+
+    blocks = {f"stages.{s}.blocks.{b}": f"stages.{s}.blocks" for s in (0, 1) for b in range(3)}
+    entries = [
+        *(_entry(f"stages.0.blocks.{b}.norm1.{t}") for b in (1, 2) for t in ("a", "b")),
+        *(_entry(f"stages.1.blocks.{b}.norm1.{t}") for b in (0, 1) for t in ("a", "b")),
+        _entry("norm.weight"),
+        _entry("norm.bias"),  # not in a block: one row each
+    ]
+    report = TransferReport(entries=entries, blocks=blocks)
+    rows = [line.split()[0] for line in report.table(verbose=False).splitlines()[1:5]]
+    assert rows == ["stages.0.blocks.1-2.*", "stages.1.blocks.0-1.*", "norm.weight", "norm.bias"]
+
+
+def test_the_report_knows_the_targets_blocks():
+    ir = lower(load_spec(CIFAR20))
+    _, report = transfer(ir, build_module(ir).state_dict(), {})
+    assert report.blocks["layer2.0"] == "layer2" and "fc" not in report.blocks
 
 
 @pytest.mark.parametrize(("channels", "note"), [(1, "summed"), (6, "repeated, x0.5")])
