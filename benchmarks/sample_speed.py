@@ -18,12 +18,15 @@ import math
 import os
 import platform
 import random
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "specs" / "spaces" / "regnetx.yaml"
 BUDGET = (360_000_000, 440_000_000)
+sys.path.insert(0, str(ROOT))
+from resgraph.spec.schema import MAX_WIDTH  # noqa: E402
 
 
 def resgraph_sampler(count: int, jobs: int) -> tuple[float, int]:
@@ -117,7 +120,7 @@ def baseline_sampler(draws: int) -> tuple[float, int]:
         wa = math.exp(rng.uniform(math.log(8), math.log(256)))
         wm, d, g = rng.uniform(1.5, 3.0), rng.randint(12, 28), rng.choice([1, 2, 4, 8, 16, 32])
         stages = paper_widths(w0, wa, wm, d, g)
-        if max(w for w, _, _ in stages) > 8192:
+        if max(w for w, _, _ in stages) > MAX_WIDTH:  # resgraph refuses these: so does this
             continue
         macs = torch_macs(torch_network(stages))
         accepted += BUDGET[0] <= macs <= BUDGET[1]
