@@ -17,8 +17,6 @@ from resgraph.summary import summarize
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]  # trials start processes
 pytestmark.append(pytest.mark.xdist_group("sweep"))  # one worker runs `swept`
 
-pytest.importorskip("ray.tune")
-
 TINY = """\
 name: Tiny {w}
 input: {{channels: 1, size: 8}}
@@ -41,6 +39,7 @@ def swept(tmp_path_factory):
     """Three good specs, one whose training fails (its batch is larger than the data set)
     and one that does not validate; swept once. (Session-scoped: a module-scoped fixture is
     set up again whenever the worker runs another file's test between two of this file's.)"""
+    pytest.importorskip("ray.tune")  # here, not at import: the other tests need no Ray
     root = tmp_path_factory.mktemp("sweep")
     specs = root / "specs"
     specs.mkdir()
