@@ -170,12 +170,8 @@ def _runs(items: list[str]) -> str:
 def op_counts(ir: IR) -> Counter[str]:
     """The ops of each part of the network, as the IR records it: ``stem``, each stage by
     its path (``layer1``), ``head``. The input and a backbone's output markers are no ops."""
-    stage_of = {b: s.path for s in ir.stages for b in s.blocks}
-    return Counter(
-        stage_of[n.scope] if n.section == "stage" else n.section
-        for n in ir.nodes()
-        if not isinstance(n.op, (Input, Output))
-    )
+    parts = ir.parts()
+    return Counter(parts[n.name] for n in ir.nodes() if not isinstance(n.op, (Input, Output)))
 
 
 def stage_facts(ir: IR, info: Summary) -> dict[str, dict[str, Any]]:
@@ -188,10 +184,10 @@ def stage_facts(ir: IR, info: Summary) -> dict[str, dict[str, Any]]:
         top["blocks"] = _definitions(spec)
     facts["network"] = {"options": {"type": "network", **top}}
     scope = {n.name: n.scope for n in ir.nodes()}  # a layer's block ('layer2.0')
-    stage_of = {b: s.path for s in ir.stages for b in s.blocks}  # a path may hold dots
+    parts = ir.parts()
     by_stage: dict[str, list[LayerRow]] = {}
     for row in info.layers:
-        by_stage.setdefault(stage_of.get(scope[row.name], ""), []).append(row)
+        by_stage.setdefault(parts[row.name], []).append(row)
     paths = [r.name for r in info.stages if r.name not in ("stem", "head")]
     for row in info.stages:
         f: dict[str, Any] = {

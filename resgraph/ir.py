@@ -172,6 +172,20 @@ class IR:
     def node(self, name: str) -> Node:
         return self.graph._node[name]["node"]
 
+    def block_stages(self) -> dict[str, Stage]:
+        """Each block's path -> the stage that holds it."""
+        return {block: stage for stage in self.stages for block in stage.blocks}
+
+    def parts(self) -> dict[str, str]:
+        """The part of the network each node is in, by node name: ``stem``, ``head``, a
+        backbone's ``output`` markers, or for a block's nodes its stage's path (``layer1``,
+        ``stages.0.blocks``: a path may hold dots)."""
+        stages = self.block_stages()
+        return {
+            n.name: stages[n.scope].path if n.section == "stage" else n.section
+            for n in self.nodes()
+        }
+
     def nodes(self) -> list[Node]:
         """All nodes in execution order (see :meth:`order`)."""
         return [self.node(n) for n in self.order()]

@@ -144,8 +144,7 @@ def summarize(spec_or_ir: ModelSpec | IR, batch_size: int = 1, fused: bool = Fal
         LayerRow(n.name, n.op.label(), fmt_shape(n.shape), params[n.name], n.macs) for n in nodes
     ]
     # the stage a node's section puts it in: "stem", "layer1", ..., "head"
-    blocks = {b: s.path for s in ir.stages for b in s.blocks}  # a path may hold dots
-    stage_of = {n.name: blocks[n.scope] if n.section == "stage" else n.section for n in nodes}
+    stage_of = ir.parts()
     order = ["stem"] + [s.path for s in ir.stages] + ["head"]
     stages: list[StageRow] = []
     for name in order:

@@ -151,7 +151,7 @@ def transfer(
     names = names or {}
     adaptable = {f"{conv}.weight" for conv in input_convs(ir)}
     out: dict[str, Tensor] = {}
-    blocks = {block: stage.path for stage in ir.stages for block in stage.blocks}
+    blocks = {block: stage.path for block, stage in ir.block_stages().items()}
     report = TransferReport(source_tensors=len(source), target_tensors=len(target), blocks=blocks)
     used: set[str] = set()
     for key, value in target.items():

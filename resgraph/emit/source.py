@@ -530,7 +530,7 @@ def _network_modules(
 ) -> tuple[list[tuple[str, object]], list[_Item]]:
     """The network's modules (top-level nodes, and one Sequential of block calls per stage
     in place of its blocks) and what its forward runs, in order."""
-    stage_of = {b: s for s in ir.stages for b in s.blocks}
+    stage_of = ir.block_stages()
     entries: list[tuple[str, object]] = []
     items: list[_Item] = []
     for node in nodes:
