@@ -10,7 +10,7 @@ import networkx as nx
 import pytest
 from click.testing import CliRunner
 
-from helpers import ROOT
+from helpers import ROOT, invoke
 from resgraph import (
     ArgumentError,
     ModelSpec,
@@ -45,10 +45,6 @@ def small(path: str, outputs: list[str] | None, *, size: int = 64, repeats: int 
         stage["repeats"] = min(stage["repeats"], repeats)
     data["outputs"] = outputs
     return ModelSpec.model_validate(data)
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 # -- the spec key ------------------------------------------------------------------------------

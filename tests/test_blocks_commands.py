@@ -6,18 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from click.testing import CliRunner
 
-from helpers import ROOT
+from helpers import ROOT, invoke
 from resgraph import load_spec
-from resgraph.cli import main
 from resgraph.emit import build_model
 
 FIRE = ROOT / "specs" / "cifar_fire_resnet20.yaml"
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_show_merges_a_library_of_blocks(tmp_path: Path):

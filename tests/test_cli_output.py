@@ -7,10 +7,8 @@ import errno
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from helpers import CIFAR20
-from resgraph.cli import main
+from helpers import CIFAR20, invoke
 from resgraph.errors import (
     LocatedError,
     OutputError,
@@ -20,10 +18,6 @@ from resgraph.errors import (
     error_lines,
 )
 from resgraph.fsutil import atomic_write_text, check_output, output_error
-
-
-def invoke(*args: object) -> object:
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_error_lines_prefix_every_problem_and_only_problems():

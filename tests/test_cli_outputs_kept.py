@@ -6,18 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from helpers import CIFAR20
-from resgraph.cli import main
+from helpers import CIFAR20, invoke
 from resgraph.emit.commands import transfer_report_path
 from resgraph.emit.graph_module import build_module
 from resgraph.passes import lower
 from resgraph.spec import load_spec
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 from train_helpers import one_thread  # noqa: F401  (one compute thread in this module)
 
-from resgraph.cli import main
+from helpers import invoke
 from resgraph.errors import TrainError
 from resgraph.train import data as tdata
 from resgraph.train import folder as tfolder
@@ -29,10 +28,6 @@ stages:
   - {width: 4, repeats: 1, stride: 1}
 train: {batch_size: 4, iterations: 2}
 """
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from PIL import Image
 from train_helpers import (
     GREY_TINY_SPEC,
@@ -17,7 +16,7 @@ from train_helpers import (
 )
 from train_hooks import SignalAfter, with_callbacks
 
-from resgraph.cli import main
+from helpers import invoke
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import data as tdata
 from resgraph.train import folder as tfolder
@@ -25,10 +24,6 @@ from resgraph.train import folder as tfolder
 # Words that sort in digit order, so the folder's labels are the digits' own.
 WORDS = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "hazel", "iris", "jade"]
 SPEC = GREY_TINY_SPEC
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(autouse=True)

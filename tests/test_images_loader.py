@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 from train_helpers import one_thread  # noqa: F401
 
-from resgraph.cli import main
+from helpers import invoke
 from resgraph.errors import TrainError
 from resgraph.train import dali, stream
 from resgraph.train import folder as tfolder
@@ -32,10 +31,6 @@ train: {batch_size: 12, iterations: 4, eval_every: 4}
 """
 COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
 CPU = torch.device("cpu")
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(autouse=True)

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from PIL import Image
 from train_helpers import one_thread  # noqa: F401
 from train_hooks import SignalAfter, with_callbacks
 
-from resgraph.cli import main
+from helpers import invoke
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train import folder as tfolder
 from resgraph.train import stream
@@ -34,10 +33,6 @@ stages:
 train: {batch_size: 12, iterations: 6, eval_every: 3}
 """
 COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(autouse=True)

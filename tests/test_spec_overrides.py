@@ -6,19 +6,14 @@ import shlex
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import resgraph
-from helpers import ROOT, run_cli
-from resgraph.cli import COMMANDS, main
+from helpers import ROOT, invoke, run_cli
+from resgraph.cli import COMMANDS
 from resgraph.spec.overrides import Override
 
 R50 = ROOT / "specs" / "resnet50.yaml"
 R20 = ROOT / "specs" / "cifar_resnet20.yaml"
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def load(*overrides: str, spec: Path = R50) -> resgraph.ModelSpec:

@@ -10,16 +10,11 @@ import click
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from train_helpers import one_thread, write_tiny_spec  # noqa: F401
 
-from resgraph.cli import main
+from helpers import invoke
 from resgraph.spec.train import TrainSpec
 from resgraph.train import cli as tcli
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def _option(name: str) -> click.Option:

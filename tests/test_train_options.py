@@ -7,21 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from train_helpers import (
     one_thread,  # noqa: F401 (an autouse fixture: one thread)
     write_tiny_spec,
 )
 
 import resgraph
-from resgraph.cli import main
+from helpers import invoke
 from resgraph.errors import TrainError
 from resgraph.train import config as cfg
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args])
-
 
 # --- lengths and flags ------------------------------------------------------------------
 

@@ -10,17 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from train_helpers import one_thread, write_tiny_spec  # noqa: F401
 from train_hooks import SignalAfter, with_callbacks
 
-from resgraph.cli import main
+from helpers import invoke
 from resgraph.train import checkpoint as ckpt_io
 from resgraph.train.schedule import Schedule
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_cosine_falls_from_the_lr_to_zero() -> None:

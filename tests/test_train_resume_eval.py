@@ -15,6 +15,7 @@ from train_helpers import (
 )
 from train_hooks import SignalAfter, with_callbacks
 
+from helpers import invoke
 from resgraph.cli import main
 from resgraph.errors import TrainError
 from resgraph.train import checkpoint as ckpt_io
@@ -23,10 +24,6 @@ from resgraph.train.evaluate import check_classes
 
 pytestmark = pytest.mark.slow  # trains, exports or builds large networks
 pytestmark = [pytestmark, pytest.mark.xdist_group("resume_eval")]  # one worker trains once
-
-
-def invoke(*args: object):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
